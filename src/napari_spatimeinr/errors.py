@@ -1,0 +1,14 @@
+"""User-facing errors: one clear message that names the problem and the fix."""
+
+from __future__ import annotations
+
+
+class SpatimeINRError(ValueError):
+    """Bad input or an impossible request. The message is shown to the user as is.
+
+    Front ends print ``str(err)`` (CLI: one line on stderr, exit code 2; GUI: a notification).
+    """
+
+
+class StopRequested(Exception):  # noqa: N818 - a signal, not an error
+    """Raised inside long work when the user asked it to stop."""

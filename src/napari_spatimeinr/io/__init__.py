@@ -1,0 +1,1 @@
+"""Reading stacks into :class:`~napari_spatimeinr.data.Stack4D` and writing outputs, by suffix."""

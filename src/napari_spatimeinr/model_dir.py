@@ -1,0 +1,247 @@
+"""The model directory: everything needed to render a trained model, on any machine.
+
+Layout (DESIGN.md, "Model directory")::
+
+    config.yaml   full validated TrainConfig (including ``method``)
+    meta.json     format version, method, source name and SHA-256, shape, axes, voxel size,
+                  frame interval, normalization, training steps and seconds
+    input.npy     the normalized input, TZYX float32 (memory-mapped by renderers)
+    history.csv   step, loss, psnr, lr, seconds (one row per logged step)
+    model.pt      learned weights (tensors only; methods with weights)
+    checkpoint.pt optimizer and RNG state for --resume (methods with weights)
+
+The directory appears atomically (built under a temporary name, then renamed) and an existing one
+is only replaced with ``overwrite=True``. Files inside are replaced atomically (temp + rename).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .config import TrainConfig, build, dump_yaml, load_yaml
+from .data.normalize import Normalization
+from .data.stack import Stack4D
+from .errors import SpatimeINRError
+
+FORMAT_VERSION = 1
+HISTORY_FIELDS = ["step", "loss", "psnr", "lr", "seconds"]
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
+    """Write a file through ``write(fh)`` into a temporary sibling, then rename it over ``path``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def check_new_output(path: Path, overwrite: bool, what: str = "model directory") -> None:
+    if path.exists() and not overwrite:
+        raise SpatimeINRError(
+            f"The {what} {path} already exists: choose another name, or pass --overwrite to "
+            "replace it."
+        )
+    if path.exists() and overwrite and path.is_file() and what == "model directory":
+        raise SpatimeINRError(f"{path} is a file, not a model directory: choose another name.")
+
+
+class ModelDir:
+    """An opened model directory (see module docstring)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise SpatimeINRError(
+                f"No model directory at {self.path}: train one first (spatimeinr train INPUT -o "
+                f"{self.path})."
+            )
+        for name in ("config.yaml", "meta.json", "input.npy"):
+            if not (self.path / name).is_file():
+                raise SpatimeINRError(
+                    f"{self.path} is not a complete model directory ({name} is missing): train it "
+                    "again with --overwrite."
+                )
+        self.meta: dict[str, Any] = json.loads((self.path / "meta.json").read_text())
+        if int(self.meta.get("format_version", 0)) > FORMAT_VERSION:
+            raise SpatimeINRError(
+                f"{self.path} was written by a newer napari-spatimeinr (format "
+                f"{self.meta.get('format_version')}): upgrade the package to read it."
+            )
+        self.config: TrainConfig = build(TrainConfig, load_yaml(self.path / "config.yaml"), "config.yaml")
+        self.norm = Normalization.from_dict(self.meta["normalization"])
+        self._input: np.ndarray | None = None
+
+    # -- properties -----------------------------------------------------------------------------
+    @property
+    def method(self) -> str:
+        return self.config.method
+
+    @property
+    def input(self) -> np.ndarray:
+        """The normalized input, TZYX float32, memory-mapped read-only."""
+        if self._input is None:
+            self._input = np.load(self.path / "input.npy", mmap_mode="r")
+        return self._input
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return tuple(int(s) for s in self.meta["shape"])  # type: ignore[return-value]
+
+    @property
+    def voxel_size(self) -> tuple[float, float, float]:
+        return tuple(float(v) for v in self.meta["voxel_size"])  # type: ignore[return-value]
+
+    @property
+    def frame_interval(self) -> float:
+        return float(self.meta["frame_interval"])
+
+    @property
+    def name(self) -> str:
+        return str(self.meta.get("name", self.path.name))
+
+    def stack(self) -> Stack4D:
+        """The input as a Stack4D in raw intensity units (loads it into memory)."""
+        return Stack4D(
+            self.norm.invert(np.asarray(self.input)),
+            voxel_size=self.voxel_size,
+            frame_interval=self.frame_interval,
+            source_axes=self.meta.get("source_axes", "TZYX"),
+            name=self.name,
+            source_path=self.meta.get("source_path", ""),
+            source_sha256=self.meta.get("source_sha256", ""),
+            origin=tuple(self.meta.get("origin", (0.0, 0.0, 0.0, 0.0))),  # type: ignore[arg-type]
+        )
+
+    # -- writing --------------------------------------------------------------------------------
+    def write_atomic(self, name: str, data: bytes | Callable[[Any], None]) -> None:
+        """Replace file ``name`` inside the directory atomically (bytes or a writer callback)."""
+        writer = data if callable(data) else (lambda fh: fh.write(data))
+        atomic_write(self.path / name, writer)
+
+    def update_meta(self, **changes: Any) -> None:
+        self.meta.update(changes)
+        text = json.dumps(self.meta, indent=2).encode()
+        self.write_atomic("meta.json", text)
+
+    def write_history(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Replace history.csv with ``rows`` (keys from HISTORY_FIELDS)."""
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in HISTORY_FIELDS})
+        self.write_atomic("history.csv", buf.getvalue().encode())
+
+    def read_history(self) -> list[dict[str, float]]:
+        p = self.path / "history.csv"
+        if not p.is_file():
+            return []
+        with open(p, newline="") as fh:
+            return [
+                {k: (float(v) if v not in ("", None) else float("nan")) for k, v in row.items()}
+                for row in csv.DictReader(fh)
+            ]
+
+    def provenance(self) -> dict[str, Any]:
+        """What every output of this model records about where it came from."""
+        return {
+            "software": "napari-spatimeinr",
+            "version": __version__,
+            "method": self.config.method,
+            "preset": self.config.preset if self.config.method == "spatimeinr" else None,
+            "seed": self.config.seed,
+            "source_name": Path(self.meta.get("source_path") or self.name).name,
+            "source_sha256": self.meta.get("source_sha256", ""),
+            "model_dir": str(self.path.resolve()),
+        }
+
+
+def create_model_dir(
+    path: str | Path, stack: Stack4D, config: TrainConfig, overwrite: bool = False
+) -> ModelDir:
+    """Write a new model directory for ``stack`` atomically and open it.
+
+    The input is validated (NaN/Inf, constant), normalized once and stored as ``input.npy``.
+    """
+    path = Path(path)
+    check_new_output(path, overwrite)
+    stack.validate()
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.exists():
+        raise SpatimeINRError(f"The folder {parent} does not exist: create it or choose another -o.")
+    norm = Normalization.fit(stack.data)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
+    try:
+        np.save(tmp / "input.npy", norm.apply(stack.data))
+        (tmp / "config.yaml").write_text(dump_yaml(config))
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "software_version": __version__,
+            "method": config.method,
+            "preset": config.preset,
+            "name": stack.name,
+            "source_path": stack.source_path,
+            "source_sha256": stack.source_sha256,
+            "source_axes": stack.source_axes,
+            "axes": "TZYX",
+            "shape": list(stack.shape),
+            "voxel_size": list(stack.voxel_size),
+            "voxel_unit": "micrometer",
+            "frame_interval": stack.frame_interval,
+            "time_unit": "second",
+            "origin": list(stack.origin),
+            "normalization": norm.to_dict(),
+            "source_dtype": str(stack.extra.get("source_dtype", "float32")),
+            "train_steps": 0,
+            "train_seconds": 0.0,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+        with open(tmp / "history.csv", "w", newline="") as fh:
+            csv.DictWriter(fh, fieldnames=HISTORY_FIELDS).writeheader()
+        if path.exists():  # overwrite=True: swap in, then remove the old one
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=parent))
+            os.replace(path, old / "x")
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+        _fsync_dir(parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ModelDir(path)

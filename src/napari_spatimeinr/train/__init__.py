@@ -1,0 +1,5 @@
+"""Training: trainers are generators that yield :class:`Progress` records."""
+
+from .progress import Progress
+
+__all__ = ["Progress"]
