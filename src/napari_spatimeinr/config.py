@@ -70,7 +70,9 @@ class StackOptions(_Model):
 class SpatimeINRParams(_Model):
     """Hyperparameters of the SpatimeINR engine. Presets fill them; any field can be overridden."""
 
-    latent_dim: int = Field(128, ge=1, le=1024, description="Channels of the latent code per voxel.")
+    latent_dim: int = Field(
+        128, ge=1, le=1024, description="Channels of the latent code per voxel."
+    )
     encoder_features: int = Field(64, ge=4, le=512, description="Channels inside the encoder.")
     encoder_groups: int = Field(2, ge=0, le=32, description="Residual groups in the RCAN encoder.")
     encoder_blocks: int = Field(4, ge=0, le=64, description="RCAB blocks per residual group.")
@@ -110,13 +112,17 @@ class TrainConfig(_Model):
         description="fast: quick on a laptop CPU or one GPU (default). paper: SpatimeINR as published.",
     )
     steps: int | None = Field(
-        None, ge=1, description="Training steps. Default: the preset's; the time limit may end it first."
+        None,
+        ge=1,
+        description="Training steps. Default: the preset's; the time limit may end it first.",
     )
     time_limit: float | None = Field(
         None, gt=0, description="Stop training after this many seconds (a usable model is kept)."
     )
     device: Device = Field("auto", description="Where to train: auto (GPU if any), cpu or cuda.")
-    seed: int = Field(0, ge=0, description="Random seed; same seed and data give the same model on CPU.")
+    seed: int = Field(
+        0, ge=0, description="Random seed; same seed and data give the same model on CPU."
+    )
     checkpoint_every: float = Field(
         60.0, gt=0, description="Seconds between checkpoints written during training."
     )
@@ -136,7 +142,9 @@ class RenderConfig(_Model):
     """What to render from a model: factors per axis, an optional part, the output type."""
 
     scale_t: float = Field(1.0, gt=0, description="Temporal factor k: (T-1)*k+1 output frames.")
-    scale_z: float = Field(1.0, gt=0, description="Spatial factor along z (output voxels per input).")
+    scale_z: float = Field(
+        1.0, gt=0, description="Spatial factor along z (output voxels per input)."
+    )
     scale_y: float = Field(1.0, gt=0, description="Spatial factor along y.")
     scale_x: float = Field(1.0, gt=0, description="Spatial factor along x.")
     t_range: tuple[float, float] | None = Field(

@@ -112,16 +112,18 @@ def make_grid(
     """
     tn, zn, yn, xn = (int(v) for v in input_shape)
     st = check_factor("The temporal factor", scale_t)
-    sz, sy, sx = (
-        check_factor(f"The {a} factor", s) for a, s in zip("zyx", scale_zyx, strict=True)
-    )
+    sz, sy, sx = (check_factor(f"The {a} factor", s) for a, s in zip("zyx", scale_zyx, strict=True))
     if tn == 1 and st != 1.0:
         raise SpatimeINRError(
             "This stack has a single time point (T=1), so it cannot be resampled in time: "
             "use a temporal factor of 1, or load a time-lapse."
         )
-    full = [temporal_coords(tn, st), spatial_coords(zn, sz), spatial_coords(yn, sy),
-            spatial_coords(xn, sx)]
+    full = [
+        temporal_coords(tn, st),
+        spatial_coords(zn, sz),
+        spatial_coords(yn, sy),
+        spatial_coords(xn, sx),
+    ]
     full_shape = tuple(len(a) for a in full)
     keep = [slice(None)] * 4
     if t_range is not None:

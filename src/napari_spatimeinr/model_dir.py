@@ -101,7 +101,9 @@ class ModelDir:
                 f"{self.path} was written by a newer napari-spatimeinr (format "
                 f"{self.meta.get('format_version')}): upgrade the package to read it."
             )
-        self.config: TrainConfig = build(TrainConfig, load_yaml(self.path / "config.yaml"), "config.yaml")
+        self.config: TrainConfig = build(
+            TrainConfig, load_yaml(self.path / "config.yaml"), "config.yaml"
+        )
         self.norm = Normalization.from_dict(self.meta["normalization"])
         self._input: np.ndarray | None = None
 
@@ -202,7 +204,9 @@ def create_model_dir(
     stack.validate()
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.exists():
-        raise SpatimeINRError(f"The folder {parent} does not exist: create it or choose another -o.")
+        raise SpatimeINRError(
+            f"The folder {parent} does not exist: create it or choose another -o."
+        )
     norm = Normalization.fit(stack.data)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
     try:

@@ -66,7 +66,9 @@ def select_channel(data: np.ndarray, axes: str, channel: int | None) -> tuple[np
             f"The image has {n} channels (axes {axes}): choose one with --channel N (0..{n - 1})."
         )
     if not 0 <= channel < n:
-        raise SpatimeINRError(f"--channel {channel} is out of range: the image has channels 0..{n - 1}.")
+        raise SpatimeINRError(
+            f"--channel {channel} is out of range: the image has channels 0..{n - 1}."
+        )
     return np.take(data, channel, axis=ci), axes.replace("C", "")
 
 

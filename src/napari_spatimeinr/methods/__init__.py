@@ -1,1 +1,25 @@
-"""methods."""
+"""Method registry: each method trains into a model directory and renders blocks from it."""
+
+from __future__ import annotations
+
+from ..config import CLASSICAL_METHODS
+from ..errors import SpatimeINRError
+from .base import BlockRenderer, Method
+
+METHODS = ("spatimeinr", *CLASSICAL_METHODS)
+
+
+def get_method(name: str) -> Method:
+    """Return the method object for ``name`` (one of :data:`METHODS`)."""
+    if name in CLASSICAL_METHODS:
+        from .classical import ClassicalMethod
+
+        return ClassicalMethod(name)
+    if name == "spatimeinr":
+        from .spatimeinr import SpatimeINRMethod
+
+        return SpatimeINRMethod()
+    raise SpatimeINRError(f"Unknown method {name!r}: choose one of {', '.join(METHODS)}.")
+
+
+__all__ = ["METHODS", "BlockRenderer", "Method", "get_method"]

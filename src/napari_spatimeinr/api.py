@@ -1,0 +1,155 @@
+"""The Python API: the one facade that the CLI and the napari widgets both call.
+
+Typical use::
+
+    from napari_spatimeinr import api
+
+    for p in api.train("movie.tif", "movie.spatimeinr", {"time_limit": 120}):
+        print(p.step, p.loss)
+    arr = api.render("movie.spatimeinr", scale_t=4, scale_zyx=(2, 1, 1))   # lazy dask array
+    plan = api.plan_render("movie.spatimeinr", scale_t=4, scale_zyx=(2, 1, 1))
+    api.export(arr, "movie_x4.ome.tif", plan.meta)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+
+from .config import StackOptions, TrainConfig, build
+from .data.stack import Stack4D
+from .errors import SpatimeINRError
+from .io.meta import OutputMeta
+from .methods import get_method
+from .model_dir import ModelDir, create_model_dir
+from .render.lazy import RenderPlan, estimate_seconds, plan_render, render, render_plan
+from .train.progress import Progress
+
+__all__ = [
+    "ModelDir",
+    "OutputMeta",
+    "Progress",
+    "RenderPlan",
+    "Stack4D",
+    "estimate_seconds",
+    "evaluate",
+    "export",
+    "open_model",
+    "plan_render",
+    "read",
+    "render",
+    "render_plan",
+    "train",
+    "train_config",
+]
+
+
+def read(
+    path: str | Path,
+    *,
+    axes: str | None = None,
+    channel: int | None = None,
+    voxel_size: tuple[float, float, float] | None = None,
+    frame_interval: float | None = None,
+) -> Stack4D:
+    """Read a stack (TIFF, OME-TIFF, NIfTI, OME-Zarr, .npy) as a canonical TZYX :class:`Stack4D`."""
+    from .io.read import read_stack
+
+    opts = build(
+        StackOptions,
+        {
+            "axes": axes,
+            "channel": channel,
+            "voxel_size": voxel_size,
+            "frame_interval": frame_interval,
+        },
+        "read options",
+    )
+    return read_stack(path, **opts.model_dump())
+
+
+def train_config(
+    config: TrainConfig | dict[str, Any] | None = None, **overrides: Any
+) -> TrainConfig:
+    """A validated :class:`TrainConfig` from a config object or dict plus keyword overrides."""
+    base = config.model_dump() if isinstance(config, TrainConfig) else dict(config or {})
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    return build(TrainConfig, base, "training configuration")
+
+
+def train(
+    source: str | Path | Stack4D,
+    out_dir: str | Path,
+    config: TrainConfig | dict[str, Any] | None = None,
+    *,
+    overwrite: bool = False,
+    resume: bool = False,
+    stop: Callable[[], bool] | None = None,
+    read_options: dict[str, Any] | None = None,
+) -> Iterator[Progress]:
+    """Train a model of ``source`` into ``out_dir``: a generator of :class:`Progress` records.
+
+    The directory is created atomically before the first record; it is usable (renderable) once a
+    method's first checkpoint is written and always when the generator ends, also after ``stop()``
+    returned True. ``resume=True`` continues the training stored in ``out_dir`` (``source`` is then
+    only checked to be the same data, when given as a path).
+    """
+    cfg = train_config(config)
+    should_stop = stop or (lambda: False)
+    if resume:
+        md = ModelDir(out_dir)
+        if md.config.method != cfg.method:
+            raise SpatimeINRError(
+                f"--resume: {out_dir} holds a {md.config.method!r} model, not {cfg.method!r}."
+            )
+        stored = md.config.model_dump()
+        # What may change on resume: how long to go on, and where to run.
+        for key in ("steps", "time_limit", "device", "checkpoint_every"):
+            value = getattr(cfg, key)
+            if value is not None and key in cfg.model_fields_set:
+                stored[key] = value
+        cfg = build(TrainConfig, stored, "training configuration")
+    else:
+        stack = source if isinstance(source, Stack4D) else read(source, **(read_options or {}))
+        md = create_model_dir(out_dir, stack, cfg, overwrite=overwrite)
+    yield from get_method(cfg.method).train(md, cfg, should_stop)
+
+
+def open_model(path: str | Path) -> ModelDir:
+    """Open a model directory (raises a clear error if it is missing or incomplete)."""
+    return ModelDir(path)
+
+
+def export(
+    darr: da.Array,
+    path: str | Path,
+    meta: OutputMeta,
+    dtype: str = "float32",
+    *,
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> Path:
+    """Write a lazy TZYX array chunk by chunk; the format follows the suffix of ``path``."""
+    from .io.write import write_array
+
+    return write_array(
+        darr, path, meta, dtype=dtype, overwrite=overwrite, progress=progress, cancel=cancel
+    )
+
+
+def evaluate(*args: Any, **kwargs: Any):
+    """Hold-out evaluation against interpolation baselines (see :mod:`.evaluate.protocol`)."""
+    from .evaluate.protocol import run_evaluation
+
+    return run_evaluation(*args, **kwargs)
+
+
+# Re-exported so scripts need only ``api``.
+render = render
+plan_render = plan_render
+render_plan = render_plan
+estimate_seconds = estimate_seconds

@@ -1,0 +1,479 @@
+"""Command line: ``spatimeinr train | render | evaluate | info`` (DESIGN.md, "CLI contract").
+
+Errors print one line to stderr and exit with status 2; progress goes to stderr; results to files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .config import CLASSICAL_METHODS, TrainConfig, load_yaml
+from .errors import SpatimeINRError, StopRequested
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1000
+    return f"{n:.1f} TB"  # pragma: no cover
+
+
+def _fmt_seconds(s: float | None) -> str:
+    if s is None or s != s:
+        return "?"
+    s = int(round(s))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {(s % 3600) // 60:02d} min"
+
+
+def _say(args: argparse.Namespace, msg: str) -> None:
+    if not getattr(args, "quiet", False):
+        print(msg, file=sys.stderr, flush=True)
+
+
+def _bar(args: argparse.Namespace, total: int | None, desc: str, unit: str = "it"):
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit=unit,
+        file=sys.stderr,
+        disable=getattr(args, "quiet", False),
+        dynamic_ncols=True,
+        leave=True,
+    )
+
+
+@contextmanager
+def _graceful_stop():
+    """First Ctrl-C asks long work to stop at the next step (keeping a usable result)."""
+    state = {"stop": False}
+
+    def handler(signum, frame):  # noqa: ARG001
+        if state["stop"]:
+            raise KeyboardInterrupt
+        state["stop"] = True
+        print("\nStopping after the current step (Ctrl-C again to abort)…", file=sys.stderr)
+
+    try:
+        old = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not in the main thread
+        old = None
+    try:
+        yield lambda: state["stop"]
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGINT, old)
+
+
+# -- train -------------------------------------------------------------------------------------
+def cmd_train(args: argparse.Namespace) -> int:
+    from . import api
+
+    values: dict[str, Any] = load_yaml(args.config) if args.config else {}
+    for key in ("method", "preset", "steps", "time_limit", "device", "seed"):
+        v = getattr(args, key)
+        if v is not None:
+            values[key] = v
+    cfg = api.train_config(values)
+    read_options = {
+        "axes": args.axes,
+        "channel": args.channel,
+        "voxel_size": tuple(args.voxel_size) if args.voxel_size else None,
+        "frame_interval": args.frame_interval,
+    }
+    if args.resume:
+        source: Any = args.input
+        _say(args, f"Resuming training in {args.output}")
+    else:
+        source = api.read(args.input, **read_options)
+        t, z, y, x = source.shape
+        budget = []
+        if cfg.steps:
+            budget.append(f"{cfg.steps} steps")
+        if cfg.time_limit:
+            budget.append(f"at most {_fmt_seconds(cfg.time_limit)}")
+        what = cfg.method if cfg.method in CLASSICAL_METHODS else f"spatimeinr ({cfg.preset})"
+        _say(
+            args,
+            f"Input {source.name}: T={t} Z={z} Y={y} X={x}, voxel {source.voxel_size} µm, "
+            f"frame interval {source.frame_interval:g} s. Method {what}"
+            + (f", {', '.join(budget)}" if budget else "")
+            + f". Model → {args.output}",
+        )
+    with _graceful_stop() as stop:
+        gen = api.train(
+            source, args.output, cfg, overwrite=args.overwrite, resume=args.resume, stop=stop
+        )
+        bar = None
+        last = None
+        for p in gen:
+            last = p
+            if bar is None:
+                bar = _bar(args, p.total, "train", "step")
+            if p.total and bar.total != p.total:
+                bar.total = p.total
+            bar.n = p.step
+            post = {}
+            if p.loss is not None:
+                post["loss"] = f"{p.loss:.4g}"
+            if p.psnr is not None:
+                post["psnr"] = f"{p.psnr:.2f} dB"
+            if post:
+                bar.set_postfix(post, refresh=False)
+            bar.refresh()
+        if bar is not None:
+            bar.close()
+    msg = f"Model written to {args.output}"
+    if last is not None and last.step:
+        msg += f" ({last.step} steps, {_fmt_seconds(last.seconds)})"
+    _say(args, msg)
+    return 0
+
+
+# -- render ------------------------------------------------------------------------------------
+@contextmanager
+def _dask_client(args: argparse.Namespace):
+    if args.scheduler or args.workers:
+        from .render.distributed import dask_client
+
+        with dask_client(scheduler=args.scheduler, workers=args.workers) as client:
+            _say(
+                args,
+                f"Rendering on dask cluster {client.scheduler.address} "
+                f"({len(client.scheduler_info()['workers'])} workers)",
+            )
+            yield client
+    else:
+        yield None
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from . import api
+    from .io.write import estimate_output_bytes
+
+    sz = sy = sx = args.scale
+    sz = args.scale_z if args.scale_z is not None else sz
+    sy = args.scale_y if args.scale_y is not None else sy
+    sx = args.scale_x if args.scale_x is not None else sx
+    plan = api.plan_render(
+        args.model_dir,
+        args.scale_t,
+        (sz, sy, sx),
+        tuple(args.t_range) if args.t_range else None,
+        tuple(args.roi) if args.roi else None,
+        chunk_mb=args.chunk_mb,
+        device=args.device,
+    )
+    out = Path(args.output)
+    if out.exists() and not args.overwrite:
+        raise SpatimeINRError(
+            f"{out} already exists: choose another name, or pass --overwrite to replace it."
+        )
+    disk = estimate_output_bytes(plan.shape, args.dtype, str(out))
+    chunk_bytes = 4 * math.prod(c[0] for c in plan.chunks)
+    with _dask_client(args):
+        est = api.estimate_seconds(plan) if not (args.scheduler or args.workers) else None
+        t, z, y, x = plan.shape
+        _say(
+            args,
+            f"Output T={t} Z={z} Y={y} X={x} ({args.dtype}), about {_fmt_bytes(disk)} on disk; "
+            f"chunks of {_fmt_bytes(chunk_bytes)}, memory about "
+            f"{_fmt_bytes(chunk_bytes * 4 * (os.cpu_count() or 1))}; estimated time "
+            f"{_fmt_seconds(est) if est is not None else 'unknown (cluster)'}",
+        )
+        arr = api.render_plan(plan)
+        bar = _bar(args, None, "render", "slab")
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        with _graceful_stop() as stop:
+            t0 = time.perf_counter()
+            try:
+                api.export(
+                    arr,
+                    out,
+                    plan.meta,
+                    args.dtype,
+                    overwrite=args.overwrite,
+                    progress=progress,
+                    cancel=stop,
+                )
+            except StopRequested:
+                bar.close()
+                raise SpatimeINRError("Render cancelled: no output was written.") from None
+            bar.close()
+    dt = time.perf_counter() - t0
+    n = t * z * y * x
+    _say(args, f"Wrote {out} in {_fmt_seconds(dt)} ({n / max(dt, 1e-9):.3g} voxels/s)")
+    return 0
+
+
+# -- evaluate ----------------------------------------------------------------------------------
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate.protocol import run_evaluation
+    from .evaluate.report import format_table, write_report
+    from .train.progress import Progress
+
+    read_options = {
+        "axes": args.axes,
+        "channel": args.channel,
+        "voxel_size": tuple(args.voxel_size) if args.voxel_size else None,
+        "frame_interval": args.frame_interval,
+    }
+    from . import api
+
+    stack = api.read(args.input, **read_options)
+    result = None
+    with _graceful_stop() as stop:
+        bar = None
+        for item in run_evaluation(
+            stack,
+            task=args.task,
+            factor=args.factor,
+            z_only=args.z_only,
+            method=args.method,
+            preset=args.preset,
+            time_limit=args.time_limit,
+            steps=args.steps,
+            seed=args.seed,
+            stop=stop,
+        ):
+            if isinstance(item, Progress):
+                if bar is None:
+                    bar = _bar(args, item.total, "evaluate", "step")
+                if item.total and bar.total != item.total:
+                    bar.total = item.total
+                bar.n = item.step
+                if item.message:
+                    bar.set_description(item.message[:40], refresh=False)
+                bar.refresh()
+            else:
+                result = item
+        if bar is not None:
+            bar.close()
+    if result is None:
+        raise SpatimeINRError("Evaluation stopped before it produced a result.")
+    report = result.report if hasattr(result, "report") else result
+    if args.output:
+        write_report(report, args.output)
+        _say(args, f"Report written to {args.output} (+ .csv, .png)")
+    print(format_table(report))
+    return 0
+
+
+# -- info --------------------------------------------------------------------------------------
+def cmd_info(args: argparse.Namespace) -> int:
+    from .model_dir import ModelDir
+
+    md = ModelDir(args.model_dir)
+    m = md.meta
+    hist = md.read_history()
+    info = {
+        "path": str(md.path),
+        "method": md.config.method,
+        "preset": md.config.preset if md.config.method == "spatimeinr" else None,
+        "source": m.get("source_path") or m.get("name"),
+        "source_sha256": m.get("source_sha256"),
+        "shape_tzyx": m["shape"],
+        "voxel_size_zyx_um": m["voxel_size"],
+        "frame_interval_s": m["frame_interval"],
+        "normalization": m["normalization"],
+        "train_steps": m.get("train_steps", 0),
+        "train_seconds": m.get("train_seconds", 0.0),
+        "last_history": hist[-1] if hist else None,
+        "software_version": m.get("software_version"),
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        for k, v in info.items():
+            print(f"{k:>18}: {v}")
+    return 0
+
+
+# -- parser ------------------------------------------------------------------------------------
+def _add_read_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--axes", help=StackOptionsHelp.axes)
+    p.add_argument("--channel", type=int, help="channel index when the file has a channel axis")
+    p.add_argument(
+        "--voxel-size",
+        type=float,
+        nargs=3,
+        metavar=("Z", "Y", "X"),
+        help="voxel size in µm (overrides the file)",
+    )
+    p.add_argument(
+        "--frame-interval",
+        type=float,
+        metavar="S",
+        help="seconds between frames (overrides the file)",
+    )
+
+
+class StackOptionsHelp:
+    axes = "axis order of the file, e.g. TZYX, ZYX, TYX, TCZYX (default: from the file)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fields = TrainConfig.model_fields
+    p = argparse.ArgumentParser(
+        prog="spatimeinr",
+        description="Continuous 4D super-resolution of fluorescence time-lapses (SpatimeINR).",
+    )
+    p.add_argument("--version", action="store_true", help="print the version and exit")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = p.add_subparsers(dest="command")
+
+    t = sub.add_parser("train", help="build a model of a stack")
+    t.add_argument("input", help="stack: .tif/.ome.tif/.nii(.gz)/.zarr/.npy")
+    t.add_argument("-o", "--output", required=True, help="model directory to write")
+    t.add_argument(
+        "--method", choices=["spatimeinr", *CLASSICAL_METHODS], help=fields["method"].description
+    )
+    t.add_argument("--preset", choices=["fast", "paper"], help=fields["preset"].description)
+    _add_read_options(t)
+    t.add_argument("--steps", type=int, help=fields["steps"].description)
+    t.add_argument(
+        "--time-limit", type=float, metavar="SECONDS", help=fields["time_limit"].description
+    )
+    t.add_argument("--device", choices=["auto", "cpu", "cuda"], help=fields["device"].description)
+    t.add_argument("--seed", type=int, help=fields["seed"].description)
+    t.add_argument(
+        "--config",
+        metavar="FILE.yaml",
+        help="training configuration file (flags override its values)",
+    )
+    t.add_argument("--resume", action="store_true", help="continue the training in MODEL_DIR")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing model directory")
+    t.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    t.set_defaults(func=cmd_train)
+
+    r = sub.add_parser("render", help="render a model at any scale into a file")
+    r.add_argument("model_dir")
+    r.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="output file: .tif (ImageJ), .ome.tif, .nii/.nii.gz or .zarr (OME-Zarr)",
+    )
+    r.add_argument("--scale", type=float, default=1.0, help="spatial factor for z, y and x")
+    r.add_argument("--scale-z", type=float, help="spatial factor along z (overrides --scale)")
+    r.add_argument("--scale-y", type=float, help="spatial factor along y (overrides --scale)")
+    r.add_argument("--scale-x", type=float, help="spatial factor along x (overrides --scale)")
+    r.add_argument(
+        "--scale-t",
+        type=float,
+        default=1.0,
+        help="temporal factor k: (T-1)*k+1 frames from the first to the last",
+    )
+    r.add_argument(
+        "--dtype",
+        choices=["float32", "uint16"],
+        default="float32",
+        help="output type (uint16 maps the input's intensity range back)",
+    )
+    r.add_argument(
+        "--t-range",
+        type=float,
+        nargs=2,
+        metavar=("A", "B"),
+        help="only frames with instants in [A, B] (input frame indices)",
+    )
+    r.add_argument(
+        "--roi",
+        type=int,
+        nargs=6,
+        metavar=("Z0", "Z1", "Y0", "Y1", "X0", "X1"),
+        help="only input voxels Z0:Z1, Y0:Y1, X0:X1 (half-open)",
+    )
+    r.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    r.add_argument("--chunk-mb", type=float, default=8.0, help="target chunk size in MB")
+    g = r.add_mutually_exclusive_group()
+    g.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="render on an existing dask.distributed scheduler (tcp://HOST:PORT)",
+    )
+    g.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="render on a local dask cluster of N worker processes",
+    )
+    r.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    r.set_defaults(func=cmd_render)
+
+    e = sub.add_parser("evaluate", help="hold-out check against interpolation baselines")
+    e.add_argument("input")
+    e.add_argument("--task", choices=["temporal", "spatial"], required=True)
+    e.add_argument("--factor", type=int, required=True, help="withholding factor k (>= 2)")
+    e.add_argument("--z-only", action="store_true", help="spatial task along z only")
+    e.add_argument("--method", choices=["spatimeinr", *CLASSICAL_METHODS], default="spatimeinr")
+    e.add_argument("--preset", choices=["fast", "paper"], default="fast")
+    e.add_argument("--time-limit", type=float, metavar="SECONDS")
+    e.add_argument("--steps", type=int)
+    e.add_argument("--seed", type=int, default=0)
+    _add_read_options(e)
+    e.add_argument("-o", "--output", metavar="REPORT.json", help="write the report (JSON+CSV+PNG)")
+    e.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    e.set_defaults(func=cmd_evaluate)
+
+    i = sub.add_parser("info", help="describe a model directory")
+    i.add_argument("model_dir")
+    i.add_argument("--json", action="store_true", help="print JSON")
+    i.set_defaults(func=cmd_info)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from . import __version__
+
+        print(__version__)
+        return 0
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except SpatimeINRError as err:
+        print(f"spatimeinr: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("spatimeinr: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # one clear line, the traceback only on request
+        if args.debug:
+            raise
+        print(
+            f"spatimeinr: unexpected error: {type(err).__name__}: {err} (run with --debug for "
+            "details)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

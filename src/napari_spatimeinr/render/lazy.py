@@ -1,0 +1,264 @@
+"""Lazy, chunked rendering of a model directory into a dask array.
+
+Every chunk is an independent task holding only its own coordinate vectors and the model directory's
+path: it loads the method's renderer once per process (cached; also on dask.distributed workers),
+renders its block in normalized units and maps it back to input intensity units.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph
+
+from ..coords import OutputGrid, make_grid
+from ..io.meta import OutputMeta
+from ..methods import get_method
+from ..methods.base import BlockRenderer
+from ..model_dir import ModelDir
+
+_CACHE: dict[tuple, BlockRenderer] = {}
+_CACHE_LOCK = threading.Lock()
+_CACHE_SIZE = 4
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` → ``cuda`` when a GPU is usable, else ``cpu``; ``cuda`` without a GPU is refused."""
+    from ..errors import SpatimeINRError
+
+    if device not in ("auto", "cpu", "cuda"):
+        raise SpatimeINRError(f"Unknown device {device!r}: choose auto, cpu or cuda.")
+    if device == "cpu":
+        return "cpu"
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except Exception:  # pragma: no cover - torch missing or broken
+        has_cuda = False
+    if device == "cuda" and not has_cuda:
+        raise SpatimeINRError(
+            "--device cuda was asked for but no CUDA GPU is available: use auto or cpu."
+        )
+    return "cuda" if has_cuda else "cpu"
+
+
+def _model_key(path: Path) -> tuple:
+    stamps = []
+    for name in ("model.pt", "meta.json", "input.npy"):
+        p = path / name
+        stamps.append(p.stat().st_mtime_ns if p.exists() else 0)
+    return (str(path.resolve()), *stamps)
+
+
+def get_renderer(path: str | Path, device: str = "cpu") -> tuple[ModelDir, BlockRenderer]:
+    """The (cached) renderer of a model directory: loaded once per process and device."""
+    path = Path(path)
+    key = (*_model_key(path), device)
+    with _CACHE_LOCK:
+        hit = _CACHE.get(key)
+        if hit is not None:
+            return hit  # type: ignore[return-value]
+        md = ModelDir(path)
+        renderer = get_method(md.method).load_renderer(md, device)
+        if len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = (md, renderer)  # type: ignore[assignment]
+        return md, renderer
+
+
+def clear_renderer_cache() -> None:
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+def _render_task(
+    path: str,
+    device: str,
+    t: np.ndarray,
+    z: np.ndarray,
+    y: np.ndarray,
+    x: np.ndarray,
+    spacing: tuple[float, float, float, float],
+) -> np.ndarray:
+    md, renderer = get_renderer(path, device)
+    out = renderer.render_block(t, z, y, x, spacing)
+    return md.norm.invert(out)
+
+
+@dataclass
+class RenderPlan:
+    """What a render will produce, before any computation."""
+
+    model_dir: Path
+    grid: OutputGrid
+    meta: OutputMeta
+    chunks: tuple[tuple[int, ...], ...]
+    device: str
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return self.grid.shape
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the float32 output."""
+        return int(np.prod(self.shape)) * 4
+
+    @property
+    def spacing(self) -> tuple[float, float, float, float]:
+        """Output spacing per axis (t, z, y, x) in input index units."""
+        return self.grid.spacing_ratio(self._input_shape)
+
+    @property
+    def _input_shape(self) -> tuple[int, int, int, int]:
+        return tuple(int(v) for v in self.meta.provenance["input_shape"])  # type: ignore[return-value]
+
+
+def auto_chunks(
+    shape: tuple[int, int, int, int], chunk_mb: float = 8.0
+) -> tuple[int, int, int, int]:
+    """Chunk shape of about ``chunk_mb`` MB: one frame, whole Y-X planes, as many Z as fit.
+
+    Planes larger than the target are split along Y, then X.
+    """
+    budget = max(1, int(chunk_mb * 1e6 / 4))
+    _, nz, ny, nx = shape
+    plane = ny * nx
+    if plane <= budget:
+        return (1, max(1, min(nz, budget // plane)), ny, nx)
+    rows = budget // nx
+    if rows >= 1:
+        return (1, 1, min(ny, rows), nx)
+    return (1, 1, 1, min(nx, budget))
+
+
+def _normalize_chunks(
+    shape: tuple[int, ...], chunks: tuple[int, ...] | None, chunk_mb: float
+) -> tuple[tuple[int, ...], ...]:
+    c = auto_chunks(shape, chunk_mb) if chunks is None else tuple(int(v) for v in chunks)
+    c = tuple(max(1, min(n, ci if ci > 0 else n)) for n, ci in zip(shape, c, strict=True))
+    return da.core.normalize_chunks(c, shape)
+
+
+def plan_render(
+    model_dir: str | Path | ModelDir,
+    scale_t: float = 1.0,
+    scale_zyx: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    t_range: tuple[float, float] | None = None,
+    roi: tuple[int, int, int, int, int, int] | None = None,
+    *,
+    chunks: tuple[int, int, int, int] | None = None,
+    chunk_mb: float = 8.0,
+    device: str = "auto",
+) -> RenderPlan:
+    """Plan a render: output grid, chunking and output metadata (no computation)."""
+    md = model_dir if isinstance(model_dir, ModelDir) else ModelDir(model_dir)
+    grid = make_grid(md.shape, scale_t, scale_zyx, t_range, roi)
+    ratio = grid.spacing_ratio(md.shape)
+    vz, vy, vx = md.voxel_size
+    fi = md.frame_interval
+    in_spacing = (fi, vz, vy, vx)
+    origin0 = tuple(float(v) for v in md.meta.get("origin", (0.0, 0.0, 0.0, 0.0)))
+    origin = tuple(
+        o + float(c[0]) * s for o, c, s in zip(origin0, grid.axes, in_spacing, strict=True)
+    )
+    prov = md.provenance()
+    prov.update(
+        {
+            "factors": {
+                "t": grid.scale[0],
+                "z": grid.scale[1],
+                "y": grid.scale[2],
+                "x": grid.scale[3],
+            },
+            "input_shape": list(md.shape),
+            "output_full_shape": list(grid.full_shape),
+            "output_offset": list(grid.offset),
+            "t_range": list(t_range) if t_range is not None else None,
+            "roi": list(roi) if roi is not None else None,
+        }
+    )
+    factors = "x".join(f"{f:g}" for f in grid.scale)
+    meta = OutputMeta(
+        voxel_size=(vz * ratio[1], vy * ratio[2], vx * ratio[3]),
+        frame_interval=fi * ratio[0],
+        origin=origin,  # type: ignore[arg-type]
+        name=f"{md.name} {md.method} x{factors}",
+        provenance=prov,
+        intensity_range=(md.norm.raw_min, md.norm.raw_max),
+        source_dtype=str(md.meta.get("source_dtype", "float32")),
+    )
+    return RenderPlan(
+        model_dir=md.path,
+        grid=grid,
+        meta=meta,
+        chunks=_normalize_chunks(grid.shape, chunks, chunk_mb),
+        device=resolve_device(device),
+    )
+
+
+def render_plan(plan: RenderPlan) -> da.Array:
+    """The lazy dask array (float32, input intensity units) of a plan."""
+    g = plan.grid
+    spacing = plan.spacing
+    path = str(Path(plan.model_dir).resolve())
+    name = "spatimeinr-render-" + tokenize(
+        _model_key(Path(path)), g.t, g.z, g.y, g.x, plan.chunks, plan.device
+    )
+    bounds = [np.concatenate([[0], np.cumsum(c)]) for c in plan.chunks]
+    dsk = {}
+    for it in range(len(plan.chunks[0])):
+        for iz in range(len(plan.chunks[1])):
+            for iy in range(len(plan.chunks[2])):
+                for ix in range(len(plan.chunks[3])):
+                    idx = (it, iz, iy, ix)
+                    vecs = [
+                        ax[b[i] : b[i + 1]].copy()
+                        for ax, b, i in zip(g.axes, bounds, idx, strict=True)
+                    ]
+                    dsk[(name, *idx)] = (_render_task, path, plan.device, *vecs, spacing)
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[])
+    return da.Array(graph, name, plan.chunks, dtype=np.float32)
+
+
+def render(
+    model_dir: str | Path | ModelDir,
+    scale_t: float = 1.0,
+    scale_zyx: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    t_range: tuple[float, float] | None = None,
+    roi: tuple[int, int, int, int, int, int] | None = None,
+    *,
+    chunks: tuple[int, int, int, int] | None = None,
+    chunk_mb: float = 8.0,
+    device: str = "auto",
+) -> da.Array:
+    """Render a model directory lazily: a dask array (T, Z, Y, X) float32 in input intensity units.
+
+    Nothing is computed until the array (or part of it) is. See :func:`plan_render` for the grid
+    and metadata (output voxel size, frame interval, origin, provenance).
+    """
+    plan = plan_render(
+        model_dir, scale_t, scale_zyx, t_range, roi, chunks=chunks, chunk_mb=chunk_mb, device=device
+    )
+    return render_plan(plan)
+
+
+def estimate_seconds(plan: RenderPlan, sample_chunks: int = 1) -> float:
+    """Estimate the render time by timing the first chunk (its result is cached by the renderer)."""
+    arr = render_plan(plan)
+    n_blocks = math.prod(len(c) for c in plan.chunks)
+    # Load the renderer first, so its one-off cost is not counted per chunk.
+    get_renderer(plan.model_dir, plan.device)
+    t0 = time.perf_counter()
+    for i in range(min(sample_chunks, n_blocks)):
+        arr.blocks[np.unravel_index(i, arr.numblocks)].compute(scheduler="sync")
+    per = (time.perf_counter() - t0) / max(1, min(sample_chunks, n_blocks))
+    return per * n_blocks
