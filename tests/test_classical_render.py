@@ -42,8 +42,12 @@ def test_render_roi_is_subblock_of_full(tmp_path, small_stack):
     plan = plan_render(md, 2, (2, 2, 2), t_range=(1, 3), roi=(1, 4, 2, 20, 3, 9))
     part = render(md, 2, (2, 2, 2), t_range=(1, 3), roi=(1, 4, 2, 20, 3, 9)).compute()
     o = plan.grid.offset
-    sub = full[o[0] : o[0] + part.shape[0], o[1] : o[1] + part.shape[1],
-               o[2] : o[2] + part.shape[2], o[3] : o[3] + part.shape[3]]
+    sub = full[
+        o[0] : o[0] + part.shape[0],
+        o[1] : o[1] + part.shape[1],
+        o[2] : o[2] + part.shape[2],
+        o[3] : o[3] + part.shape[3],
+    ]
     np.testing.assert_allclose(part, sub, atol=1e-5 * float(np.ptp(full)))
     assert plan.meta.provenance["output_offset"] == list(o)
 
@@ -65,6 +69,8 @@ def test_plan_metadata(tmp_path, small_stack):
 def test_auto_chunks_targets_size():
     c = auto_chunks((10, 50, 512, 512), chunk_mb=8)
     assert c[0] == 1 and c[2:] == (512, 512)
+    c = auto_chunks((100, 1, 256, 256), chunk_mb=8)
+    assert c[0] > 1 and 4 * np.prod(c) <= 8e6
     assert 4 * np.prod(c) <= 8e6
     c = auto_chunks((2, 2, 4096, 4096), chunk_mb=8)
     assert c[1] == 1 and c[3] == 4096 and 4 * np.prod(c) <= 8e6

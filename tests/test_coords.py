@@ -27,7 +27,9 @@ def test_temporal_float_factor_spans_first_to_last():
 
 def test_spatial_voxel_centres():
     # x2 on 4 voxels: centres at -0.25, 0.25, 0.75, ...
-    np.testing.assert_allclose(spatial_coords(4, 2), [-0.25, 0.25, 0.75, 1.25, 1.75, 2.25, 2.75, 3.25])
+    np.testing.assert_allclose(
+        spatial_coords(4, 2), [-0.25, 0.25, 0.75, 1.25, 1.75, 2.25, 2.75, 3.25]
+    )
     # identity
     np.testing.assert_allclose(spatial_coords(7, 1), np.arange(7))
     # mean-pooling by k then x k puts output centres on the original voxel centres

@@ -20,8 +20,18 @@ def test_create_and_open(tmp_path, small_stack):
     # normalized input maps back to the raw data
     np.testing.assert_allclose(md.norm.invert(np.asarray(md.input)), small_stack.data, rtol=1e-5)
     meta = json.loads((tmp_path / "m" / "meta.json").read_text())
-    for key in ("format_version", "method", "source_sha256", "shape", "axes", "voxel_size",
-                "frame_interval", "normalization", "train_steps", "train_seconds"):
+    for key in (
+        "format_version",
+        "method",
+        "source_sha256",
+        "shape",
+        "axes",
+        "voxel_size",
+        "frame_interval",
+        "normalization",
+        "train_steps",
+        "train_seconds",
+    ):
         assert key in meta
     assert (tmp_path / "m" / "history.csv").read_text().startswith("step,loss,psnr,lr,seconds")
     # no temporary leftovers beside it
@@ -34,7 +44,9 @@ def test_refuses_bad_stacks(tmp_path):
     with pytest.raises(SpatimeINRError, match="NaN"):
         create_model_dir(tmp_path / "a", Stack4D(nan), TrainConfig(method="cubic"))
     with pytest.raises(SpatimeINRError, match="constant"):
-        create_model_dir(tmp_path / "b", Stack4D(np.ones((2, 2, 4, 4))), TrainConfig(method="cubic"))
+        create_model_dir(
+            tmp_path / "b", Stack4D(np.ones((2, 2, 4, 4))), TrainConfig(method="cubic")
+        )
     assert not list(tmp_path.iterdir())
 
 

@@ -16,7 +16,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import ndimage
+from scipy import ndimage, sparse
 
 from ..config import SPLINE_ORDER
 from ..train.progress import Progress
@@ -56,6 +56,21 @@ def axis_weights(n: int, coords: np.ndarray, order: int) -> tuple[int, np.ndarra
     return _weights_cached(int(n), coords.tobytes(), int(order))
 
 
+def _apply_axis(block: np.ndarray, w: np.ndarray, axis: int) -> np.ndarray:
+    """Contract ``block`` along ``axis`` with weights ``w`` (rows x cols)."""
+    rows, cols = w.shape
+    if rows == cols and np.array_equal(w, np.eye(rows)):
+        return block  # unscaled axis: nothing to do
+    moved = np.moveaxis(block, axis, 0).reshape(cols, -1)
+    nz = np.abs(w) > 1e-12
+    if nz.mean() < 0.25:  # banded weights (the usual case): sparse product
+        out = sparse.csr_matrix(np.where(nz, w, 0.0).astype(block.dtype)) @ moved
+    else:
+        out = w.astype(block.dtype) @ moved
+    rest = block.shape[:axis] + block.shape[axis + 1 :]
+    return np.moveaxis(np.asarray(out).reshape((rows, *rest)), 0, axis)
+
+
 def interpolate_block(
     data: np.ndarray,
     t: np.ndarray,
@@ -71,14 +86,11 @@ def interpolate_block(
         starts.append(s)
         mats.append(w)
     sl = tuple(slice(s, s + w.shape[1]) for s, w in zip(starts, mats, strict=True))
-    block = np.asarray(data[sl], dtype=np.float64)
+    block = np.array(data[sl], dtype=np.float32)
     # Contract the axis that shrinks the block most first (cheapest order).
-    todo = list(range(4))
-    while todo:
-        ax = min(todo, key=lambda a: mats[a].shape[0] / mats[a].shape[1])
-        block = np.moveaxis(np.tensordot(mats[ax], block, axes=([1], [ax])), 0, ax)
-        todo.remove(ax)
-    return block.astype(np.float32)
+    for ax in sorted(range(4), key=lambda a: mats[a].shape[0] / mats[a].shape[1]):
+        block = _apply_axis(block, mats[ax], ax)
+    return np.ascontiguousarray(block, dtype=np.float32)
 
 
 class ClassicalRenderer:

@@ -125,13 +125,15 @@ class RenderPlan:
 def auto_chunks(
     shape: tuple[int, int, int, int], chunk_mb: float = 8.0
 ) -> tuple[int, int, int, int]:
-    """Chunk shape of about ``chunk_mb`` MB: one frame, whole Y-X planes, as many Z as fit.
+    """Chunk shape of about ``chunk_mb`` MB: whole Y-X planes, as many Z (then T) as fit.
 
     Planes larger than the target are split along Y, then X.
     """
     budget = max(1, int(chunk_mb * 1e6 / 4))
-    _, nz, ny, nx = shape
+    nt, nz, ny, nx = shape
     plane = ny * nx
+    if nz * plane <= budget:  # whole volumes fit: several frames per chunk
+        return (max(1, min(nt, budget // (nz * plane))), nz, ny, nx)
     if plane <= budget:
         return (1, max(1, min(nz, budget // plane)), ny, nx)
     rows = budget // nx
