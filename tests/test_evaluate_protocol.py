@@ -9,7 +9,12 @@ from napari_spatimeinr.coords import make_grid
 from napari_spatimeinr.data.stack import Stack4D
 from napari_spatimeinr.errors import SpatimeINRError
 from napari_spatimeinr.evaluate.baselines import interpolate
-from napari_spatimeinr.evaluate.degrade import degrade, degrade_spatial, degrade_temporal
+from napari_spatimeinr.evaluate.degrade import (
+    degrade,
+    degrade_spatial,
+    degrade_temporal,
+    plan_shapes,
+)
 from napari_spatimeinr.evaluate.metrics import score, truth_range
 from napari_spatimeinr.evaluate.protocol import EvalResult, run_evaluation
 from napari_spatimeinr.evaluate.report import format_table, read_report, write_report
@@ -102,6 +107,28 @@ def test_pool_then_render_puts_output_centres_on_original_centres(k):
 def test_impossible_requests_are_refused_clearly(shape, task, factor, z_only, match):
     with pytest.raises(SpatimeINRError, match=match):
         degrade(make_stack(shape), task, factor, z_only)
+
+
+@pytest.mark.parametrize(
+    "shape,task,factor,z_only",
+    [
+        ((11, 2, 8, 8), "temporal", 4, False),
+        ((6, 1, 8, 8), "temporal", 2, False),
+        ((2, 9, 13, 10), "spatial", 2, False),
+        ((2, 9, 13, 10), "spatial", 3, True),
+        ((3, 1, 13, 10), "spatial", 2, False),
+    ],
+)
+def test_plan_shapes_matches_degrade(shape, task, factor, z_only):
+    d = degrade(make_stack(shape), task, factor, z_only)
+    assert plan_shapes(shape, task, factor, z_only) == (d.input.shape, d.truth.shape, d.scored.size)
+
+
+def test_plan_shapes_refuses_like_degrade():
+    with pytest.raises(SpatimeINRError, match="at least 5 frames"):
+        plan_shapes((4, 1, 8, 8), "temporal", 4)
+    with pytest.raises(SpatimeINRError, match="single z slice"):
+        plan_shapes((4, 1, 8, 8), "spatial", 2, True)
 
 
 # -- run_evaluation ----------------------------------------------------------------------------

@@ -81,17 +81,45 @@ def check_factor(factor: int) -> int:
     return k
 
 
-def degrade_temporal(stack: Stack4D, factor: int) -> Degraded:
-    """Keep frames ``0, k, 2k, …``; the truth runs up to the last kept frame."""
-    k = check_factor(factor)
-    t = stack.shape[0]
-    n_kept = (t - 1) // k + 1
+def temporal_plan(n_frames: int, k: int, name: str = "the stack") -> int:
+    """The last kept frame of a temporal ×k check on ``n_frames`` frames (at least two are kept)."""
+    n_kept = (n_frames - 1) // k + 1
     if n_kept < 2:
         raise SpatimeINRError(
             f"A temporal ×{k} check needs at least {k + 1} frames (two kept frames {k} apart), but "
-            f"{stack.name!r} has {t}: use a smaller --factor or a longer time-lapse."
+            f"{name!r} has {n_frames}: use a smaller --factor or a longer time-lapse."
         )
-    last = (n_kept - 1) * k
+    return (n_kept - 1) * k
+
+
+def spatial_plan(
+    shape: tuple[int, int, int, int], k: int, z_only: bool, name: str = "the stack"
+) -> tuple[str, tuple[int, int, int, int], tuple[int, int, int, int]]:
+    """``(pooled axes, pooling factors (t,z,y,x), cropped shape)`` of a spatial ×k check."""
+    axes = pooled_axes_for(shape, z_only)
+    factors = [1, 1, 1, 1]
+    crop = [int(v) for v in shape]
+    for a in axes:
+        i = "tzyx".index(a)
+        n = crop[i]
+        if n // k < 2:
+            if a == "z" and n == 1:
+                hint = "it has a single z slice, so drop --z-only (y and x are pooled then)"
+            else:
+                hint = "use a smaller --factor" + (" or --z-only" if a in "yx" else "")
+            raise SpatimeINRError(
+                f"A spatial ×{k} check pools {a.upper()} by {k}, but {name!r} has only {n} "
+                f"{a.upper()} samples (at least {2 * k} are needed): {hint}."
+            )
+        factors[i] = k
+        crop[i] = n // k * k
+    return axes, tuple(factors), tuple(crop)  # type: ignore[return-value]
+
+
+def degrade_temporal(stack: Stack4D, factor: int) -> Degraded:
+    """Keep frames ``0, k, 2k, …``; the truth runs up to the last kept frame."""
+    k = check_factor(factor)
+    last = temporal_plan(stack.shape[0], k, stack.name)
     truth = np.ascontiguousarray(stack.data[: last + 1], dtype=np.float32)
     kept = np.ascontiguousarray(truth[::k])
     scored = np.array([i for i in range(last + 1) if i % k], dtype=np.int64)
@@ -134,27 +162,11 @@ def mean_pool(data: np.ndarray, factors: tuple[int, int, int, int]) -> np.ndarra
 def degrade_spatial(stack: Stack4D, factor: int, z_only: bool = False) -> Degraded:
     """Mean-pool by ``k`` along z, y, x (or z only), cropping each pooled axis to a multiple of k."""
     k = check_factor(factor)
-    axes = pooled_axes_for(stack.shape, z_only)
-    factors = [1, 1, 1, 1]
-    crop = list(stack.shape)
-    for a in axes:
-        i = "tzyx".index(a)
-        n = stack.shape[i]
-        if n // k < 2:
-            if a == "z" and n == 1:
-                hint = "it has a single z slice, so drop --z-only (y and x are pooled then)"
-            else:
-                hint = "use a smaller --factor" + (" or --z-only" if a in "yx" else "")
-            raise SpatimeINRError(
-                f"A spatial ×{k} check pools {a.upper()} by {k}, but {stack.name!r} has only {n} "
-                f"{a.upper()} samples (at least {2 * k} are needed): {hint}."
-            )
-        factors[i] = k
-        crop[i] = n // k * k
+    axes, factors, crop = spatial_plan(stack.shape, k, z_only, stack.name)
     truth = np.ascontiguousarray(
         stack.data[: crop[0], : crop[1], : crop[2], : crop[3]], dtype=np.float32
     )
-    pooled = mean_pool(truth, tuple(factors))  # type: ignore[arg-type]
+    pooled = mean_pool(truth, factors)
     vz, vy, vx = stack.voxel_size
     spacing = (vz, vy, vx)
     voxel = tuple(s * f for s, f in zip(spacing, factors[1:], strict=True))
@@ -182,17 +194,41 @@ def degrade_spatial(stack: Stack4D, factor: int, z_only: bool = False) -> Degrad
 
 def degrade(stack: Stack4D, task: str, factor: int, z_only: bool = False) -> Degraded:
     """Dispatch on ``task`` ("temporal" or "spatial")."""
-    if task not in TASKS:
-        raise SpatimeINRError(f"Unknown task {task!r}: choose temporal or spatial.")
+    check_request(task, z_only, stack.shape[0], stack.name)
     if task == "temporal":
-        if z_only:
-            raise SpatimeINRError(
-                "--z-only applies to the spatial task only: drop it, or use --task spatial."
-            )
-        if stack.shape[0] < 2:
-            raise SpatimeINRError(
-                f"{stack.name!r} has a single time point: a temporal check needs a time-lapse "
-                "(use --task spatial for a volume)."
-            )
         return degrade_temporal(stack, factor)
     return degrade_spatial(stack, factor, z_only)
+
+
+def check_request(task: str, z_only: bool, n_frames: int, name: str = "the stack") -> None:
+    """Refuse a task that cannot apply to the stack (before any work)."""
+    if task not in TASKS:
+        raise SpatimeINRError(f"Unknown task {task!r}: choose temporal or spatial.")
+    if task == "temporal" and z_only:
+        raise SpatimeINRError(
+            "--z-only applies to the spatial task only: drop it, or use --task spatial."
+        )
+    if task == "temporal" and n_frames < 2:
+        raise SpatimeINRError(
+            f"{name!r} has a single time point: a temporal check needs a time-lapse "
+            "(use --task spatial for a volume)."
+        )
+
+
+def plan_shapes(
+    shape: tuple[int, int, int, int], task: str, factor: int, z_only: bool = False
+) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int], int]:
+    """``(input_shape, truth_shape, number of scored frames)`` of a check, without any data.
+
+    Raises the same :class:`SpatimeINRError` as :func:`degrade` for impossible requests (front ends
+    validate a request with it before any work).
+    """
+    t, z, y, x = (int(v) for v in shape)
+    check_request(task, z_only, t)
+    k = check_factor(factor)
+    if task == "temporal":
+        last = temporal_plan(t, k)
+        return ((last // k + 1, z, y, x), (last + 1, z, y, x), last + 1 - (last // k + 1))
+    _, factors, crop = spatial_plan((t, z, y, x), k, z_only)
+    pooled = tuple(n // f for n, f in zip(crop, factors, strict=True))
+    return pooled, crop, t  # type: ignore[return-value]

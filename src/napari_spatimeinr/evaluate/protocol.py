@@ -78,7 +78,9 @@ class EvalResult:
         return np.abs(self.reconstructions[name or self.method] - self.truth)
 
 
-def check_request(task: str, method: str, baselines: Sequence[str] | None) -> tuple[str, ...]:
+def check_method_and_baselines(
+    task: str, method: str, baselines: Sequence[str] | None
+) -> tuple[str, ...]:
     """Validate the method name and return the baselines to compute, in report order."""
     if method not in METHODS:
         raise SpatimeINRError(f"Unknown method {method!r}: choose one of {', '.join(METHODS)}.")
@@ -207,7 +209,7 @@ def run_evaluation(
         Progress records, then one :class:`EvalResult` (the last item).
     """
     should_stop = stop or (lambda: False)
-    wanted = check_request(task, method, baselines)
+    wanted = check_method_and_baselines(task, method, baselines)
     stack = _read(source, read_options).validate()
     deg = degrade(stack, task, factor, z_only)
     k = int(factor)
