@@ -18,6 +18,7 @@ import numpy as np
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
+from ..config import CLASSICAL_METHODS
 from ..coords import OutputGrid, make_grid
 from ..io.meta import OutputMeta
 from ..methods import get_method
@@ -29,12 +30,24 @@ _CACHE_LOCK = threading.Lock()
 _CACHE_SIZE = 4
 
 
-def resolve_device(device: str) -> str:
-    """``auto`` → ``cuda`` when a GPU is usable, else ``cpu``; ``cuda`` without a GPU is refused."""
+def check_device(device: str) -> str:
+    """Validate a device name (``auto``, ``cpu`` or ``cuda``) without resolving it."""
     from ..errors import SpatimeINRError
 
     if device not in ("auto", "cpu", "cuda"):
         raise SpatimeINRError(f"Unknown device {device!r}: choose auto, cpu or cuda.")
+    return device
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` → ``cuda`` when a GPU is usable, else ``cpu``; ``cuda`` without a GPU is refused.
+
+    Resolved where the renderer is loaded (in each dask worker process on a cluster), not where
+    the render is planned: a client without a GPU may drive workers that have one.
+    """
+    from ..errors import SpatimeINRError
+
+    check_device(device)
     if device == "cpu":
         return "cpu"
     try:
@@ -59,7 +72,10 @@ def _model_key(path: Path) -> tuple:
 
 
 def get_renderer(path: str | Path, device: str = "cpu") -> tuple[ModelDir, BlockRenderer]:
-    """The (cached) renderer of a model directory: loaded once per process and device."""
+    """The (cached) renderer of a model directory: loaded once per process and device.
+
+    ``device`` may be ``auto``: it is resolved here, in the process that renders.
+    """
     path = Path(path)
     key = (*_model_key(path), device)
     with _CACHE_LOCK:
@@ -67,7 +83,9 @@ def get_renderer(path: str | Path, device: str = "cpu") -> tuple[ModelDir, Block
         if hit is not None:
             return hit  # type: ignore[return-value]
         md = ModelDir(path)
-        renderer = get_method(md.method).load_renderer(md, device)
+        classical = md.method in CLASSICAL_METHODS and device == "auto"  # no torch import
+        resolved = "cpu" if classical else resolve_device(device)
+        renderer = get_method(md.method).load_renderer(md, resolved)
         if len(_CACHE) >= _CACHE_SIZE:
             _CACHE.pop(next(iter(_CACHE)))
         _CACHE[key] = (md, renderer)  # type: ignore[assignment]
@@ -203,7 +221,7 @@ def plan_render(
         grid=grid,
         meta=meta,
         chunks=_normalize_chunks(grid.shape, chunks, chunk_mb),
-        device=resolve_device(device),
+        device=check_device(device),  # "auto" is resolved by each process that renders
     )
 
 
