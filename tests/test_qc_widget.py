@@ -1,0 +1,129 @@
+"""The QC dock widget: runs the hold-out check in a worker, shows table/plot, adds layers."""
+
+import json
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def viewer_and_widget(make_napari_viewer):
+    from napari_spatimeinr._widgets.qc import QCWidget
+
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(0)
+    from scipy import ndimage
+
+    data = ndimage.gaussian_filter(rng.random((7, 3, 24, 20)), 1.5).astype(np.float32) * 1000
+    viewer.add_image(data, name="cells", scale=(5.0, 2.0, 0.5, 0.5), translate=(0, 1, 2, 3))
+    widget = QCWidget(viewer)
+    return viewer, widget
+
+
+def wait_done(qtbot, widget, timeout=60_000):
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=timeout)
+
+
+def test_temporal_check_fills_table_plot_layers_and_saves(qtbot, viewer_and_widget, tmp_path):
+    viewer, w = viewer_and_widget
+    assert w.layer_combo.currentText() == "cells" and w.axes_edit.text() == "TZYX"
+    w.task_combo.setCurrentText("temporal")
+    w.factor_spin.setValue(2)
+    w.method_combo.setCurrentText("linear")
+    assert w.run_button.isEnabled()
+    assert "scored" in w.plan_label.text()
+    w.run_button.click()
+    wait_done(qtbot, w)
+    res = w.result
+    assert res is not None, w.status_label.text()
+    rep = res.report
+    names = [w.table.item(r, 0).text() for r in range(w.table.rowCount())]
+    assert names == list(rep["results"]) == ["linear", "nearest", "cubic", "motion", "smoothed"]
+    assert w.table.item(0, 1).text() == f"{rep['results']['linear']['psnr']:.2f}"
+    # plot: the method against cubic (and the best baseline)
+    labels = [ln.get_label() for ln in w.figure.axes[0].get_lines()]
+    assert labels[:2] == ["linear", "cubic"]
+    # layers at the input's physical scale, same first sample
+    truth = viewer.layers["cells QC truth (temporal ×2)"]
+    recon = viewer.layers["cells QC linear (temporal ×2)"]
+    err = viewer.layers["cells QC |error| linear (temporal ×2)"]
+    for ly in (truth, recon, err):
+        assert tuple(ly.scale) == (5.0, 2.0, 0.5, 0.5)
+        assert tuple(ly.translate) == (0, 1, 2, 3)
+        assert ly.data.shape == (7, 3, 24, 20)
+    np.testing.assert_allclose(err.data, np.abs(recon.data - truth.data))
+    np.testing.assert_array_equal(truth.data, viewer.layers["cells"].data)
+    # saving
+    pj, pc, pp = w.save_report(tmp_path / "qc.json")
+    assert json.loads(pj.read_text())["task"] == "temporal"
+    assert pc.is_file() and pp.is_file()
+    # running again updates the same layers instead of adding new ones
+    n_layers = len(viewer.layers)
+    w.run_button.click()
+    wait_done(qtbot, w)
+    assert len(viewer.layers) == n_layers
+
+
+def test_a_3d_time_lapse_layer_keeps_its_axes(qtbot, make_napari_viewer):
+    from napari_spatimeinr._widgets.qc import QCWidget
+
+    viewer = make_napari_viewer()
+    data = np.random.default_rng(1).random((5, 16, 18)).astype(np.float32)
+    viewer.add_image(data, name="movie", scale=(3.0, 0.2, 0.2))
+    w = QCWidget(viewer)
+    w.task_combo.setCurrentText("temporal")
+    assert w.axes_edit.text() == "TYX"
+    w.factor_spin.setValue(2)
+    w.method_combo.setCurrentText("nearest")
+    w.run()
+    wait_done(qtbot, w)
+    recon = viewer.layers["movie QC nearest (temporal ×2)"]
+    assert recon.data.shape == (5, 16, 18) and tuple(recon.scale) == (3.0, 0.2, 0.2)
+    # kept frames come back (up to float rounding of the normalization)
+    np.testing.assert_allclose(recon.data[::2], data[::2], rtol=1e-5, atol=1e-6)
+
+
+def test_impossible_requests_disable_run(viewer_and_widget):
+    _, w = viewer_and_widget
+    w.task_combo.setCurrentText("temporal")
+    w.factor_spin.setValue(8)  # 7 frames: no two kept frames 8 apart
+    assert not w.run_button.isEnabled()
+    assert "frames" in w.plan_label.text()
+    w.task_combo.setCurrentText("spatial")
+    w.factor_spin.setValue(2)
+    assert not w.z_only_check.isChecked() and w.z_only_check.isEnabled()
+    w.z_only_check.setChecked(True)  # Z = 3: cannot pool z by 2 into two slices
+    assert not w.run_button.isEnabled()
+    w.z_only_check.setChecked(False)
+    w.axes_edit.setText("TCYX")
+    w._axes_edited("TCYX")
+    assert not w.run_button.isEnabled() and "channel" in w.plan_label.text()
+
+
+def test_stop_ends_the_worker_without_a_result(qtbot, viewer_and_widget, monkeypatch):
+    import time
+
+    from napari_spatimeinr._widgets import qc
+    from napari_spatimeinr.train.progress import Progress
+
+    def slow_evaluation(stack, stop, **kwargs):
+        for i in range(10_000):
+            if stop():
+                return
+            time.sleep(0.01)
+            yield Progress(step=i, total=10_000, message="training")
+
+    monkeypatch.setattr(qc, "run_evaluation", slow_evaluation)
+    _, w = viewer_and_widget
+    w.task_combo.setCurrentText("temporal")
+    w.factor_spin.setValue(2)
+    w.run()
+    assert w.stop_button.isEnabled() and not w.run_button.isEnabled()
+    qtbot.waitUntil(lambda: w.progress.maximum() == 10_000, timeout=10_000)
+    w.stop_button.click()
+    wait_done(qtbot, w, timeout=10_000)
+    assert w.result is None
+    assert "Stopped" in w.status_label.text()
+    assert w.run_button.isEnabled() and not w.save_button.isEnabled()
