@@ -60,8 +60,8 @@ def select_channel(data: np.ndarray, axes: str, channel: int | None) -> tuple[np
     ci = axes.index("C")
     n = data.shape[ci]
     if n == 1:
-        return np.take(data, 0, axis=ci), axes.replace("C", "")
-    if channel is None:
+        channel = 0
+    elif channel is None:
         raise SpatimeINRError(
             f"The image has {n} channels (axes {axes}): choose one with --channel N (0..{n - 1})."
         )
@@ -69,7 +69,9 @@ def select_channel(data: np.ndarray, axes: str, channel: int | None) -> tuple[np
         raise SpatimeINRError(
             f"--channel {channel} is out of range: the image has channels 0..{n - 1}."
         )
-    return np.take(data, channel, axis=ci), axes.replace("C", "")
+    # Basic indexing: a view of memory-mapped or lazy (dask) data, not a copy.
+    index = tuple(channel if i == ci else slice(None) for i in range(data.ndim))
+    return data[index], axes.replace("C", "")
 
 
 def to_tzyx(data: np.ndarray, axes: str, channel: int | None = None) -> np.ndarray:
@@ -82,3 +84,55 @@ def to_tzyx(data: np.ndarray, axes: str, channel: int | None = None) -> np.ndarr
             axes = a + axes
     order = [axes.index(a) for a in "TZYX"]
     return np.transpose(data, order)
+
+
+def from_file_axes(file_axes: str, shape: tuple[int, ...]) -> str:
+    """Map a file's axis letters (tifffile's ``TZCYXS`` plus ``I``/``Q``/... for unknown) to TCZYX.
+
+    ``S`` (samples, e.g. RGB) becomes the channel axis. Unknown letters are filled by the
+    inference rule of this module: if no letter other than Y, X and C is known, the remaining
+    axes follow :data:`DEFAULT_AXES` (3 → Z, 4 → T, Z); otherwise each unknown axis gets, from the
+    right, the first unused of Z, T, C.
+    """
+    file_axes = file_axes.upper()
+    if len(file_axes) != len(shape):
+        raise SpatimeINRError(
+            f"The file's axes {file_axes!r} do not match its shape {tuple(shape)}: give --axes."
+        )
+    letters: list[str | None] = []
+    for a in file_axes:
+        if a == "S":
+            if "C" in file_axes:
+                raise SpatimeINRError(
+                    f"The image has both channels and colour samples (axes {file_axes}, shape "
+                    f"{tuple(shape)}): split the channels first (e.g. Fiji: Image > Color > "
+                    "Split Channels) and read one of them."
+                )
+            a = "C"
+        letters.append(a if a in "TCZYX" else None)
+    used = {a for a in letters if a}
+    if "Y" not in used or "X" not in used:
+        raise SpatimeINRError(
+            f"Cannot tell which axes of the file are Y and X (axes {file_axes}): give --axes."
+        )
+    unknown = [i for i, a in enumerate(letters) if a is None]
+    if unknown:
+        if used - {"Y", "X", "C"}:
+            pool = [a for a in "ZTC" if a not in used]
+            for i in reversed(unknown):
+                if not pool:
+                    raise SpatimeINRError(
+                        f"The axes of the file are ambiguous ({file_axes}, shape {tuple(shape)}): "
+                        "give --axes (e.g. TZYX)."
+                    )
+                letters[i] = pool.pop(0)
+        else:
+            default = DEFAULT_AXES.get(len(unknown) + 2)
+            if default is None or ("C" in default[:-2] and "C" in used):
+                raise SpatimeINRError(
+                    f"The axes of the file are ambiguous ({file_axes}, shape {tuple(shape)}): "
+                    "give --axes (e.g. TZYX)."
+                )
+            for i, a in zip(unknown, default[:-2], strict=True):
+                letters[i] = a
+    return "".join(a for a in letters if a)
