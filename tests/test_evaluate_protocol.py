@@ -175,7 +175,11 @@ def test_spatial_z_only_run_with_a_baseline_subset():
 
 def test_motion_is_a_temporal_baseline_only():
     with pytest.raises(SpatimeINRError, match="motion"):
-        list(run_evaluation(make_stack((1, 8, 8, 8)), "spatial", 2, baselines=["motion"]))
+        list(
+            run_evaluation(
+                make_stack((1, 8, 8, 8)), "spatial", 2, method="linear", baselines=["motion"]
+            )
+        )
     with pytest.raises(SpatimeINRError, match="Unknown method"):
         list(run_evaluation(make_stack((5, 1, 8, 8)), "temporal", 2, method="bicubic"))
 
@@ -236,3 +240,21 @@ def test_write_report_json_csv_png_and_table(tmp_path):
     assert "evaluated" in table and "best baseline" in table
     with pytest.raises(SpatimeINRError, match="does not exist"):
         write_report(rep, tmp_path / "missing" / "run.json")
+
+
+def test_single_frame_report_plots_bars(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from napari_spatimeinr.evaluate.report import plot_report
+
+    res = final(list(run_evaluation(make_stack((1, 8, 12, 12)), "spatial", 2, method="linear")))
+    fig = Figure()
+    ax = fig.add_subplot(111)
+    plot_report(res.report, ax)
+    assert len(ax.patches) == len(res.report["results"])  # one bar per method
+    pj, _, pp = write_report(res.report, tmp_path / "vol")  # no .json suffix: siblings still
+    assert pj.name == "vol" and pp.name == "vol.png" and pp.stat().st_size > 0
+    assert (pp.stat().st_mode & 0o777) == 0o644

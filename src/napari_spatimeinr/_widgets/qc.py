@@ -39,7 +39,7 @@ from ..data.stack import Stack4D
 from ..errors import SpatimeINRError
 from ..evaluate.degrade import plan_shapes
 from ..evaluate.protocol import METHODS, EvalResult, run_evaluation
-from ..evaluate.report import plot_per_frame, write_report
+from ..evaluate.report import plot_report, write_report
 from ..io.axes import check_axes, to_tzyx
 from ..train.progress import Progress
 
@@ -446,7 +446,7 @@ class QCWidget(QWidget):
         ax = self.figure.add_subplot(111)
         names = [rep["method"], "cubic", rep.get("best_baseline")]
         names = [n for i, n in enumerate(names) if n and n in rep["results"] and n not in names[:i]]
-        plot_per_frame(rep, ax, names)
+        plot_report(rep, ax, names)
         self.canvas.draw_idle()
 
     def _put_layer(self, data: np.ndarray, name: str, **kwargs: Any) -> Any:

@@ -84,6 +84,9 @@ def check_method_and_baselines(
     """Validate the method name and return the baselines to compute, in report order."""
     if method not in METHODS:
         raise SpatimeINRError(f"Unknown method {method!r}: choose one of {', '.join(METHODS)}.")
+    from ..methods import get_method
+
+    get_method(method)  # fail before any work if the method cannot be loaded
     allowed = baselines_for(task)
     if baselines is None:
         return allowed

@@ -84,11 +84,39 @@ def plot_per_frame(report: dict[str, Any], ax: Any, methods: list[str] | None = 
             zorder=3 if main else 2,
         )
     task = report.get("task", "")
-    ax.set_xlabel("frame" if task == "temporal" else "frame (all scored)")
+    ax.set_xlabel("frame (withheld)" if task == "temporal" else "frame")
     ax.set_ylabel("PSNR (dB)")
     ax.set_title(f"{task} ×{report.get('factor')}: per-frame PSNR", fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
+
+
+def plot_overall(report: dict[str, Any], ax: Any, methods: list[str] | None = None) -> None:
+    """Bars of the overall PSNR per method (for single-frame checks, e.g. a volume)."""
+    names = methods if methods is not None else list(report["results"])
+    names = [n for n in names if n in report["results"]]
+    values = [report["results"][n]["psnr"] for n in names]
+    values = [float("nan") if v is None else v for v in values]
+    colors = [f"C{i}" for i in range(len(names))]
+    ax.bar(names, values, color=colors)
+    finite = [v for v in values if v == v]
+    if finite:
+        ax.set_ylim(min(finite) - 1.0, max(finite) + 0.5)
+    ax.set_ylabel("PSNR (dB)")
+    ax.set_title(
+        f"{report.get('task', '')} ×{report.get('factor')}: PSNR"
+        + (" (z only)" if report.get("z_only") else ""),
+        fontsize=10,
+    )
+    ax.grid(True, axis="y", alpha=0.3)
+
+
+def plot_report(report: dict[str, Any], ax: Any, methods: list[str] | None = None) -> None:
+    """Per-frame PSNR curves, or bars of the overall PSNR when a single frame is scored."""
+    if len(report.get("scored_frames", [])) > 1:
+        plot_per_frame(report, ax, methods)
+    else:
+        plot_overall(report, ax, methods)
 
 
 def _write_png(report: dict[str, Any], path: Path) -> None:
@@ -98,7 +126,7 @@ def _write_png(report: dict[str, Any], path: Path) -> None:
     fig = Figure(figsize=(7, 4), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(111)
-    plot_per_frame(report, ax)
+    plot_report(report, ax)
     fig.tight_layout()
     atomic_write(path, lambda fh: fig.savefig(fh, format="png"))
 
@@ -118,6 +146,8 @@ def write_report(report: dict[str, Any], path_json: str | Path) -> tuple[Path, P
     csv_text = to_csv(report)
     atomic_write(pc, lambda fh: fh.write(csv_text.encode()))
     _write_png(report, pp)
+    for p in (pj, pc, pp):  # temporary files are created private; reports are ordinary files
+        p.chmod(0o644)
     return pj, pc, pp
 
 
