@@ -97,6 +97,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         "voxel_size": tuple(args.voxel_size) if args.voxel_size else None,
         "frame_interval": args.frame_interval,
     }
+    if not args.resume:  # refuse before reading a possibly large input
+        from .model_dir import check_new_output
+
+        check_new_output(Path(args.output), args.overwrite)
     if args.resume:
         source: Any = args.input
         _say(args, f"Resuming training in {args.output}")
