@@ -30,7 +30,10 @@ def read_tiff(path: Path) -> SourceImage:
         ) from None
     try:
         if not tif.series:
-            raise SpatimeINRError(f"{path.name} holds no image: check the file.")
+            raise SpatimeINRError(
+                f"Cannot read {path.name} as TIFF: it holds no image (empty or damaged file). "
+                "Check that the file is complete (e.g. open it in Fiji)."
+            )
         series = tif.series[0]
         data, lazy = _load(tif, path)
         file_axes = series.axes

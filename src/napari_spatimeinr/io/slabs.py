@@ -74,9 +74,10 @@ def _bounds(chunks: tuple[int, ...]) -> list[tuple[int, int]]:
 
 
 def plan_slabs(
-    chunks: tuple[tuple[int, ...], ...], itemsize: int = 4, slab_bytes: int = SLAB_BYTES
+    chunks: tuple[tuple[int, ...], ...], itemsize: int = 4, slab_bytes: int | None = None
 ) -> list[Slab]:
     """Slabs covering an array with dask ``chunks`` (T, Z, Y, X), in C order of the array."""
+    slab_bytes = SLAB_BYTES if slab_bytes is None else slab_bytes
     tc, zc, yc, xc = chunks
     nx = int(sum(xc))
     slabs = []
@@ -97,8 +98,9 @@ def plan_slabs(
     return slabs
 
 
-def group_slabs(slabs: list[Slab], nx: int, group_bytes: int = GROUP_BYTES) -> list[list[Slab]]:
+def group_slabs(slabs: list[Slab], nx: int, group_bytes: int | None = None) -> list[list[Slab]]:
     """Consecutive slabs packed into groups of at most ``group_bytes`` (float32), one at least."""
+    group_bytes = GROUP_BYTES if group_bytes is None else group_bytes
     groups: list[list[Slab]] = []
     current: list[Slab] = []
     size = 0
@@ -123,7 +125,7 @@ def computed_slabs(
     darr: da.Array,
     slabs: list[Slab],
     cancel: Callable[[], bool] | None = None,
-    group_bytes: int = GROUP_BYTES,
+    group_bytes: int | None = None,
 ) -> Iterator[tuple[Slab, np.ndarray]]:
     """Compute the slabs group by group (in parallel within a group) and yield them in order.
 

@@ -35,7 +35,7 @@ from ..errors import SpatimeINRError
 from .encode import Encoder, check_dtype
 from .formats import SUPPORTED_WRITE_SUFFIXES, suffix_of, write_family
 from .meta import OutputMeta
-from .slabs import GROUP_BYTES, Slab, check_cancel, computed_slabs, group_slabs, plan_slabs
+from .slabs import Slab, check_cancel, computed_slabs, group_slabs, plan_slabs
 
 __all__ = ["SUPPORTED_WRITE_SUFFIXES", "estimate_output_bytes", "write_array"]
 
@@ -353,7 +353,7 @@ def _write_nii_gz(
     nx = shape[3]
     with open(tmp, "wb") as fh, ThreadPoolExecutor(workers()) as pool:
         fh.write(first)
-        for group in group_slabs(slabs, nx, GROUP_BYTES):
+        for group in group_slabs(slabs, nx):
             check_cancel(cancel)
             blocks = dask.compute(*[darr[s.region] for s in group])
             encoded = [enc(np.asarray(b)) for b in blocks]
@@ -391,7 +391,9 @@ def _write_nii_gz_via_raw(
     n_parts = max(1, math.ceil(nbytes / _GZ_PART))
     counter = _Counter(len(slabs) + n_parts, progress)
     vox_offset = _write_nii(raw, darr, slabs, meta, enc, counter, cancel)
-    per_group = max(1, GROUP_BYTES // _GZ_PART)
+    from . import slabs as _slabs
+
+    per_group = max(1, _slabs.GROUP_BYTES // _GZ_PART)
     with open(raw, "rb") as src, open(tmp, "wb") as fh, ThreadPoolExecutor(workers()) as pool:
         fh.write(header_member(src.read(vox_offset)))
         while True:
@@ -430,7 +432,7 @@ def _write_zarr(
     params = encoder_params(enc)
     counter = _Counter(len(slabs), progress)
     store = dask.delayed(store_block, pure=False)
-    for group in group_slabs(slabs, shape[3], GROUP_BYTES):
+    for group in group_slabs(slabs, shape[3]):
         check_cancel(cancel)
         tasks = [
             store(darr[s.region], arr, (s.t0, s.t1, s.z0, s.z1, s.y0, s.y1), params) for s in group
