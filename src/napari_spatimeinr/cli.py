@@ -154,14 +154,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 @contextmanager
 def _dask_client(args: argparse.Namespace):
     if args.scheduler or args.workers:
-        from .render.distributed import dask_client
+        from .render.distributed import cluster_summary, dask_client
 
-        with dask_client(scheduler=args.scheduler, workers=args.workers) as client:
-            _say(
-                args,
-                f"Rendering on dask cluster {client.scheduler.address} "
-                f"({len(client.scheduler_info()['workers'])} workers)",
-            )
+        with dask_client(
+            scheduler=args.scheduler,
+            workers=args.workers,
+            model_dir=args.model_dir,
+            output=args.output,
+        ) as client:
+            _say(args, f"Rendering on dask cluster {cluster_summary(client)}")
             yield client
     else:
         yield None

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -256,6 +256,54 @@ def _cluster_error(err: Exception) -> Exception:
     return err
 
 
+def active_client():
+    """The :class:`distributed.Client` that dask computations use right now, or None."""
+    from dask.base import get_scheduler
+
+    scheduler = get_scheduler()
+    owner = getattr(scheduler, "__self__", None)
+    try:
+        from distributed import Client
+    except ImportError:  # pragma: no cover - distributed is a dependency
+        return None
+    return owner if isinstance(owner, Client) else None
+
+
+def iter_completed(tasks: Sequence[Any], cancel: Callable[[], bool] | None = None) -> Iterator[Any]:
+    """Compute dask collections ``tasks`` and yield their results as each one finishes.
+
+    On a dask.distributed cluster (the active default scheduler) all tasks are submitted at once
+    and yielded in completion order (``distributed.as_completed``), so progress can follow the
+    chunks as they land; elsewhere they are computed together (``dask.compute``) and yielded in
+    order. ``cancel()`` is polled after every result: when it returns True the remaining work is
+    cancelled and :class:`~napari_spatimeinr.errors.StopRequested` raised.
+    """
+    import dask
+
+    from ..errors import StopRequested
+
+    def check() -> None:
+        if cancel is not None and cancel():
+            raise StopRequested("Cancelled.")
+
+    client = active_client()
+    if client is None:
+        for result in dask.compute(*tasks):
+            check()
+            yield result
+        return
+    from distributed import as_completed
+
+    futures = client.compute(list(tasks))
+    try:
+        for fut in as_completed(futures):
+            result = fut.result()
+            check()
+            yield result
+    finally:
+        client.cancel(futures)
+
+
 def cluster_summary(client) -> str:
     """One line about the cluster: address, workers, threads."""
     nthreads = client.nthreads()
@@ -264,10 +312,12 @@ def cluster_summary(client) -> str:
 
 __all__ = [
     "DEFAULT_TIMEOUT",
+    "active_client",
     "check_workers",
     "cluster_summary",
     "connect",
     "dask_client",
+    "iter_completed",
     "local_threads_per_worker",
     "start_local_cluster",
 ]
