@@ -31,6 +31,8 @@ from .metrics import normalize, psnr_from_mse
 CLASSICAL = ("nearest", "linear", "cubic")
 SIGMAS = (0.5, 1.0, 1.5, 2.0)
 WARP_ORDER = 1
+#: output voxels per slab of the classical baselines (float64 intermediates of ~64 MB)
+CHUNK_VOXELS = 8_000_000
 
 
 def baselines_for(task: str) -> tuple[str, ...]:
@@ -45,14 +47,24 @@ def interpolate(
     scale_t: float,
     scale_zyx: tuple[float, float, float],
     method: str,
+    chunk_voxels: int = CHUNK_VOXELS,
 ) -> np.ndarray:
     """Classical interpolation of a TZYX array onto its ×(scale_t, scale_zyx) output grid.
 
     Equal to ``scipy.ndimage.map_coordinates(data, grid, order=..., mode="nearest")`` on the whole
-    array. Returns float32.
+    array (to < 1e-9 of the data range). Computed in slabs of output frames of about
+    ``chunk_voxels`` voxels, so the float64 intermediates stay small. Returns float32.
     """
     grid = make_grid(data.shape, scale_t, scale_zyx)
-    return interpolate_block(np.asarray(data, dtype=np.float32), *grid.axes, SPLINE_ORDER[method])
+    data = np.asarray(data, dtype=np.float32)
+    out = np.empty(grid.shape, dtype=np.float32)
+    per_frame = max(1, int(np.prod(grid.shape[1:])))
+    step = max(1, chunk_voxels // per_frame)
+    order = SPLINE_ORDER[method]
+    for t0 in range(0, grid.shape[0], step):
+        t = grid.t[t0 : t0 + step]
+        out[t0 : t0 + t.size] = interpolate_block(data, t, grid.z, grid.y, grid.x, order)
+    return out
 
 
 def tvl1_flow(reference: np.ndarray, moving: np.ndarray) -> np.ndarray:
@@ -125,20 +137,26 @@ def best_smoothed(
 
     Returns ``(base, sigma, blurred full prediction, {base: {str(sigma): psnr}})``.
     """
-    frames = np.asarray(frames, dtype=np.int64)
-    g = normalize(truth[frames], low, high)
-    best: tuple[float, str, float] | None = None
-    table: dict[str, dict[str, float]] = {}
-    for name, pred in preds.items():
-        table[name] = {}
-        sub = np.asarray(pred[frames], dtype=np.float32)
-        for s in sigmas:
-            d = normalize(blur_yx(sub, s), low, high) - g
-            p = psnr_from_mse(float(np.mean(d * d)))
-            table[name][f"{s:g}"] = p
-            if best is None or p > best[0]:
-                best = (p, name, float(s))
-    if best is None:
+    sigmas = tuple(float(v) for v in sigmas)
+    if not preds:
         raise ValueError("best_smoothed needs at least one base prediction")
-    _, base, sigma = best
-    return base, sigma, blur_yx(preds[base], sigma), table
+    sse = {(name, s): 0.0 for name in preds for s in sigmas}
+    n_vox = 0
+    for t in frames:  # frame by frame: memory stays at a few frames whatever the stack size
+        g = normalize(truth[t], low, high)
+        n_vox += g.size
+        for name, pred in preds.items():
+            frame = np.asarray(pred[t], dtype=np.float32)[np.newaxis]
+            for s in sigmas:
+                d = normalize(blur_yx(frame, s)[0], low, high) - g
+                sse[(name, s)] += float(np.sum(d * d))
+    table = {
+        name: {f"{s:g}": psnr_from_mse(sse[(name, s)] / max(n_vox, 1)) for s in sigmas}
+        for name in preds
+    }
+    base, sigma = min(sse, key=lambda key: sse[key])
+    pred = preds[base]
+    out = np.empty(pred.shape, dtype=np.float32)
+    for t in range(pred.shape[0]):
+        out[t] = blur_yx(pred[t][np.newaxis], sigma)[0]
+    return base, sigma, out, table

@@ -27,7 +27,7 @@ SSIM_WINDOW = 7
 
 def truth_range(truth: np.ndarray) -> tuple[float, float]:
     """The (low, high) = 0.1/99.9 percentiles of ``truth`` (the full range if they coincide)."""
-    a = np.asarray(truth, dtype=np.float64)
+    a = np.asarray(truth)
     low, high = (float(v) for v in np.percentile(a, [LOW_PERCENTILE, HIGH_PERCENTILE]))
     if not high > low:
         low, high = float(a.min()), float(a.max())
