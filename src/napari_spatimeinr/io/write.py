@@ -424,20 +424,25 @@ def _write_zarr(
     progress: Progress | None,
     cancel: Cancel | None,
 ) -> None:
+    from ..render.distributed import active_client, iter_completed
     from .write_zarr import create_zarr, encoder_params, finish_zarr, store_block
 
     shape = tuple(int(s) for s in darr.shape)
     chunks = tuple(int(c[0]) for c in darr.chunks)
-    arr = create_zarr(tmp, shape, chunks, meta, enc)  # type: ignore[arg-type]
+    # An absolute path: on a dask cluster the workers write the chunks from their own folder.
+    arr = create_zarr(tmp.absolute(), shape, chunks, meta, enc)  # type: ignore[arg-type]
     params = encoder_params(enc)
     counter = _Counter(len(slabs), progress)
     store = dask.delayed(store_block, pure=False)
-    for group in group_slabs(slabs, shape[3]):
+    # On a dask.distributed cluster the store tasks return only counts: submit them all and count
+    # slabs as they land; locally, a group at a time (bounded memory).
+    groups = [slabs] if active_client() is not None else group_slabs(slabs, shape[3])
+    for group in groups:
         check_cancel(cancel)
         tasks = [
             store(darr[s.region], arr, (s.t0, s.t1, s.z0, s.z1, s.y0, s.y1), params) for s in group
         ]
-        for low, high, nan in dask.compute(*tasks):
+        for low, high, nan in iter_completed(tasks, cancel):
             enc.add_counts(low, high, nan)
-        counter.step(len(group))
+            counter.step()
     finish_zarr(tmp, meta, enc)
