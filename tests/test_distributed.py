@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import threading
 import time
 from unittest import mock
 
@@ -106,24 +107,6 @@ def test_unreachable_scheduler_is_one_clear_error():
     assert time.perf_counter() - t0 < 10
 
 
-def test_worker_killed_mid_render_completes(client, model):
-    arr = render(model, 2, (2, 2, 2), chunks=(1, 4, 20, 16))
-    local = arr.compute(scheduler="threads")
-
-    def slow(block):
-        time.sleep(0.05)
-        return block
-
-    fut = client.compute(arr.map_blocks(slow, dtype=np.float32))
-    pids = client.run(os.getpid)
-    time.sleep(0.6)
-    assert not fut.done()
-    os.kill(next(iter(pids.values())), signal.SIGKILL)
-    got = fut.result(timeout=60)
-    np.testing.assert_allclose(got, local, rtol=0, atol=1e-6 * float(np.ptp(local)))
-    client.wait_for_workers(2, timeout=30)  # the nanny restarts the lost worker
-
-
 def test_task_killing_workers_is_one_clear_error(model):
     arr = render(model, 1, chunks=(1, 4, 20, 16))
 
@@ -136,3 +119,69 @@ def test_task_killing_workers_is_one_clear_error(model):
         with pytest.raises(SpatimeINRError, match="workers kept dying"):
             with dask_client(workers=1, model_dir=model):
                 arr.map_blocks(die_on_first, dtype=np.float32).compute()
+
+
+def _read(path):
+    if path.suffix == ".zarr":
+        import zarr
+
+        return zarr.open_group(str(path), mode="r")["0"][:]
+    import tifffile
+
+    return tifffile.imread(path)
+
+
+@pytest.mark.parametrize("suffix", [".zarr", ".tif"])
+def test_export_on_cluster_matches_local(client, model, tmp_path, suffix):
+    plan = plan_render(model, 2, (2, 1, 1), chunks=(2, 2, 20, 16))
+    arr = api.render_plan(plan)
+    local = arr.compute(scheduler="threads")
+    seen = []
+    out = api.export(
+        arr, tmp_path / f"out{suffix}", plan.meta, progress=lambda d, t: seen.append(d)
+    )
+    np.testing.assert_allclose(_read(out), local, rtol=0, atol=1e-6 * float(np.ptp(local)))
+    # progress goes up one step at a time to the end (per slab as it lands)
+    assert seen[0] == 0 and seen == sorted(seen) and seen[-1] > 1
+    assert seen[-1] - seen[-2] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"out{suffix}"]
+
+
+@pytest.mark.parametrize("suffix", [".zarr", ".tif"])
+def test_failed_export_leaves_nothing_that_looks_complete(client, model, tmp_path, suffix):
+    plan = plan_render(model, 2, chunks=(1, 2, 20, 16))
+    arr = api.render_plan(plan)
+    last = arr.numblocks[0] - 1
+
+    def fail_last_frame(block, block_info=None):
+        if block_info[0]["chunk-location"][0] == last:
+            raise RuntimeError("boom")
+        return block
+
+    with pytest.raises(RuntimeError, match="boom"):
+        api.export(
+            arr.map_blocks(fail_last_frame, dtype=np.float32), tmp_path / f"o{suffix}", plan.meta
+        )
+    assert list(tmp_path.iterdir()) == []  # neither the output nor its temporary
+
+
+@pytest.mark.parametrize("suffix", [".zarr", ".tif"])
+def test_worker_killed_mid_export_completes(client, model, tmp_path, suffix):
+    client.wait_for_workers(2, timeout=30)
+    plan = plan_render(model, 2, (2, 2, 2), chunks=(1, 4, 20, 16))
+    arr = api.render_plan(plan)
+    local = arr.compute(scheduler="threads")
+
+    def slow(block):
+        time.sleep(0.05)
+        return block
+
+    pid = next(iter(client.run(os.getpid).values()))
+    killer = threading.Timer(0.8, os.kill, (pid, signal.SIGKILL))
+    killer.start()
+    t0 = time.perf_counter()
+    out = api.export(arr.map_blocks(slow, dtype=np.float32), tmp_path / f"o{suffix}", plan.meta)
+    killer.join()
+    assert time.perf_counter() - t0 > 0.8  # the worker died mid-export
+    np.testing.assert_allclose(_read(out), local, rtol=0, atol=1e-6 * float(np.ptp(local)))
+    client.wait_for_workers(2, timeout=30)
