@@ -193,9 +193,14 @@ def test_nifti_3d_is_one_frame(tmp_path):
 
 
 def _ome_zarr(path, a, axes, scale, fmt=None, units=None, levels=1):
+    import warnings
+
     import zarr
     from ome_zarr.format import FormatV04
-    from ome_zarr.writer import write_multiscales_metadata
+
+    with warnings.catch_warnings():  # ome-zarr 0.18 warns about its own deprecated Scaler
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from ome_zarr.writer import write_multiscales_metadata
 
     v04 = fmt == "0.4"
     group = zarr.open_group(str(path), mode="w", zarr_format=2 if v04 else 3)

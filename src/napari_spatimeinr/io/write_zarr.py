@@ -31,8 +31,13 @@ def create_zarr(
     enc: Encoder,
 ) -> Any:
     """Create the OME-Zarr group and its (empty) full-resolution array; return the array."""
+    import warnings
+
     import zarr
-    from ome_zarr.writer import write_multiscales_metadata
+
+    with warnings.catch_warnings():  # ome-zarr 0.18 warns about its own deprecated Scaler
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from ome_zarr.writer import write_multiscales_metadata
 
     group = zarr.open_group(str(path), mode="w", zarr_format=3)
     arr = group.create_array(
