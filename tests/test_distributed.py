@@ -185,3 +185,15 @@ def test_worker_killed_mid_export_completes(client, model, tmp_path, suffix):
     assert time.perf_counter() - t0 > 0.8  # the worker died mid-export
     np.testing.assert_allclose(_read(out), local, rtol=0, atol=1e-6 * float(np.ptp(local)))
     client.wait_for_workers(2, timeout=30)
+
+
+def test_scheduler_file_missing_or_stale(tmp_path):
+    with pytest.raises(SpatimeINRError, match="Scheduler file .* not found"):
+        connect(str(tmp_path / "scheduler.json"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    stale = tmp_path / "stale.json"
+    stale.write_text(f'{{"address": "tcp://127.0.0.1:{port}", "type": "Scheduler"}}')
+    with pytest.raises(SpatimeINRError, match="Could not reach a dask scheduler"):
+        connect(str(stale), timeout=1)

@@ -472,7 +472,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--scheduler",
         metavar="ADDRESS",
-        help="render on an existing dask.distributed scheduler (tcp://HOST:PORT)",
+        help="render on an existing dask.distributed scheduler (tcp://HOST:PORT, or the JSON "
+        "file of `dask scheduler --scheduler-file`)",
     )
     g.add_argument(
         "--workers",

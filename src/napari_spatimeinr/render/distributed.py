@@ -109,13 +109,27 @@ def start_local_cluster(
 
 
 def connect(address: str, timeout: float = DEFAULT_TIMEOUT):
-    """A :class:`distributed.Client` of the scheduler at ``address``, or one clear error."""
+    """A :class:`distributed.Client` of the scheduler at ``address``, or one clear error.
+
+    ``address`` is ``tcp://HOST:PORT`` (``HOST:PORT`` is read as TCP) or the path of a scheduler
+    file written by ``dask scheduler --scheduler-file FILE`` (usual on HPC clusters).
+    """
     from distributed import Client
 
-    if "://" not in address:
-        address = f"tcp://{address}"
+    kwargs: dict[str, Any]
+    if address.endswith(".json") or Path(address).is_file():
+        if not Path(address).is_file():
+            raise SpatimeINRError(
+                f"Scheduler file {address} not found: start the scheduler with "
+                f"`dask scheduler --scheduler-file {address}` first, or pass tcp://HOST:PORT."
+            )
+        kwargs = {"scheduler_file": address}
+    else:
+        if "://" not in address:
+            address = f"tcp://{address}"
+        kwargs = {"address": address}
     try:
-        return Client(address, timeout=timeout, set_as_default=True)
+        return Client(**kwargs, timeout=timeout, set_as_default=True)
     except (OSError, TimeoutError, ValueError) as err:
         raise SpatimeINRError(
             f"Could not reach a dask scheduler at {address} within {timeout:g} s ({err}). "
