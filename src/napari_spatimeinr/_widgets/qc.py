@@ -183,7 +183,7 @@ class QCWidget(QWidget):
         self.figure = Figure(figsize=(4, 2.6), dpi=90, tight_layout=True)
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.canvas.setMinimumHeight(180)
+        self.canvas.setMinimumHeight(210)
         self.save_button = QPushButton("Save report…")
         self.save_button.setEnabled(False)
 
@@ -446,7 +446,8 @@ class QCWidget(QWidget):
         ax = self.figure.add_subplot(111)
         names = [rep["method"], "cubic", rep.get("best_baseline")]
         names = [n for i, n in enumerate(names) if n and n in rep["results"] and n not in names[:i]]
-        plot_report(rep, ax, names)
+        # several frames: the method against cubic (and the best baseline); one frame: all bars
+        plot_report(rep, ax, names if len(rep.get("scored_frames", [])) > 1 else None)
         self.canvas.draw_idle()
 
     def _put_layer(self, data: np.ndarray, name: str, **kwargs: Any) -> Any:

@@ -98,17 +98,22 @@ def plot_overall(report: dict[str, Any], ax: Any, methods: list[str] | None = No
     values = [report["results"][n]["psnr"] for n in names]
     values = [float("nan") if v is None else v for v in values]
     colors = [f"C{i}" for i in range(len(names))]
-    ax.bar(names, values, color=colors)
+    ypos = list(range(len(names)))[::-1]  # first method on top
+    ax.barh(ypos, values, color=colors)
+    ax.set_yticks(ypos, names)
     finite = [v for v in values if v == v]
     if finite:
-        ax.set_ylim(min(finite) - 1.0, max(finite) + 0.5)
-    ax.set_ylabel("PSNR (dB)")
+        ax.set_xlim(min(finite) - 1.0, max(finite) + 0.6)
+        for y, v in zip(ypos, values, strict=True):
+            if v == v:
+                ax.text(v + 0.05, y, f"{v:.2f}", va="center", fontsize=8)
+    ax.set_xlabel("PSNR (dB)")
     ax.set_title(
         f"{report.get('task', '')} ×{report.get('factor')}: PSNR"
         + (" (z only)" if report.get("z_only") else ""),
         fontsize=10,
     )
-    ax.grid(True, axis="y", alpha=0.3)
+    ax.grid(True, axis="x", alpha=0.3)
 
 
 def plot_report(report: dict[str, Any], ax: Any, methods: list[str] | None = None) -> None:
