@@ -245,7 +245,10 @@ def dask_client(
         try:
             yield client
         except Exception as err:
-            raise _cluster_error(err) from None
+            clear = _cluster_error(err)
+            if clear is err:
+                raise
+            raise clear from None
     finally:
         client.close()
         if cluster is not None:
