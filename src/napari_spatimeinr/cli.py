@@ -246,6 +246,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     }
     from . import api
 
+    if args.output:  # refuse a report that cannot be written before any work
+        report_path = Path(args.output)
+        if not report_path.parent.is_dir():
+            raise SpatimeINRError(
+                f"The folder {report_path.parent} does not exist: create it or choose another -o."
+            )
+        if report_path.exists() and not args.overwrite:
+            raise SpatimeINRError(
+                f"{report_path} already exists: choose another name, or pass --overwrite."
+            )
     stack = api.read(args.input, **read_options)
     result = None
     with _graceful_stop() as stop:
@@ -497,6 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0)
     _add_read_options(e)
     e.add_argument("-o", "--output", metavar="REPORT.json", help="write the report (JSON+CSV+PNG)")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing report")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     e.set_defaults(func=cmd_evaluate)
 
