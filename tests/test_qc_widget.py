@@ -85,6 +85,25 @@ def test_a_3d_time_lapse_layer_keeps_its_axes(qtbot, make_napari_viewer):
     np.testing.assert_allclose(recon.data[::2], data[::2], rtol=1e-5, atol=1e-6)
 
 
+def test_axes_come_from_plugin_metadata_or_axis_labels(make_napari_viewer):
+    from napari_spatimeinr._widgets.qc import QCWidget, layer_axes, layer_to_stack
+
+    viewer = make_napari_viewer()
+    data = np.zeros((4, 6, 8), np.float32)
+    meta = {"spatimeinr": {"axes": "ZYX", "source_path": "/data/v.tif", "source_sha256": "ab"}}
+    a = viewer.add_image(data, name="a", metadata=meta)
+    b = viewer.add_image(data, name="b", axis_labels=("t", "y", "x"))
+    c = viewer.add_image(data, name="c")
+    assert layer_axes(a, "temporal") == "ZYX"
+    assert layer_axes(b, "spatial") == "TYX"
+    assert layer_axes(c, "spatial") == "ZYX" and layer_axes(c, "temporal") == "TYX"
+    st = layer_to_stack(a, "ZYX")
+    assert st.shape == (1, 4, 6, 8) and st.source_sha256 == "ab" and st.name == "a"
+    w = QCWidget(viewer)
+    w.layer_combo.setCurrentText("a")
+    assert w.axes_edit.text() == "ZYX"
+
+
 def test_impossible_requests_disable_run(viewer_and_widget):
     _, w = viewer_and_widget
     w.task_combo.setCurrentText("temporal")

@@ -57,6 +57,23 @@ def guess_axes(ndim: int, task: str) -> str:
     return {2: "YX", 4: "TZYX", 5: "TCZYX"}.get(ndim, "TZYX")
 
 
+#: metadata key of layers made by this plugin (see ``_layers.py``): axes, physical metadata, source
+META_KEY = "spatimeinr"
+
+
+def layer_axes(layer: Any, task: str) -> str:
+    """The axes of a layer: from the plugin's metadata, else its axis labels, else a guess."""
+    ndim = int(layer.ndim)
+    axes = str((getattr(layer, "metadata", None) or {}).get(META_KEY, {}).get("axes", "")).upper()
+    if len(axes) == ndim:
+        return axes
+    labels = [str(a).upper() for a in (getattr(layer, "axis_labels", None) or ())]
+    if len(labels) == ndim and all(len(a) == 1 and a in "TCZYX" for a in labels):
+        if len(set(labels)) == ndim:
+            return "".join(labels)
+    return guess_axes(ndim, task)
+
+
 def layer_axes_shape(shape: tuple[int, ...], axes: str) -> tuple[int, int, int, int]:
     """The TZYX shape of a layer of ``shape`` read with ``axes`` (absent T/Z are 1)."""
     axes = check_axes(axes, len(shape))
@@ -77,7 +94,8 @@ def layer_to_stack(layer: Any, axes: str) -> Stack4D:
     axes = axes.upper()
     by_axis = dict(zip(axes, layer.scale, strict=True))
     shift = dict(zip(axes, layer.translate, strict=True))
-    source = getattr(getattr(layer, "source", None), "path", None)
+    meta = (getattr(layer, "metadata", None) or {}).get(META_KEY, {})
+    source = meta.get("source_path") or getattr(getattr(layer, "source", None), "path", None)
     return Stack4D(
         to_tzyx(np.asarray(data), axes),
         voxel_size=tuple(float(by_axis.get(a, 1.0)) for a in "ZYX"),  # type: ignore[arg-type]
@@ -85,6 +103,7 @@ def layer_to_stack(layer: Any, axes: str) -> Stack4D:
         source_axes=axes,
         name=layer.name,
         source_path=str(source or ""),
+        source_sha256=str(meta.get("source_sha256") or ""),
         origin=tuple(float(shift.get(a, 0.0)) for a in "TZYX"),  # type: ignore[arg-type]
     )
 
@@ -245,7 +264,7 @@ class QCWidget(QWidget):
     def _layer_changed(self, *_: Any) -> None:
         layer = self.selected_layer()
         if layer is not None:
-            axes = self._axes_for.get(layer.name) or guess_axes(layer.ndim, self.task)
+            axes = self._axes_for.get(layer.name) or layer_axes(layer, self.task)
             self.axes_edit.setText(axes)
         self._update_plan()
 
