@@ -1,0 +1,77 @@
+"""Layer descriptions shared by the napari hooks and widgets (plain dicts: no napari import).
+
+A layer made by this plugin carries ``metadata["spatimeinr"]``: the axis order of its data, the voxel
+size (z, y, x) in µm, the frame interval in s, the origin and the source file, so the widgets and the
+writer can recover the physical metadata even when the layer's scale was edited.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .data.stack import Stack4D
+from .model_dir import ModelDir
+
+META_KEY = "spatimeinr"
+AXIS_LABELS = ("t", "z", "y", "x")
+UNITS = ("s", "µm", "µm", "µm")
+
+
+def stack_metadata(stack: Stack4D) -> dict[str, Any]:
+    """The ``metadata["spatimeinr"]`` entry of a TZYX layer holding ``stack``."""
+    return {
+        "axes": "TZYX",
+        "source_axes": stack.source_axes,
+        "voxel_size": list(stack.voxel_size),
+        "frame_interval": stack.frame_interval,
+        "origin": list(stack.origin),
+        "source_path": stack.source_path,
+        "source_sha256": stack.source_sha256,
+    }
+
+
+def stack_layer_kwargs(stack: Stack4D, **extra: Any) -> dict[str, Any]:
+    """napari Image layer keyword arguments for a TZYX :class:`Stack4D` at its physical scale."""
+    kw: dict[str, Any] = {
+        "name": stack.name,
+        "scale": stack.scale_tzyx,
+        "translate": tuple(stack.origin),
+        "metadata": {META_KEY: stack_metadata(stack)},
+        "axis_labels": AXIS_LABELS,
+        "units": UNITS,
+    }
+    kw.update(extra)
+    return kw
+
+
+def model_input_kwargs(md: ModelDir) -> dict[str, Any]:
+    """Layer kwargs of the input a model was trained on (raw intensity units)."""
+    stack = md.stack()
+    kw = stack_layer_kwargs(stack, name=f"{md.name} (input)")
+    kw["contrast_limits"] = (md.norm.low, md.norm.high)
+    kw["metadata"][META_KEY]["model_dir"] = str(Path(md.path).resolve())
+    return kw
+
+
+def render_layer_kwargs(plan: Any, md: ModelDir) -> dict[str, Any]:
+    """Layer kwargs of a lazy render of ``plan``: its physical scale and origin, the model's range."""
+    meta = plan.meta
+    return {
+        "name": meta.name,
+        "scale": meta.scale_tzyx,
+        "translate": tuple(meta.origin),
+        "contrast_limits": (md.norm.low, md.norm.high),
+        "metadata": {
+            META_KEY: {
+                "axes": "TZYX",
+                "voxel_size": list(meta.voxel_size),
+                "frame_interval": meta.frame_interval,
+                "origin": list(meta.origin),
+                "model_dir": str(Path(md.path).resolve()),
+                "factors": meta.provenance.get("factors"),
+            }
+        },
+        "axis_labels": AXIS_LABELS,
+        "units": UNITS,
+    }
