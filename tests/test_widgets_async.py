@@ -1,0 +1,81 @@
+"""Async lazy layers: moving sliders never blocks the Qt event loop; visited slices are reused."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import dask.array as da
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+
+from napari_spatimeinr._widgets.async_layer import COMPUTING, add_async_layer  # noqa: E402
+
+pytestmark = pytest.mark.gui
+
+
+def _slow_array(nt=4, sleep=0.5, counter=None):
+    base = da.from_array(
+        np.arange(nt, dtype=np.float32)[:, None, None, None] * np.ones((1, 2, 16, 16), np.float32),
+        chunks=(1, 2, 16, 16),
+    )
+
+    def work(block, block_info=None):
+        if counter is not None:
+            with counter["lock"]:
+                t = block_info[0]["chunk-location"][0]
+                counter[t] = counter.get(t, 0) + 1
+        time.sleep(sleep)
+        return block + 1
+
+    return base.map_blocks(work, dtype=np.float32)
+
+
+def _shown(layer):
+    return np.asarray(layer._slice.image.raw)
+
+
+def test_sliders_never_block_event_loop(make_napari_viewer, qtbot):
+    from qtpy.QtCore import QTimer
+
+    viewer = make_napari_viewer()
+    layer = add_async_layer(viewer, _slow_array(sleep=0.5), contrast_limits=(0, 5), name="slow")
+    arr = layer.data
+    qtbot.waitUntil(lambda: not arr.busy, timeout=5000)
+
+    stamps: list[float] = []
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(lambda: stamps.append(time.perf_counter()))
+    timer.start()
+    t_start = time.perf_counter()
+    saw_computing = False
+    for t in (1, 2, 3):
+        viewer.dims.set_current_step(0, t)
+        saw_computing |= layer.name.endswith(COMPUTING)
+        qtbot.wait(100)
+    qtbot.waitUntil(lambda: not arr.busy, timeout=5000)
+    timer.stop()
+    assert saw_computing
+    assert layer.name == "slow"
+    assert time.perf_counter() - t_start > 0.5  # a slice really took time
+    gaps = np.diff([t_start, *stamps])
+    assert gaps.max() < 0.2, f"event loop blocked for {gaps.max() * 1000:.0f} ms"
+    np.testing.assert_array_equal(_shown(layer), np.full((16, 16), 4, np.float32))
+
+
+def test_visited_slices_come_from_the_cache(make_napari_viewer, qtbot):
+    counter: dict = {"lock": threading.Lock()}
+    viewer = make_napari_viewer()
+    layer = add_async_layer(
+        viewer, _slow_array(sleep=0.01, counter=counter), contrast_limits=(0, 5), name="lazy"
+    )
+    arr = layer.data
+    for t in (0, 1, 2, 1, 0, 2):
+        viewer.dims.set_current_step(0, t)
+        qtbot.waitUntil(lambda: not arr.busy, timeout=5000)
+        np.testing.assert_array_equal(_shown(layer), np.full((16, 16), t + 1, np.float32))
+    assert {t: counter[t] for t in range(3)} == {0: 1, 1: 1, 2: 1}
+    assert arr.computations == 3
