@@ -77,3 +77,16 @@ def test_weights_only_roundtrip(tmp_path, small_stack):
     assert torch.equal(state["w"], torch.ones(3))
     md.write_history([{"step": 1, "loss": 0.5, "psnr": 20.0, "lr": 1e-3, "seconds": 0.1}])
     assert md.read_history()[0]["psnr"] == 20.0
+
+
+def test_files_are_readable_by_others_like_plain_files(tmp_path, small_stack):
+    import os
+    import stat
+
+    from napari_spatimeinr.model_dir import default_mode
+
+    md = create_model_dir(tmp_path / "m", small_stack, TrainConfig(method="cubic"))
+    md.update_meta(train_steps=1)
+    for p in (tmp_path / "m", tmp_path / "m" / "meta.json"):
+        mode = stat.S_IMODE(os.stat(p).st_mode)
+        assert mode == default_mode(directory=p.is_dir())

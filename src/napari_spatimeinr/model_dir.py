@@ -52,6 +52,17 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def default_mode(directory: bool = False) -> int:
+    """Permissions a plain ``open``/``mkdir`` would give (temp files default to owner-only)."""
+    return (0o777 if directory else 0o666) & ~_umask()
+
+
 def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
     """Write a file through ``write(fh)`` into a temporary sibling, then rename it over ``path``."""
     path = Path(path)
@@ -61,6 +72,7 @@ def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> 
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, default_mode())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except BaseException:
@@ -209,6 +221,7 @@ def create_model_dir(
         )
     norm = Normalization.fit(stack.data)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
+    os.chmod(tmp, default_mode(directory=True))  # readable by cluster workers like any folder
     try:
         np.save(tmp / "input.npy", norm.apply(stack.data))
         (tmp / "config.yaml").write_text(dump_yaml(config))

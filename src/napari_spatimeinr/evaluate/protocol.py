@@ -162,11 +162,9 @@ def reconstruct(
 
 def _forget_renderer(path: Path) -> None:
     """Drop the cached renderer of a temporary model directory (it is about to be deleted)."""
-    from ..render import lazy
+    from ..render.lazy import clear_renderer_cache
 
-    with lazy._CACHE_LOCK:
-        for key in [k for k in lazy._CACHE if k[0] == str(path.resolve())]:
-            lazy._CACHE.pop(key, None)
+    clear_renderer_cache(path)
 
 
 def _read(source: str | Path | Stack4D, read_options: dict[str, Any] | None) -> Stack4D:

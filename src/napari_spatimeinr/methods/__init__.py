@@ -16,8 +16,13 @@ def get_method(name: str) -> Method:
 
         return ClassicalMethod(name)
     if name == "spatimeinr":
-        from .spatimeinr import SpatimeINRMethod
-
+        try:
+            from .spatimeinr import SpatimeINRMethod
+        except ImportError as err:  # e.g. a broken torch install
+            raise SpatimeINRError(
+                f"The spatimeinr method cannot be loaded ({err}): check that PyTorch is installed "
+                "(pip install torch), or use --method cubic."
+            ) from err
         return SpatimeINRMethod()
     raise SpatimeINRError(f"Unknown method {name!r}: choose one of {', '.join(METHODS)}.")
 

@@ -92,9 +92,15 @@ def get_renderer(path: str | Path, device: str = "cpu") -> tuple[ModelDir, Block
         return md, renderer
 
 
-def clear_renderer_cache() -> None:
+def clear_renderer_cache(path: str | Path | None = None) -> None:
+    """Forget cached renderers: all of them, or those of the model directory ``path``."""
     with _CACHE_LOCK:
-        _CACHE.clear()
+        if path is None:
+            _CACHE.clear()
+            return
+        key0 = str(Path(path).resolve())
+        for key in [k for k in _CACHE if k[0] == key0]:
+            _CACHE.pop(key, None)
 
 
 def _render_task(
