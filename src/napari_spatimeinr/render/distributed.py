@@ -319,6 +319,27 @@ def iter_completed(tasks: Sequence[Any], cancel: Callable[[], bool] | None = Non
             yield result
     finally:
         client.cancel(futures)
+        _drain(client, futures)
+
+
+def _drain(client, futures, timeout: float = 30.0) -> None:
+    """Wait until no worker still runs one of ``futures`` (cancelling does not stop a running task).
+
+    Without this, a chunk already being written when an export fails or is cancelled could land
+    after the caller removed the temporary output, and recreate it.
+    """
+    import time
+
+    keys = {f.key for f in futures}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:  # the workers' own view: a cancelled task's thread runs on until it returns
+            running = client.run(lambda dask_worker: list(dask_worker.active_threads.values()))
+        except Exception:  # cluster gone: nothing can still be written through it
+            return
+        if not keys & {k for ks in running.values() for k in ks}:
+            return
+        time.sleep(0.05)
 
 
 def cluster_summary(client) -> str:
