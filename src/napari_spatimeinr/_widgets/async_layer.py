@@ -155,7 +155,7 @@ class AsyncArray(QObject):
             with dask.config.set(scheduler="threads"):
                 return np.asarray(block.compute())
 
-        worker = create_worker(compute, _start_thread=False)
+        worker = create_worker(compute, _start_thread=False, _ignore_errors=True)
         worker.returned.connect(lambda value, k=key: self._done(k, value))
         worker.errored.connect(lambda err, k=key: self._error(k, err))
         self._worker = worker

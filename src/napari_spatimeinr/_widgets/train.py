@@ -1,0 +1,490 @@
+"""Train dock widget: pick a layer, check its physical sizes, train a model in a worker thread.
+
+Everything the training does is :func:`napari_spatimeinr.api.train` (the same as ``spatimeinr
+train``): this widget only collects a :class:`~napari_spatimeinr.config.TrainConfig`, runs the
+generator in a superqt thread worker, and shows its :class:`Progress` records (progress bar, ETA,
+loss and PSNR plot). Stop finishes the current step and keeps a usable model. The finished model is
+added to the session's model registry, where the Render & Export widget finds it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from qtpy.QtCore import Qt, Signal
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+from superqt import QCollapsible
+from superqt.utils import create_worker
+
+from .. import api
+from ..config import SpatimeINRParams, TrainConfig, build
+from ..errors import SpatimeINRError
+from ..train.progress import Progress
+from .forms import (
+    ModelForm,
+    default_model_dir,
+    fmt_seconds,
+    layer_axes,
+    layer_physical,
+    layer_to_stack,
+)
+from .models import registry
+
+if TYPE_CHECKING:
+    import napari
+
+METHOD_TIPS = {
+    "spatimeinr": "SpatimeINR: learns a continuous model of your movie (needs training).",
+    "cubic": "Cubic B-spline interpolation of the input (no training; a baseline).",
+    "linear": "Linear interpolation of the input (no training; a baseline).",
+    "nearest": "Nearest-neighbour copy of the input voxels (no training; a baseline).",
+}
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:  # pragma: no cover - torch missing or broken
+        return False
+
+
+class LossPlot(QWidget):
+    """A small matplotlib plot of the training loss (left axis) and PSNR (right axis) per step."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        self.figure = Figure(figsize=(3.2, 2.0), layout="constrained")
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(150)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.canvas)
+        self.setToolTip(
+            "Training loss (blue, lower is better) and PSNR on held-back voxels "
+            "(orange, dB, higher is better) against training step."
+        )
+        self.clear()
+
+    def clear(self) -> None:
+        self.steps: list[int] = []
+        self.loss: list[float] = []
+        self.psnr_steps: list[int] = []
+        self.psnr: list[float] = []
+        self.figure.clear()
+        self.ax = self.figure.add_subplot(111)
+        self.ax2 = self.ax.twinx()
+        self.ax.set_xlabel("step", fontsize=8)
+        self.ax.set_ylabel("loss", fontsize=8, color="tab:blue")
+        self.ax2.set_ylabel("PSNR (dB)", fontsize=8, color="tab:orange")
+        for a in (self.ax, self.ax2):
+            a.tick_params(labelsize=7)
+        (self._l,) = self.ax.plot([], [], color="tab:blue", lw=1)
+        (self._p,) = self.ax2.plot([], [], color="tab:orange", lw=1, marker=".", ms=3)
+        self.canvas.draw_idle()
+
+    def add(self, p: Progress) -> None:
+        if p.loss is not None:
+            self.steps.append(p.step)
+            self.loss.append(float(p.loss))
+        if p.psnr is not None:
+            self.psnr_steps.append(p.step)
+            self.psnr.append(float(p.psnr))
+        self._l.set_data(self.steps, self.loss)
+        self._p.set_data(self.psnr_steps, self.psnr)
+        for a in (self.ax, self.ax2):
+            a.relim()
+            a.autoscale_view()
+        if self.loss and min(self.loss) > 0:
+            self.ax.set_yscale("log")
+        self.canvas.draw_idle()
+
+
+class TrainWidget(QWidget):
+    """Train a model of an image layer (``napari-spatimeinr.train``)."""
+
+    model_ready = Signal(str)  #: path of a model directory usable for rendering
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.worker: Any = None
+        self.model_dir: Path | None = None
+        self.last_progress: Progress | None = None
+        self._stop = False
+        self._failure = ""
+        self._out_auto = True
+
+        # -- input --------------------------------------------------------------------------
+        self.layer_combo = QComboBox()
+        self.layer_combo.setToolTip("The image layer (one fluorescence channel) to model.")
+        self.axes_edit = QLineEdit()
+        self.axes_edit.setToolTip(
+            "Order of the layer's axes: T = time, Z = depth, Y, X = image plane.\n"
+            "E.g. TZYX for a 3D time-lapse, TYX for a 2D time-lapse."
+        )
+        self.voxel_spins = []
+        for axis in "ZYX":
+            s = QDoubleSpinBox()
+            s.setDecimals(4)
+            s.setRange(1e-4, 1e4)
+            s.setSuffix(" µm")
+            s.setToolTip(
+                f"Voxel size along {axis} in micrometres (from the file; correct it here)."
+            )
+            self.voxel_spins.append(s)
+        self.interval_spin = QDoubleSpinBox()
+        self.interval_spin.setDecimals(3)
+        self.interval_spin.setRange(1e-3, 1e6)
+        self.interval_spin.setSuffix(" s")
+        self.interval_spin.setToolTip("Time between two frames, in seconds.")
+
+        # -- method --------------------------------------------------------------------------
+        fields = TrainConfig.model_fields
+        self.method_combo = QComboBox()
+        for i, m in enumerate(("spatimeinr", "cubic", "linear", "nearest")):
+            self.method_combo.addItem(m)
+            self.method_combo.setItemData(i, METHOD_TIPS[m], Qt.ItemDataRole.ToolTipRole)
+        self.method_combo.setToolTip(fields["method"].description)
+        self.preset_combo = QComboBox()
+        self.preset_combo.addItems(["fast", "paper"])
+        self.preset_combo.setToolTip(fields["preset"].description)
+        self.time_spin = QDoubleSpinBox()
+        self.time_spin.setRange(0, 7 * 24 * 3600)
+        self.time_spin.setDecimals(0)
+        self.time_spin.setSingleStep(30)
+        self.time_spin.setSuffix(" s")
+        self.time_spin.setSpecialValueText("no limit")
+        self.time_spin.setToolTip(
+            "Stop training after this many seconds; a usable model is kept. 'no limit': train "
+            "for the preset's number of steps."
+        )
+        self.steps_spin = QSpinBox()
+        self.steps_spin.setRange(0, 10**8)
+        self.steps_spin.setSingleStep(100)
+        self.steps_spin.setSpecialValueText("preset default")
+        self.steps_spin.setToolTip(fields["steps"].description)
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(["auto", "cpu", *(["cuda"] if _cuda_available() else [])])
+        self.device_combo.setToolTip(
+            "Where to train: auto uses the GPU if there is one, else the CPU. "
+            "'cuda' is offered only when a CUDA GPU is available."
+        )
+        self.advanced = ModelForm(SpatimeINRParams)
+        self.advanced_box = QCollapsible("Advanced (SpatimeINR hyperparameters)")
+        note = QLabel("Leave unchanged to use the preset's values. Hover a field for its meaning.")
+        note.setWordWrap(True)
+        self.advanced_box.addWidget(note)
+        self.advanced_box.addWidget(self.advanced)
+
+        # -- output --------------------------------------------------------------------------
+        self.out_edit = QLineEdit()
+        self.out_edit.setToolTip(
+            "Folder the model is saved to (created; never overwritten). Default: beside the "
+            "input file, or a temporary folder for layers without a file."
+        )
+        self.out_browse = QPushButton("…")
+        self.out_browse.setToolTip("Choose the folder to save the model in.")
+        self.out_browse.setMaximumWidth(32)
+
+        # -- run ------------------------------------------------------------------------------
+        self.train_btn = QPushButton("Train")
+        self.train_btn.setToolTip("Start training in the background (napari stays usable).")
+        self.stop_btn = QPushButton("Stop")
+        self.stop_btn.setToolTip("Finish the current step and keep the model trained so far.")
+        self.stop_btn.setEnabled(False)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setToolTip("Training progress (steps done, or time used of the time limit).")
+        self.status = QLabel("Pick an image layer.")
+        self.status.setWordWrap(True)
+        self.error_label = QLabel("")
+        self.error_label.setWordWrap(True)
+        self.error_label.setStyleSheet("color: #e06c6c;")
+        self.plot = LossPlot()
+
+        form = QFormLayout()
+        form.addRow("Image layer", self.layer_combo)
+        form.addRow("Axes", self.axes_edit)
+        vs_row = QHBoxLayout()
+        for s in self.voxel_spins:
+            vs_row.addWidget(s)
+        vs_label = QLabel("Voxel size z, y, x")
+        vs_label.setToolTip("Physical size of one voxel along z, y and x, in micrometres (µm).")
+        form.addRow(vs_label, vs_row)
+        form.addRow("Frame interval", self.interval_spin)
+        form.addRow("Method", self.method_combo)
+        form.addRow("Preset", self.preset_combo)
+        form.addRow("Time limit", self.time_spin)
+        form.addRow("Steps", self.steps_spin)
+        form.addRow("Device", self.device_combo)
+        out_row = QHBoxLayout()
+        out_row.addWidget(self.out_edit)
+        out_row.addWidget(self.out_browse)
+        form.addRow("Save model to", out_row)
+        for i in range(form.rowCount()):
+            item = form.itemAt(i, QFormLayout.ItemRole.LabelRole)
+            field = form.itemAt(i, QFormLayout.ItemRole.FieldRole)
+            if item and field and field.widget() and not item.widget().toolTip():
+                item.widget().setToolTip(field.widget().toolTip())
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.train_btn)
+        buttons.addWidget(self.stop_btn)
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addWidget(self.advanced_box)
+        lay.addLayout(buttons)
+        lay.addWidget(self.progress)
+        lay.addWidget(self.status)
+        lay.addWidget(self.error_label)
+        lay.addWidget(self.plot)
+        lay.addStretch(1)
+
+        # -- wiring ---------------------------------------------------------------------------
+        self.layer_combo.currentIndexChanged.connect(self._layer_changed)
+        for ev in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
+            ev.connect(self._refresh_layers)
+        self.method_combo.currentTextChanged.connect(self._method_changed)
+        for w in (self.axes_edit, self.out_edit):
+            w.textEdited.connect(self.validate)
+        self.out_edit.textEdited.connect(self._out_edited)
+        for w in (*self.voxel_spins, self.interval_spin, self.time_spin):
+            w.valueChanged.connect(self.validate)
+        self.steps_spin.valueChanged.connect(self.validate)
+        for c in (self.preset_combo, self.device_combo):
+            c.currentTextChanged.connect(self.validate)
+        self.advanced.connect_changed(self.validate)
+        self.out_browse.clicked.connect(self._browse_out)
+        self.train_btn.clicked.connect(self.start)
+        self.stop_btn.clicked.connect(self.stop)
+        self._refresh_layers()
+        self._method_changed()
+
+    # -- layers ---------------------------------------------------------------------------------
+    def _image_layers(self) -> list[Any]:
+        from napari.layers import Image
+
+        return [
+            ly
+            for ly in self.viewer.layers
+            if isinstance(ly, Image) and not ly.rgb and "AsyncArray" not in type(ly.data).__name__
+        ]
+
+    def _refresh_layers(self, *_: Any) -> None:
+        current = self.layer_combo.currentText()
+        names = [ly.name for ly in self._image_layers()]
+        self.layer_combo.blockSignals(True)
+        self.layer_combo.clear()
+        self.layer_combo.addItems(names)
+        if current in names:
+            self.layer_combo.setCurrentText(current)
+        self.layer_combo.blockSignals(False)
+        if current not in names:
+            self._layer_changed()
+
+    def selected_layer(self) -> Any | None:
+        name = self.layer_combo.currentText()
+        return next((ly for ly in self._image_layers() if ly.name == name), None)
+
+    def _layer_changed(self, *_: Any) -> None:
+        layer = self.selected_layer()
+        if layer is None:
+            self.validate()
+            return
+        axes = layer_axes(layer)
+        vs, fi = layer_physical(layer, axes)
+        self.axes_edit.setText(axes)
+        for s, v in zip(self.voxel_spins, vs, strict=True):
+            s.setValue(v)
+        self.interval_spin.setValue(fi)
+        if self._out_auto:
+            self.out_edit.setText(str(default_model_dir(layer)))
+        self.validate()
+
+    def _out_edited(self, *_: Any) -> None:
+        self._out_auto = False
+
+    def _browse_out(self) -> None:
+        d = QFileDialog.getExistingDirectory(self, "Folder to save the model in")
+        if d:
+            layer = self.selected_layer()
+            name = default_model_dir(layer).name if layer is not None else "model.spatimeinr"
+            self.out_edit.setText(str(Path(d) / name))
+            self._out_auto = False
+            self.validate()
+
+    def _method_changed(self, *_: Any) -> None:
+        learned = self.method_combo.currentText() == "spatimeinr"
+        for w in (self.preset_combo, self.time_spin, self.steps_spin, self.advanced_box):
+            w.setEnabled(learned)
+        self.validate()
+
+    # -- configuration ----------------------------------------------------------------------------
+    def config_values(self) -> dict[str, Any]:
+        """The training configuration as entered (validated by :meth:`config`)."""
+        method = self.method_combo.currentText()
+        values: dict[str, Any] = {"method": method, "device": self.device_combo.currentText()}
+        if method == "spatimeinr":
+            values["preset"] = self.preset_combo.currentText()
+            if self.time_spin.value() > 0:
+                values["time_limit"] = self.time_spin.value()
+            if self.steps_spin.value() > 0:
+                values["steps"] = self.steps_spin.value()
+            if self.advanced.changed():
+                values["params"] = self.advanced.raw_values()
+        return values
+
+    def config(self) -> TrainConfig:
+        return build(TrainConfig, self.config_values(), "training settings")
+
+    def stack(self) -> Any:
+        layer = self.selected_layer()
+        if layer is None:
+            raise SpatimeINRError("No image layer: open a stack (File → Open) or a sample first.")
+        vs = tuple(s.value() for s in self.voxel_spins)
+        return layer_to_stack(layer, self.axes_edit.text(), vs, self.interval_spin.value())
+
+    def validate(self, *_: Any) -> bool:
+        """Check layer, axes and settings; show the reason and disable Train when invalid."""
+        problem = ""
+        if _ and self.worker is None:  # the user edited something: forget the last failure
+            self._failure = ""
+        try:
+            layer = self.selected_layer()
+            if layer is None:
+                raise SpatimeINRError("No image layer: open a stack or a sample first.")
+            from ..io.axes import check_axes
+
+            check_axes(self.axes_edit.text().upper(), layer.ndim)
+            self.config()
+            out = self.out_edit.text().strip()
+            if not out:
+                raise SpatimeINRError("Choose a folder to save the model to.")
+            if Path(out).exists():
+                raise SpatimeINRError(f"{out} exists already: choose a new folder name.")
+        except SpatimeINRError as err:
+            problem = str(err)
+        running = self.worker is not None
+        self.error_label.setText(problem or self._failure)
+        self.train_btn.setEnabled(not problem and not running)
+        return not problem
+
+    # -- running ----------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start training in a worker thread (no-op with the reason shown if settings are invalid)."""
+        if self.worker is not None or not self.validate():
+            return
+        try:
+            stack = self.stack()
+            cfg = self.config()
+        except SpatimeINRError as err:
+            self._fail(str(err))
+            return
+        out = Path(self.out_edit.text().strip())
+        self.model_dir = out
+        self._stop = False
+        self._failure = ""
+        self.last_progress = None
+        self.plot.clear()
+        self.progress.setValue(0)
+        self.status.setText(f"Starting {cfg.method} on {stack.name} {stack.shape}…")
+        time_limit = cfg.time_limit
+
+        def run() -> Any:
+            yield from api.train(stack, out, cfg, stop=lambda: self._stop)
+
+        worker = create_worker(run, _start_thread=False, _ignore_errors=True)
+        worker.yielded.connect(lambda p: self._on_progress(p, time_limit))
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        self.train_btn.setEnabled(False)
+        self.stop_btn.setEnabled(True)
+        worker.start()
+
+    def stop(self) -> None:
+        """Ask the training to stop after the current step (the model stays usable)."""
+        if self.worker is not None:
+            self._stop = True
+            self.stop_btn.setEnabled(False)
+            self.status.setText("Stopping after the current step…")
+
+    @property
+    def running(self) -> bool:
+        return self.worker is not None
+
+    def _on_progress(self, p: Progress, time_limit: float | None) -> None:
+        self.last_progress = p
+        frac = p.fraction
+        if frac is None and time_limit:
+            frac = min(1.0, p.seconds / time_limit)
+        if p.done:
+            frac = 1.0
+        if frac is not None:
+            self.progress.setValue(int(round(frac * 1000)))
+        parts = [f"step {p.step}" + (f"/{p.total}" if p.total else "")]
+        parts.append(f"{fmt_seconds(p.seconds)} elapsed")
+        if p.eta is not None and not p.done:
+            parts.append(f"{fmt_seconds(p.eta)} left")
+        if p.loss is not None:
+            parts.append(f"loss {p.loss:.4g}")
+        if p.psnr is not None:
+            parts.append(f"PSNR {p.psnr:.1f} dB")
+        if p.message:
+            parts.append(p.message)
+        self.status.setText(" · ".join(parts))
+        if p.loss is not None or p.psnr is not None:
+            self.plot.add(p)
+
+    def _on_error(self, err: BaseException) -> None:
+        text = str(err) if isinstance(err, SpatimeINRError) else f"{type(err).__name__}: {err}"
+        self._fail(f"Training failed: {text}")
+
+    def _fail(self, text: str) -> None:
+        self._failure = text
+        self.error_label.setText(text)
+        try:
+            from napari.utils.notifications import show_error
+
+            show_error(text)
+        except Exception:  # pragma: no cover - notifications are best effort
+            pass
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self.stop_btn.setEnabled(False)
+        out = self.model_dir
+        if out is not None and (out / "meta.json").is_file():
+            md = api.open_model(out)
+            stopped = " (stopped early)" if self._stop else ""
+            self.status.setText(f"Model saved{stopped}: {out}  →  use Render & Export to view it.")
+            self.progress.setValue(1000)
+            registry().add(md.path)
+            self.model_ready.emit(str(md.path))
+        self._out_auto = True
+        layer = self.selected_layer()
+        if layer is not None:
+            self.out_edit.setText(str(default_model_dir(layer)))
+        self.validate()
+
+    def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
+        self._stop = True
+        super().closeEvent(event)

@@ -1,0 +1,78 @@
+"""Train widget: prefilled from the layer, invalid values refused with the reason, training runs."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("napari")
+
+from napari_spatimeinr._sample_data import nuclei_timelapse  # noqa: E402
+from napari_spatimeinr._widgets.models import registry  # noqa: E402
+from napari_spatimeinr._widgets.train import TrainWidget  # noqa: E402
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def viewer_with_sample(make_napari_viewer):
+    viewer = make_napari_viewer()
+    data, kw, _ = nuclei_timelapse()[0]
+    viewer.add_image(data[:4, :4, :24, :24], **kw)
+    return viewer
+
+
+def test_prefilled_from_layer(viewer_with_sample, qtbot):
+    w = TrainWidget(viewer_with_sample)
+    qtbot.addWidget(w)
+    assert w.axes_edit.text() == "TZYX"
+    assert [s.value() for s in w.voxel_spins] == [1.0, 0.2, 0.2]
+    assert w.interval_spin.value() == 30.0
+    assert w.out_edit.text().endswith(".spatimeinr")
+    assert w.train_btn.isEnabled(), w.error_label.text()
+    assert "cuda" not in [w.device_combo.itemText(i) for i in range(w.device_combo.count())] or (
+        __import__("torch").cuda.is_available()
+    )
+
+
+def test_invalid_values_refused_with_reason(viewer_with_sample, qtbot):
+    w = TrainWidget(viewer_with_sample)
+    qtbot.addWidget(w)
+    w.advanced.inputs["lr"].setText("-1")
+    assert not w.train_btn.isEnabled()
+    assert "lr" in w.error_label.text() and "greater than 0" in w.error_label.text()
+    w.advanced.inputs["lr"].setText("0.001")
+    assert w.train_btn.isEnabled()
+    w.axes_edit.setText("TQYX")
+    w.validate()
+    assert not w.train_btn.isEnabled() and w.error_label.text()
+
+
+def test_train_classical_registers_model(viewer_with_sample, qtbot, tmp_path):
+    w = TrainWidget(viewer_with_sample)
+    qtbot.addWidget(w)
+    w.method_combo.setCurrentText("cubic")
+    w.out_edit.setText(str(tmp_path / "m.spatimeinr"))
+    w.validate()
+    with qtbot.waitSignal(w.model_ready, timeout=20000) as blocker:
+        w.start()
+    assert blocker.args[0] == str((tmp_path / "m.spatimeinr").resolve())
+    assert blocker.args[0] in registry().paths()
+    assert w.worker is None and not w.error_label.text()
+
+
+def test_training_error_shown(viewer_with_sample, qtbot, tmp_path, monkeypatch):
+    from napari_spatimeinr import api
+    from napari_spatimeinr.errors import SpatimeINRError
+
+    def boom(*a, **k):
+        raise SpatimeINRError("the disk is full: free some space")
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(api, "train", boom)
+    w = TrainWidget(viewer_with_sample)
+    qtbot.addWidget(w)
+    w.method_combo.setCurrentText("linear")
+    w.out_edit.setText(str(tmp_path / "m2.spatimeinr"))
+    w.start()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=10000)
+    assert "disk is full" in w.error_label.text()
