@@ -97,6 +97,25 @@ class SpatimeINRParams(_Model):
     degrade_max: float = Field(
         5.0, ge=1, description="Largest extra degradation factor for self-supervision."
     )
+    patch_size: int = Field(
+        32, ge=2, le=512, description="Side (coarse voxels) of the block encoded per training step."
+    )
+    residual: bool = Field(
+        False,
+        description="Predict a residual over linear interpolation (an untrained model equals it).",
+    )
+    sr_axes: str = Field(
+        "TZ",
+        description="Axes degraded for self-supervision (letters of TZYX; too short axes skipped).",
+    )
+
+    @field_validator("sr_axes")
+    @classmethod
+    def _sr_axes(cls, v: str) -> str:
+        v = v.upper()
+        if not v or set(v) - set("TZYX") or len(set(v)) != len(v):
+            raise ValueError(f"sr_axes {v!r} must use each of T, Z, Y, X at most once (e.g. TZ)")
+        return v
 
 
 class TrainConfig(_Model):

@@ -1,0 +1,110 @@
+"""The SpatimeINR method on the model-directory rails: trainer generator + block renderer."""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from ..errors import SpatimeINRError
+from ..model.network import SpatimeINRNet, window_frames
+from ..model.presets import resolve_params
+from ..train import checkpoint
+from ..train.trainer import resolve_device
+from ..train.trainer import train as _train
+
+if TYPE_CHECKING:
+    from ..config import TrainConfig
+    from ..model_dir import ModelDir
+    from ..train.progress import Progress
+
+#: query points per forward pass (times the hypercube's samples); halved on CUDA out-of-memory
+QUERY_CHUNK = 1 << 17
+#: encoded windows kept per renderer (each holds latent_dim x Z x Y x X floats)
+FEATURE_CACHE = 2
+
+
+class SpatimeINRRenderer:
+    """Renders blocks from a trained model; thread-safe; encoder features computed once per window."""
+
+    def __init__(self, model_dir: ModelDir, device: str = "auto"):
+        if not (model_dir.path / "model.pt").is_file():
+            raise SpatimeINRError(
+                f"{model_dir.path} has no trained weights (model.pt): train it first, or resume "
+                "with --resume."
+            )
+        self.device = resolve_device(device)
+        self.params = resolve_params(model_dir.config)
+        self.net = SpatimeINRNet(self.params).to(self.device).eval()
+        self.net.load_state_dict(checkpoint.load_weights(model_dir, self.device))
+        self.data = torch.from_numpy(np.array(model_dir.input, dtype=np.float32)).to(
+            self.device
+        )
+        self.n_frames = self.data.shape[0]
+        self.lock = threading.Lock()
+        self._cache: OrderedDict[int, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+        m = self.params.hypercube_n**4
+        self.chunk = max(1024, QUERY_CHUNK // m)
+
+    def _features(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if i in self._cache:
+            self._cache.move_to_end(i)
+            return self._cache[i]
+        window = self.data[window_frames(i, self.n_frames)]
+        latent = self.net.encode(window)
+        self._cache[i] = (latent, window)
+        while len(self._cache) > FEATURE_CACHE:
+            self._cache.popitem(last=False)
+        return latent, window
+
+    def _query(self, latent, window, p, f, sp) -> torch.Tensor:
+        out = torch.empty(p.shape[0], device=self.device)
+        start = 0
+        while start < p.shape[0]:
+            end = min(start + self.chunk, p.shape[0])
+            try:
+                out[start:end] = self.net.query(latent, window, p[start:end], f[start:end], sp)
+            except torch.cuda.OutOfMemoryError:
+                if self.chunk <= 256:
+                    raise
+                self.chunk //= 2
+                torch.cuda.empty_cache()
+                continue
+            start = end
+        return out
+
+    def render_block(self, t, z, y, x, spacing=(1.0, 1.0, 1.0, 1.0)) -> np.ndarray:
+        t, z, y, x = (np.asarray(v, dtype=np.float64).reshape(-1) for v in (t, z, y, x))
+        out = np.empty((len(t), len(z), len(y), len(x)), dtype=np.float32)
+        sp = torch.tensor([float(s) for s in spacing], device=self.device, dtype=torch.float32)
+        gz, gy, gx = np.meshgrid(z, y, x, indexing="ij")
+        p = torch.from_numpy(np.stack([gz, gy, gx], -1).reshape(-1, 3).astype(np.float32))
+        p = p.to(self.device)
+        with self.lock, torch.no_grad():
+            for j, tv in enumerate(t):
+                i = min(max(int(math.floor(tv)), 0), max(self.n_frames - 2, 0))
+                frac = 0.0 if self.n_frames == 1 else float(tv - i)
+                latent, window = self._features(i)
+                f = torch.full((p.shape[0],), frac, device=self.device)
+                v = self._query(latent, window, p, f, sp)
+                out[j] = v.reshape(out.shape[1:]).float().cpu().numpy()
+        return out
+
+
+class SpatimeINRMethod:
+    """SpatimeINR: a self-supervised continuous 4D model (seed 001), presets ``fast``/``paper``."""
+
+    name = "spatimeinr"
+
+    def train(
+        self, model_dir: ModelDir, config: TrainConfig, stop: Callable[[], bool]
+    ) -> Iterator[Progress]:
+        return _train(model_dir, config, stop)
+
+    def load_renderer(self, model_dir: ModelDir, device: str = "auto") -> SpatimeINRRenderer:
+        return SpatimeINRRenderer(model_dir, device)

@@ -1,0 +1,61 @@
+"""The two presets: ``paper`` (seed 001 §4.2 as published) and ``fast`` (the default)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..config import SpatimeINRParams, TrainConfig
+
+PAPER: dict[str, Any] = dict(
+    latent_dim=128,
+    encoder_features=64,
+    encoder_groups=2,
+    encoder_blocks=4,
+    pe_frequencies=10,
+    mlp_width=256,
+    mlp_depth=8,
+    hypercube_n=2,
+    cycle_weight=1.0,
+    batch_size=2048,
+    lr=2e-3,
+    lr_final=2e-5,
+    weight_decay=1e-6,
+    degrade_min=2.0,
+    degrade_max=5.0,
+    patch_size=32,
+    residual=False,
+)
+
+FAST: dict[str, Any] = dict(
+    PAPER,
+    latent_dim=32,
+    encoder_features=16,
+    encoder_groups=1,
+    encoder_blocks=2,
+    pe_frequencies=4,
+    mlp_width=64,
+    mlp_depth=3,
+    hypercube_n=1,
+    cycle_weight=0.0,
+    batch_size=4096,
+    lr=2e-3,
+    lr_final=1e-4,
+    patch_size=24,
+    residual=True,
+)
+
+PRESETS = {"paper": PAPER, "fast": FAST}
+PRESET_STEPS = {"paper": 20000, "fast": 3000}
+
+
+def resolve_params(config: TrainConfig) -> SpatimeINRParams:
+    """The preset's values, overridden by the fields set explicitly in ``config.params``."""
+    values = dict(PRESETS[config.preset])
+    if config.params is not None:
+        values.update(config.params.model_dump(include=config.params.model_fields_set))
+    return SpatimeINRParams(**values)
+
+
+def total_steps(config: TrainConfig) -> int:
+    """Planned steps: ``config.steps`` if given, else the preset's."""
+    return int(config.steps or PRESET_STEPS[config.preset])

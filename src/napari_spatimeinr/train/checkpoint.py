@@ -1,0 +1,35 @@
+"""Weights (model.pt) and resumable training state (checkpoint.pt): tensors and plain containers
+only, so both load with ``torch.load(weights_only=True)``."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import torch
+
+from ..model_dir import ModelDir
+
+
+def _bytes(obj: Any) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def save(model_dir: ModelDir, state: dict[str, Any], weights: dict[str, torch.Tensor]) -> None:
+    """Write checkpoint.pt (first; it carries its own copy of the weights) then model.pt."""
+    cpu = {k: v.detach().cpu() for k, v in weights.items()}
+    model_dir.write_atomic("checkpoint.pt", _bytes({**state, "model": cpu}))
+    model_dir.write_atomic("model.pt", _bytes(cpu))
+
+
+def load_weights(model_dir: ModelDir, device: str | torch.device = "cpu") -> dict:
+    return torch.load(model_dir.path / "model.pt", map_location=device, weights_only=True)
+
+
+def load_state(model_dir: ModelDir) -> dict[str, Any] | None:
+    p = model_dir.path / "checkpoint.pt"
+    if not p.is_file():
+        return None
+    return torch.load(p, map_location="cpu", weights_only=True)
