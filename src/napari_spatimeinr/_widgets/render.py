@@ -1,0 +1,545 @@
+"""Render & Export dock widget: view a model at any scale as a lazy layer, and export it.
+
+Pick a model (trained in this session, opened with File → Open, or a folder chosen here), set the
+spatial factors (z, y, x) and the temporal factor, optionally a time range and a region (the current
+view or the bounding box of a shapes layer). "Add layer" adds the render as a lazy layer whose
+slices are computed off the GUI thread (:mod:`.async_layer`), at the physical scale of the output so
+it overlays the input; "Side by side" shows the layers in a grid. "Export…" writes the same render
+to a file (format from the suffix) chunk by chunk in a worker, with a progress bar and Cancel.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+from superqt.utils import create_worker
+
+from .. import api
+from .._layers import model_input_kwargs, render_layer_kwargs
+from ..errors import SpatimeINRError, StopRequested
+from ..io.formats import SUPPORTED_WRITE_SUFFIXES, suffix_of
+from .async_layer import add_async_layer
+from .forms import layer_meta
+from .models import registry
+
+if TYPE_CHECKING:
+    import napari
+
+ROI_WHOLE = "whole volume"
+ROI_VIEW = "current view (y, x)"
+EXPORT_FILTER = (
+    "ImageJ TIFF (*.tif *.tiff);;OME-TIFF (*.ome.tif *.ome.tiff);;NIfTI (*.nii.gz *.nii);;"
+    "OME-Zarr (*.zarr *.ome.zarr)"
+)
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return ""  # pragma: no cover
+
+
+def _factor_spin(tip: str) -> QDoubleSpinBox:
+    s = QDoubleSpinBox()
+    s.setRange(0.05, 64.0)
+    s.setDecimals(2)
+    s.setSingleStep(0.5)
+    s.setValue(1.0)
+    s.setPrefix("× ")
+    s.setToolTip(tip)
+    return s
+
+
+class RenderWidget(QWidget):
+    """Render a model lazily at any scale and export it (``napari-spatimeinr.render``)."""
+
+    export_progress = Signal(int, int)  #: (done, total) from the export worker
+    export_done = Signal(str)  #: the path written ("" when cancelled or failed)
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.export_worker: Any = None
+        self._cancel = False
+        self.added_layers: list[Any] = []
+        self.last_export: Path | None = None
+        #: asked before overwriting (replaced in tests); returns True to overwrite
+        self.confirm_overwrite = self._ask_overwrite
+
+        # -- model ------------------------------------------------------------------------------
+        self.model_combo = QComboBox()
+        self.model_combo.setToolTip(
+            "A trained model: from the Train widget of this session, opened with File → Open, or "
+            "a model folder chosen with 'Open…'."
+        )
+        self.open_btn = QPushButton("Open…")
+        self.open_btn.setToolTip("Choose a model folder (it holds meta.json and config.yaml).")
+        self.model_info = QLabel("")
+        self.model_info.setWordWrap(True)
+
+        # -- factors ----------------------------------------------------------------------------
+        self.scale_t = _factor_spin(
+            "Temporal factor k: k times more frames ((T-1)·k+1 in all). 2 = one new frame between "
+            "each pair of measured frames."
+        )
+        self.scale_z = _factor_spin(
+            "Spatial factor along z (depth): output voxels per input voxel."
+        )
+        self.scale_y = _factor_spin("Spatial factor along y: output voxels per input voxel.")
+        self.scale_x = _factor_spin("Spatial factor along x: output voxels per input voxel.")
+        self.scale_t.setValue(2.0)
+
+        # -- part -------------------------------------------------------------------------------
+        self.t_check = QCheckBox("Only frames")
+        self.t_check.setToolTip("Render only the frames between these input frame numbers.")
+        self.t_from = QDoubleSpinBox()
+        self.t_to = QDoubleSpinBox()
+        for s, what in ((self.t_from, "First"), (self.t_to, "Last")):
+            s.setDecimals(1)
+            s.setRange(0, 0)
+            s.setEnabled(False)
+            s.setToolTip(f"{what} input frame (0 = the first frame of the input) to render.")
+        self.roi_combo = QComboBox()
+        self.roi_combo.setToolTip(
+            "Region to render: the whole volume, the part of the image now in view (y, x), or the "
+            "bounding box of the shapes drawn in a shapes layer."
+        )
+
+        # -- add layer --------------------------------------------------------------------------
+        self.add_btn = QPushButton("Add layer")
+        self.add_btn.setToolTip(
+            "Add the render as a layer (computed slice by slice as you browse; it overlays the input)."
+        )
+        self.grid_btn = QPushButton("Side by side")
+        self.grid_btn.setCheckable(True)
+        self.grid_btn.setToolTip("Show the layers next to each other (napari grid view).")
+        self.output_info = QLabel("")
+        self.output_info.setWordWrap(True)
+        self.output_info.setToolTip("Shape (T, Z, Y, X), size and physical sampling of the output.")
+
+        # -- export -----------------------------------------------------------------------------
+        self.path_edit = QLineEdit()
+        self.path_edit.setPlaceholderText("output.tif")
+        self.path_edit.setToolTip(
+            "File to write. Its ending picks the format: .tif (ImageJ TIFF, opens in Fiji), "
+            ".ome.tif (OME-TIFF, large files), .nii.gz (NIfTI), .zarr (OME-Zarr, chunked)."
+        )
+        self.browse_btn = QPushButton("…")
+        self.browse_btn.setMaximumWidth(32)
+        self.browse_btn.setToolTip("Choose the output file.")
+        self.dtype_combo = QComboBox()
+        self.dtype_combo.addItems(["float32", "uint16"])
+        self.dtype_combo.setToolTip(
+            "float32: exact values (larger files). uint16: 16-bit integers like most microscope "
+            "files (the input's intensity units when it was integer, else its range mapped to "
+            "0–65535)."
+        )
+        self.export_btn = QPushButton("Export")
+        self.export_btn.setToolTip(
+            "Render with these settings and write the file (in the background)."
+        )
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.setToolTip("Stop the export; no partial file is left.")
+        self.cancel_btn.setEnabled(False)
+        self.export_bar = QProgressBar()
+        self.export_bar.setToolTip("Export progress (chunks written).")
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.error_label = QLabel("")
+        self.error_label.setWordWrap(True)
+        self.error_label.setStyleSheet("color: #e06c6c;")
+
+        # -- layout -----------------------------------------------------------------------------
+        model_row = QHBoxLayout()
+        model_row.addWidget(self.model_combo, 1)
+        model_row.addWidget(self.open_btn)
+        form = QFormLayout()
+        form.addRow(self._label("Model", self.model_combo.toolTip()), model_row)
+        form.addRow("", self.model_info)
+        form.addRow(self._label("Time factor", self.scale_t.toolTip()), self.scale_t)
+        space_row = QHBoxLayout()
+        for s in (self.scale_z, self.scale_y, self.scale_x):
+            space_row.addWidget(s)
+        form.addRow(
+            self._label("Space factors z, y, x", "Spatial factors along z, y and x."), space_row
+        )
+        t_row = QHBoxLayout()
+        t_row.addWidget(self.t_check)
+        t_row.addWidget(self.t_from)
+        t_row.addWidget(QLabel("to"))
+        t_row.addWidget(self.t_to)
+        form.addRow(self._label("Time range", self.t_check.toolTip()), t_row)
+        form.addRow(self._label("Region", self.roi_combo.toolTip()), self.roi_combo)
+        form.addRow("", self.output_info)
+        view_row = QHBoxLayout()
+        view_row.addWidget(self.add_btn)
+        view_row.addWidget(self.grid_btn)
+        export_box = QGroupBox("Export")
+        ef = QFormLayout(export_box)
+        path_row = QHBoxLayout()
+        path_row.addWidget(self.path_edit, 1)
+        path_row.addWidget(self.browse_btn)
+        ef.addRow(self._label("File", self.path_edit.toolTip()), path_row)
+        ef.addRow(self._label("Pixel type", self.dtype_combo.toolTip()), self.dtype_combo)
+        ex_row = QHBoxLayout()
+        ex_row.addWidget(self.export_btn)
+        ex_row.addWidget(self.cancel_btn)
+        ef.addRow(ex_row)
+        ef.addRow(self.export_bar)
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addLayout(view_row)
+        lay.addWidget(export_box)
+        lay.addWidget(self.status)
+        lay.addWidget(self.error_label)
+        lay.addStretch(1)
+
+        # -- wiring -----------------------------------------------------------------------------
+        reg = registry()
+        reg.added.connect(self._model_added)
+        self.open_btn.clicked.connect(self._browse_model)
+        self.model_combo.currentIndexChanged.connect(self._model_changed)
+        for s in (self.scale_t, self.scale_z, self.scale_y, self.scale_x, self.t_from, self.t_to):
+            s.valueChanged.connect(self.update_info)
+        self.t_check.toggled.connect(self._t_toggled)
+        self.roi_combo.currentIndexChanged.connect(self.update_info)
+        self.add_btn.clicked.connect(self.add_layer)
+        self.grid_btn.toggled.connect(self.set_grid)
+        self.browse_btn.clicked.connect(self._browse_path)
+        self.export_btn.clicked.connect(self.export)
+        self.cancel_btn.clicked.connect(self.cancel)
+        self.export_progress.connect(self._on_export_progress)
+        self.viewer.layers.events.inserted.connect(self._layers_changed)
+        self.viewer.layers.events.removed.connect(self._layers_changed)
+        for p in reg.paths():
+            self._model_added(p)
+        self._layers_changed()
+        self._model_changed()
+
+    @staticmethod
+    def _label(text: str, tip: str) -> QLabel:
+        label = QLabel(text)
+        label.setToolTip(tip)
+        return label
+
+    # -- models ---------------------------------------------------------------------------------
+    def _model_added(self, path: str) -> None:
+        if self.model_combo.findData(path) < 0:
+            self.model_combo.addItem(Path(path).name, path)
+            self.model_combo.setItemData(self.model_combo.count() - 1, path, 3)  # tooltip role
+        self.model_combo.setCurrentIndex(self.model_combo.findData(path))
+
+    def add_model(self, path: str | Path) -> None:
+        """Make a model directory available (and selected); refuses folders that are not models."""
+        api.open_model(path)
+        registry().add(path)
+        self._model_added(str(Path(path).resolve()))
+
+    def _browse_model(self) -> None:
+        d = QFileDialog.getExistingDirectory(self, "Open a model folder")
+        if d:
+            try:
+                self.add_model(d)
+            except SpatimeINRError as err:
+                self._fail(str(err))
+
+    def model(self) -> Any | None:
+        path = self.model_combo.currentData()
+        if not path:
+            return None
+        try:
+            return api.open_model(path)
+        except SpatimeINRError as err:
+            self._fail(str(err))
+            return None
+
+    def _model_changed(self, *_: Any) -> None:
+        md = self.model()
+        if md is None:
+            self.model_info.setText("No model yet: train one, or open a model folder.")
+        else:
+            t, z, y, x = md.shape
+            vz, vy, vx = md.voxel_size
+            self.model_info.setText(
+                f"{md.method} model of {md.name!r}: {t} frames × {z} × {y} × {x} voxels, "
+                f"{vz:g} × {vy:g} × {vx:g} µm, {md.frame_interval:g} s per frame"
+            )
+            for s in (self.t_from, self.t_to):
+                s.setRange(0, t - 1)
+            self.t_to.setValue(t - 1)
+            if not self.path_edit.text():
+                self.path_edit.setText(str(Path(md.path).with_name(f"{md.name}_render.tif")))
+        self.update_info()
+
+    # -- layers ---------------------------------------------------------------------------------
+    def _layers_changed(self, *_: Any) -> None:
+        for ly in self.viewer.layers:  # models opened with File → Open
+            path = layer_meta(ly).get("model_dir")
+            if path and Path(path).is_dir():
+                registry().add(path)
+        from napari.layers import Shapes
+
+        current = self.roi_combo.currentText()
+        self.roi_combo.blockSignals(True)
+        self.roi_combo.clear()
+        self.roi_combo.addItems([ROI_WHOLE, ROI_VIEW])
+        self.roi_combo.addItems(
+            [f"shapes: {ly.name}" for ly in self.viewer.layers if isinstance(ly, Shapes)]
+        )
+        if self.roi_combo.findText(current) >= 0:
+            self.roi_combo.setCurrentText(current)
+        self.roi_combo.blockSignals(False)
+
+    def _t_toggled(self, on: bool) -> None:
+        self.t_from.setEnabled(on)
+        self.t_to.setEnabled(on)
+        self.update_info()
+
+    # -- the render -------------------------------------------------------------------------------
+    def roi(self, md: Any) -> tuple[int, int, int, int, int, int] | None:
+        """The region (input voxels Z0:Z1, Y0:Y1, X0:X1) chosen, or ``None`` for the whole volume."""
+        choice = self.roi_combo.currentText()
+        if choice == ROI_WHOLE or not choice:
+            return None
+        _, nz, ny, nx = md.shape
+        vz, vy, vx = md.voxel_size
+        o = [float(v) for v in md.meta.get("origin", (0.0, 0.0, 0.0, 0.0))]
+        if choice == ROI_VIEW:
+            lo, hi = self._view_box_world()
+        else:
+            name = choice.split(": ", 1)[1]
+            layer = self.viewer.layers[name]
+            if len(layer.data) == 0:
+                raise SpatimeINRError(
+                    f"The shapes layer {name!r} is empty: draw a rectangle in it."
+                )
+            pts = np.concatenate([np.asarray(d)[:, -2:] for d in layer.data])
+            world = pts * np.asarray(layer.scale[-2:]) + np.asarray(layer.translate[-2:])
+            lo, hi = world.min(0), world.max(0)
+        y0 = int(np.floor((lo[0] - o[2]) / vy + 0.5))
+        y1 = int(np.ceil((hi[0] - o[2]) / vy + 0.5))
+        x0 = int(np.floor((lo[1] - o[3]) / vx + 0.5))
+        x1 = int(np.ceil((hi[1] - o[3]) / vx + 0.5))
+        y0, y1 = max(0, y0), min(ny, y1)
+        x0, x1 = max(0, x0), min(nx, x1)
+        if y1 <= y0 or x1 <= x0:
+            raise SpatimeINRError(
+                "The region is outside the model's image: pan/zoom onto the image or draw the "
+                "rectangle over it."
+            )
+        return (0, nz, y0, y1, x0, x1)
+
+    def _view_box_world(self) -> tuple[np.ndarray, np.ndarray]:
+        """World (y, x) corners of the canvas area in view."""
+        cam = self.viewer.camera
+        size = np.asarray(getattr(self.viewer, "_canvas_size", (512, 512)), float)
+        half = size / (2 * cam.zoom)
+        centre = np.asarray(cam.center[-2:], float)
+        return centre - half, centre + half
+
+    def plan(self) -> Any:
+        """The render plan of the current settings (raises SpatimeINRError when invalid)."""
+        md = self.model()
+        if md is None:
+            raise SpatimeINRError("No model: train one in the Train widget or open a model folder.")
+        t_range = (self.t_from.value(), self.t_to.value()) if self.t_check.isChecked() else None
+        if t_range is not None and t_range[1] < t_range[0]:
+            raise SpatimeINRError("Time range: the last frame must not come before the first.")
+        return api.plan_render(
+            md,
+            scale_t=self.scale_t.value(),
+            scale_zyx=(self.scale_z.value(), self.scale_y.value(), self.scale_x.value()),
+            t_range=t_range,
+            roi=self.roi(md),
+        )
+
+    def update_info(self, *_: Any) -> None:
+        try:
+            plan = self.plan()
+        except SpatimeINRError as err:
+            self.output_info.setText("")
+            self.error_label.setText(str(err))
+            self.add_btn.setEnabled(False)
+            self.export_btn.setEnabled(False)
+            return
+        m = plan.meta
+        t, z, y, x = plan.shape
+        self.output_info.setText(
+            f"Output: {t} frames × {z} × {y} × {x} voxels ({_fmt_bytes(plan.nbytes)} as float32), "
+            f"{m.voxel_size[0]:.3g} × {m.voxel_size[1]:.3g} × {m.voxel_size[2]:.3g} µm, "
+            f"{m.frame_interval:.3g} s per frame"
+        )
+        self.error_label.setText("")
+        self.add_btn.setEnabled(True)
+        self.export_btn.setEnabled(self.export_worker is None)
+
+    def add_layer(self) -> Any | None:
+        """Add the render as a lazy layer computed off the GUI thread; returns the layer."""
+        try:
+            plan = self.plan()
+        except SpatimeINRError as err:
+            self._fail(str(err))
+            return None
+        md = api.open_model(plan.model_dir)
+        self._ensure_input_layer(md)
+        kw = render_layer_kwargs(plan, md)
+        layer = add_async_layer(self.viewer, api.render_plan(plan), on_error=self._fail, **kw)
+        self.added_layers.append(layer)
+        self.status.setText(f"Added {layer.name!r}: slices are computed as you browse.")
+        return layer
+
+    def _ensure_input_layer(self, md: Any) -> None:
+        path = str(Path(md.path).resolve())
+        for ly in self.viewer.layers:
+            if layer_meta(ly).get("model_dir") == path or ly.name == md.name:
+                return
+        self.viewer.add_image(md.stack().data, **model_input_kwargs(md))
+
+    def grid(self) -> Any:
+        """napari's grid settings (``viewer.canvas.grid`` since 0.9, ``viewer.grid`` before)."""
+        canvas = getattr(self.viewer, "canvas", None)
+        return canvas.grid if canvas is not None and hasattr(canvas, "grid") else self.viewer.grid
+
+    def set_grid(self, on: bool) -> None:
+        """Side-by-side view of the layers (one column per layer), or back to overlay."""
+        grid = self.grid()
+        grid.enabled = bool(on)
+        if on:
+            grid.shape = (1, max(1, len(self.viewer.layers)))
+        if self.grid_btn.isChecked() != bool(on):
+            self.grid_btn.setChecked(bool(on))
+
+    # -- export -----------------------------------------------------------------------------------
+    def _browse_path(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export render", self.path_edit.text(), EXPORT_FILTER
+        )
+        if path:
+            self.path_edit.setText(path)
+
+    def _ask_overwrite(self, path: Path) -> bool:
+        answer = QMessageBox.question(
+            self,
+            "Overwrite?",
+            f"{path} exists. Replace it (once the new file is complete)?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No,
+        )
+        return answer == QMessageBox.StandardButton.Yes
+
+    def export(self) -> bool:
+        """Start exporting the render to the chosen file; returns False if it did not start."""
+        if self.export_worker is not None:
+            return False
+        text = self.path_edit.text().strip()
+        if not text:
+            self._fail("Choose a file to export to (e.g. result.tif).")
+            return False
+        path = Path(text).expanduser()
+        if suffix_of(path) not in SUPPORTED_WRITE_SUFFIXES:
+            self._fail(
+                f"{path.name}: unknown file type. End the name with .tif, .ome.tif, .nii.gz or .zarr."
+            )
+            return False
+        try:
+            plan = self.plan()
+        except SpatimeINRError as err:
+            self._fail(str(err))
+            return False
+        overwrite = False
+        if path.exists():
+            if not self.confirm_overwrite(path):
+                self.status.setText("Export not started: the file exists.")
+                return False
+            overwrite = True
+        darr = api.render_plan(plan)
+        dtype = self.dtype_combo.currentText()
+        self._cancel = False
+        self.error_label.setText("")
+        self.export_bar.setRange(0, 0)  # busy until the first chunk
+
+        def run() -> Path:
+            return api.export(
+                darr,
+                path,
+                plan.meta,
+                dtype=dtype,
+                overwrite=overwrite,
+                progress=lambda done, total: self.export_progress.emit(int(done), int(total)),
+                cancel=lambda: self._cancel,
+            )
+
+        worker = create_worker(run, _start_thread=False, _ignore_errors=True)
+        worker.returned.connect(self._on_exported)
+        worker.errored.connect(self._on_export_error)
+        worker.finished.connect(self._on_export_finished)
+        self.export_worker = worker
+        self.export_btn.setEnabled(False)
+        self.cancel_btn.setEnabled(True)
+        self.status.setText(f"Exporting to {path.name}…")
+        worker.start()
+        return True
+
+    def cancel(self) -> None:
+        """Stop the export after the current chunk; the partial output is removed."""
+        self._cancel = True
+        self.cancel_btn.setEnabled(False)
+        self.status.setText("Cancelling…")
+
+    def _on_export_progress(self, done: int, total: int) -> None:
+        self.export_bar.setRange(0, max(1, total))
+        self.export_bar.setValue(done)
+
+    def _on_exported(self, path: Path) -> None:
+        self.last_export = Path(path)
+        self.status.setText(
+            f"Exported {Path(path).name} ({_fmt_bytes(Path(path).stat().st_size)})."
+        )
+        self.export_bar.setRange(0, 1)
+        self.export_bar.setValue(1)
+        self.export_done.emit(str(path))
+
+    def _on_export_error(self, err: BaseException) -> None:
+        self.export_bar.setRange(0, 1)
+        self.export_bar.setValue(0)
+        if isinstance(err, StopRequested):
+            self.status.setText("Export cancelled: no file was written.")
+        else:
+            text = str(err) if isinstance(err, SpatimeINRError) else f"{type(err).__name__}: {err}"
+            self._fail(f"Export failed: {text}")
+        self.export_done.emit("")
+
+    def _on_export_finished(self) -> None:
+        self.export_worker = None
+        self.cancel_btn.setEnabled(False)
+        self.export_btn.setEnabled(self.add_btn.isEnabled())
+
+    def _fail(self, text: str) -> None:
+        self.error_label.setText(text)
+        try:
+            from napari.utils.notifications import show_error
+
+            show_error(text)
+        except Exception:  # pragma: no cover - notifications are best effort
+            pass
