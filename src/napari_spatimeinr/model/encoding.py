@@ -21,5 +21,5 @@ def positional_encoding(x: torch.Tensor, frequencies: int) -> torch.Tensor:
         return x
     freqs = (2.0 ** torch.arange(frequencies, device=x.device, dtype=x.dtype)) * math.pi
     ang = x[..., None, :] * freqs[:, None]  # (..., L, D)
-    enc = torch.cat([torch.sin(ang), torch.cos(ang)], dim=-2).flatten(-2)
+    enc = torch.stack([torch.sin(ang), torch.cos(ang)], dim=-2).flatten(-3)  # (..., L*2*D)
     return torch.cat([x, enc], dim=-1)

@@ -96,6 +96,12 @@ def sample_example(
     )
     if a != 0 and t1 > t0:  # time not degraded: only the two measured frames are targets
         tgt[:, 0] = torch.where(tgt[:, 0] > t0, t1, t0)
+    # Along the degraded axis, only samples *between* the kept ones are targets: a kept sample is
+    # also in the encoder's input, and learning to copy it would teach the network its noise.
+    cells = max((hi[a] - lo[a]) // k, 1)
+    c = (torch.rand(n_targets, generator=gen) * cells).long().clamp(max=cells - 1)
+    j = 1 + (torch.rand(n_targets, generator=gen) * (k - 1)).long().clamp(max=k - 2)
+    tgt[:, a] = lo[a] + k * c + j
     f = (tgt[:, 0] - t0).float() / max(t1 - t0, 1)
     p = torch.stack([(tgt[:, d + 1] - lo[d + 1]).float() / step[d + 1] for d in range(3)], dim=1)
     spacing = torch.tensor([1.0 / s for s in step])
