@@ -68,50 +68,65 @@ class StackOptions(_Model):
 
 
 class SpatimeINRParams(_Model):
-    """Hyperparameters of the SpatimeINR engine. Presets fill them; any field can be overridden."""
+    """Hyperparameters of the SpatimeINR engine.
 
-    latent_dim: int = Field(
-        128, ge=1, le=1024, description="Channels of the latent code per voxel."
+    Every field left unset (None) takes the preset's value (``model/presets.py``); a value set here
+    overrides it. Unset fields stay None in config.yaml, so a stored config resolves the same way.
+    """
+
+    latent_dim: int | None = Field(
+        None, ge=1, le=1024, description="Channels of the latent code per voxel."
     )
-    encoder_features: int = Field(64, ge=4, le=512, description="Channels inside the encoder.")
-    encoder_groups: int = Field(2, ge=0, le=32, description="Residual groups in the RCAN encoder.")
-    encoder_blocks: int = Field(4, ge=0, le=64, description="RCAB blocks per residual group.")
-    pe_frequencies: int = Field(
-        10, ge=0, le=16, description="Positional-encoding frequencies L of (x, y, z, t)."
+    encoder_features: int | None = Field(
+        None, ge=4, le=512, description="Channels inside the encoder."
     )
-    mlp_width: int = Field(256, ge=8, le=2048, description="Width of the field MLP.")
-    mlp_depth: int = Field(8, ge=1, le=16, description="Hidden layers of the field MLP.")
-    hypercube_n: int = Field(
-        2, ge=1, le=4, description="Samples per axis of the 4D hypercube (M = n^4 per query)."
+    encoder_groups: int | None = Field(
+        None, ge=0, le=32, description="Residual groups in the RCAN encoder."
     )
-    cycle_weight: float = Field(
-        1.0, ge=0, description="Weight of the cycle-consistency loss against the measured data."
+    encoder_blocks: int | None = Field(
+        None, ge=0, le=64, description="RCAB blocks per residual group."
     )
-    batch_size: int = Field(2048, ge=1, description="Query points per training step.")
-    lr: float = Field(2e-3, gt=0, description="Initial learning rate (Adam).")
-    lr_final: float = Field(2e-5, gt=0, description="Final learning rate (linear decay).")
-    weight_decay: float = Field(1e-6, ge=0, description="Adam weight decay.")
-    degrade_min: float = Field(
-        2.0, ge=1, description="Smallest extra degradation factor for self-supervision."
+    pe_frequencies: int | None = Field(
+        None, ge=0, le=16, description="Positional-encoding frequencies L of (x, y, z, t)."
     )
-    degrade_max: float = Field(
-        5.0, ge=1, description="Largest extra degradation factor for self-supervision."
+    mlp_width: int | None = Field(None, ge=8, le=2048, description="Width of the field MLP.")
+    mlp_depth: int | None = Field(None, ge=1, le=16, description="Hidden layers of the field MLP.")
+    hypercube_n: int | None = Field(
+        None, ge=1, le=4, description="Samples per axis of the 4D hypercube (M = n^4 per query)."
     )
-    patch_size: int = Field(
-        32, ge=2, le=512, description="Side (coarse voxels) of the block encoded per training step."
+    cycle_weight: float | None = Field(
+        None, ge=0, description="Weight of the cycle-consistency loss against the measured data."
     )
-    residual: bool = Field(
-        False,
+    batch_size: int | None = Field(None, ge=1, description="Query points per training step.")
+    lr: float | None = Field(None, gt=0, description="Initial learning rate (Adam).")
+    lr_final: float | None = Field(None, gt=0, description="Final learning rate (linear decay).")
+    weight_decay: float | None = Field(None, ge=0, description="Adam weight decay.")
+    degrade_min: float | None = Field(
+        None, ge=1, description="Smallest extra degradation factor for self-supervision."
+    )
+    degrade_max: float | None = Field(
+        None, ge=1, description="Largest extra degradation factor for self-supervision."
+    )
+    patch_size: int | None = Field(
+        None,
+        ge=2,
+        le=512,
+        description="Side (coarse voxels) of the block encoded per training step.",
+    )
+    residual: bool | None = Field(
+        None,
         description="Predict a residual over linear interpolation (an untrained model equals it).",
     )
-    sr_axes: str = Field(
-        "TZ",
+    sr_axes: str | None = Field(
+        None,
         description="Axes degraded for self-supervision (letters of TZYX; too short axes skipped).",
     )
 
     @field_validator("sr_axes")
     @classmethod
-    def _sr_axes(cls, v: str) -> str:
+    def _sr_axes(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
         v = v.upper()
         if not v or set(v) - set("TZYX") or len(set(v)) != len(v):
             raise ValueError(f"sr_axes {v!r} must use each of T, Z, Y, X at most once (e.g. TZ)")

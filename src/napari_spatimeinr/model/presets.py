@@ -24,6 +24,7 @@ PAPER: dict[str, Any] = dict(
     degrade_max=5.0,
     patch_size=32,
     residual=False,
+    sr_axes="TZ",
 )
 
 FAST: dict[str, Any] = dict(
@@ -49,10 +50,13 @@ PRESET_STEPS = {"paper": 20000, "fast": 3000}
 
 
 def resolve_params(config: TrainConfig) -> SpatimeINRParams:
-    """The preset's values, overridden by the fields set explicitly in ``config.params``."""
+    """The preset's values, overridden by the fields of ``config.params`` that are not None.
+
+    Every field of the result is set (not None).
+    """
     values = dict(PRESETS[config.preset])
     if config.params is not None:
-        values.update(config.params.model_dump(include=config.params.model_fields_set))
+        values.update({k: v for k, v in config.params.model_dump().items() if v is not None})
     return SpatimeINRParams(**values)
 
 

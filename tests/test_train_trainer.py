@@ -1,0 +1,114 @@
+"""The SpatimeINR trainer: progress records, stop, checkpoints, deterministic resume, SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from napari_spatimeinr import api
+from napari_spatimeinr.data.stack import Stack4D
+from napari_spatimeinr.model.presets import PRESETS
+from napari_spatimeinr.model_dir import ModelDir
+
+TINY = dict(
+    latent_dim=4, encoder_features=4, encoder_groups=1, encoder_blocks=1, pe_frequencies=2,
+    mlp_width=8, mlp_depth=2, batch_size=256, patch_size=8,
+)
+
+
+def _stack(seed: int = 0) -> Stack4D:
+    rng = np.random.default_rng(seed)
+    return Stack4D(rng.random((5, 4, 10, 10)).astype(np.float32) * 100)
+
+
+def _cfg(**kw) -> dict:
+    return dict(dict(steps=8, seed=3, device="cpu", params=dict(TINY)), **kw)
+
+
+def test_progress_records_and_files(tmp_path):
+    recs = list(api.train(_stack(), tmp_path / "m", _cfg()))
+    assert recs[-1].done and recs[-1].step == 8 and recs[-1].total == 8
+    assert all(not r.done for r in recs[:-1])
+    assert recs[-1].psnr is not None and np.isfinite(recs[-1].psnr)
+    lr0, lr1 = PRESETS["fast"]["lr"], PRESETS["fast"]["lr_final"]
+    assert recs[-1].lr == pytest.approx(lr0 + (lr1 - lr0) * 7 / 8)  # linear decay
+    md = ModelDir(tmp_path / "m")
+    w = torch.load(md.path / "model.pt", weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in w.values())
+    ck = torch.load(md.path / "checkpoint.pt", weights_only=True)
+    assert int(ck["step"]) == 8 and "optimizer" in ck and "generator" in ck
+    assert md.meta["train_steps"] == 8 and md.meta["train_seconds"] > 0
+    assert md.read_history()[-1]["step"] == 8
+
+
+def test_stop_finishes_step_and_checkpoints(tmp_path):
+    calls = []
+
+    def stop():
+        calls.append(1)
+        return len(calls) >= 3
+
+    recs = list(api.train(_stack(), tmp_path / "m", _cfg(steps=1000), stop=stop))
+    assert recs[-1].done and recs[-1].step == 3
+    assert int(torch.load(tmp_path / "m" / "checkpoint.pt", weights_only=True)["step"]) == 3
+
+
+def test_resume_gives_identical_weights(tmp_path):
+    list(api.train(_stack(), tmp_path / "a", _cfg()))
+    calls = []
+    list(api.train(_stack(), tmp_path / "b", _cfg(), stop=lambda: calls.append(1) or len(calls) >= 4))
+    assert int(torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["step"]) == 4
+    recs = list(api.train(None, tmp_path / "b", _cfg(), resume=True))
+    assert recs[-1].step == 8
+    wa = torch.load(tmp_path / "a" / "model.pt", weights_only=True)
+    wb = torch.load(tmp_path / "b" / "model.pt", weights_only=True)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+    # a different seed gives different weights (the check above can fail)
+    list(api.train(_stack(), tmp_path / "c", _cfg(seed=4)))
+    wc = torch.load(tmp_path / "c" / "model.pt", weights_only=True)
+    assert any(not torch.equal(wa[k], wc[k]) for k in wa)
+
+
+def test_sigkill_then_resume_carries_on(tmp_path):
+    src = tmp_path / "in.npy"
+    np.save(src, _stack().data)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(_cfg(steps=100000, checkpoint_every=0.2)))
+    model = tmp_path / "m"
+    cmd = [sys.executable, "-m", "napari_spatimeinr.cli", "train", str(src), "-o", str(model)]
+    proc = subprocess.Popen(
+        [*cmd, "--axes", "TZYX", "--config", str(cfg), "-q"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.time() + 60
+        ck = model / "checkpoint.pt"
+        while time.time() < deadline:
+            if ck.is_file() and int(torch.load(ck, weights_only=True)["step"]) >= 5:
+                break
+            assert proc.poll() is None, proc.stderr.read().decode()
+            time.sleep(0.1)
+        else:
+            pytest.fail("no checkpoint within 60 s")
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    saved = int(torch.load(ck, weights_only=True)["step"])
+    assert saved >= 5
+    torch.load(model / "model.pt", weights_only=True)  # complete, loadable files
+    recs = list(api.train(None, model, {"steps": saved + 3}, resume=True))
+    assert recs[-1].done and recs[-1].step == saved + 3
+    assert not any(Path(model).glob(".*.tmp"))
+    blk = api.render(model, scale_t=2)
+    assert blk.shape[0] == 9 and np.isfinite(np.asarray(blk[:2])).all()
