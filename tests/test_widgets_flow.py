@@ -127,8 +127,8 @@ def test_spatimeinr_few_steps_then_stop(make_napari_viewer, qtbot, tmp_path):
         "mlp_width": 16,
         "mlp_depth": 2,
     }.items():
-        train.advanced.inputs[name].setValue(v)
-    train.advanced.inputs["batch_size"].setValue(256)
+        train.advanced.set_value(name, v)
+    train.advanced.set_value("batch_size", 256)
     _train(qtbot, train, tmp_path, "spatimeinr", stop_after=1)
     layer = render.add_layer()
     assert layer.data.shape == (7, 6, 24, 24)

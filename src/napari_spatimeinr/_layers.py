@@ -33,8 +33,12 @@ def stack_metadata(stack: Stack4D) -> dict[str, Any]:
 
 def stack_layer_kwargs(stack: Stack4D, **extra: Any) -> dict[str, Any]:
     """napari Image layer keyword arguments for a TZYX :class:`Stack4D` at its physical scale."""
+    from .data.normalize import Normalization
+
+    norm = Normalization.fit(stack.data)  # the same range the models and their renders use
     kw: dict[str, Any] = {
         "name": stack.name,
+        "contrast_limits": (norm.low, norm.high),
         "scale": stack.scale_tzyx,
         "translate": tuple(stack.origin),
         "metadata": {META_KEY: stack_metadata(stack)},

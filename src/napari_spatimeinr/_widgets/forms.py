@@ -9,13 +9,14 @@ from typing import Any
 
 import numpy as np
 from pydantic import BaseModel
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
-    QCheckBox,
-    QDoubleSpinBox,
     QFormLayout,
+    QFrame,
     QLabel,
     QLineEdit,
-    QSpinBox,
+    QScrollArea,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -109,77 +110,76 @@ def fmt_seconds(s: float | None) -> str:
 
 
 # -- a form generated from a pydantic model --------------------------------------------------------
-def _bounds(field: Any) -> tuple[float | None, float | None]:
-    lo = hi = None
-    for m in field.metadata:
-        lo = getattr(m, "ge", None) if getattr(m, "ge", None) is not None else lo
-        lo = getattr(m, "gt", None) if getattr(m, "gt", None) is not None else lo
-        hi = getattr(m, "le", None) if getattr(m, "le", None) is not None else hi
-    return lo, hi
-
-
 class ModelForm(QWidget):
-    """One labelled input per field of a pydantic model: defaults filled, descriptions as tooltips.
+    """One labelled text field per field of a pydantic model; the description is the tooltip.
 
-    Integers get a bounded spin box; floats a text field (so 2e-5 stays readable) whose value is
-    checked by the model's own validation (see :meth:`values`).
+    An empty field means "not set" (the model's default, e.g. the preset's value, which is shown
+    greyed as a placeholder: see :meth:`set_placeholders`). What is typed is parsed and checked by
+    the model's own validation, so a bad value is refused with pydantic's reason.
     """
 
     def __init__(self, model: type[BaseModel], parent: QWidget | None = None):
         super().__init__(parent)
         self.model = model
-        self.inputs: dict[str, QWidget] = {}
+        self.inputs: dict[str, QLineEdit] = {}
+        self._tips: dict[str, str] = {}
         form = QFormLayout(self)
         form.setContentsMargins(0, 0, 0, 0)
         for name, field in model.model_fields.items():
-            tip = field.description or ""
-            if field.annotation is bool:
-                w: QWidget = QCheckBox()
-                w.setChecked(bool(field.default))
-            elif field.annotation is int:
-                w = QSpinBox()
-                lo, hi = _bounds(field)
-                w.setRange(int(lo if lo is not None else 0), int(hi if hi is not None else 10**9))
-                w.setValue(int(field.default))
-            elif field.annotation is float:
-                w = QLineEdit(f"{field.default:g}")
-            else:
-                w = QLineEdit(str(field.default))
-            w.setToolTip(f"{tip}\nDefault: {field.default}")
+            w = QLineEdit()
+            self._tips[name] = field.description or ""
+            w.setToolTip(self._tips[name])
             label = QLabel(name.replace("_", " ").capitalize())
-            label.setToolTip(w.toolTip())
+            label.setToolTip(self._tips[name])
             form.addRow(label, w)
             self.inputs[name] = w
+            self.labels = getattr(self, "labels", {}) | {name: label}
 
-    def raw_values(self) -> dict[str, Any]:
-        """The entered values (floats parsed; unparsable text is passed on for validation)."""
-        out: dict[str, Any] = {}
+    def set_placeholders(self, values: dict[str, Any], source: str = "preset") -> None:
+        """Show ``values`` (e.g. a preset's) greyed in the empty fields, and in the tooltips."""
         for name, w in self.inputs.items():
-            if isinstance(w, QSpinBox | QDoubleSpinBox):
-                out[name] = w.value()
-            elif isinstance(w, QCheckBox):
-                out[name] = w.isChecked()
-            elif self.model.model_fields[name].annotation is not float:
-                out[name] = w.text().strip()
-            else:
-                text = w.text().strip()
-                try:
-                    out[name] = float(text)
-                except ValueError:
-                    out[name] = text
-        return out
+            if name in values:
+                v = values[name]
+                text = f"{v:g}" if isinstance(v, float) else str(v)
+                w.setPlaceholderText(text)
+                w.setToolTip(f"{self._tips[name]}\nEmpty: the {source}'s value ({text}).")
+                self.labels[name].setToolTip(w.toolTip())
+
+    def values(self) -> dict[str, Any]:
+        """The fields that were filled in, as typed (validation parses them)."""
+        return {n: w.text().strip() for n, w in self.inputs.items() if w.text().strip()}
 
     def changed(self) -> dict[str, Any]:
-        """Fields whose value differs from the default."""
-        defaults = {n: f.default for n, f in self.model.model_fields.items()}
-        return {k: v for k, v in self.raw_values().items() if v != defaults[k]}
+        return self.values()
+
+    def set_value(self, name: str, value: Any) -> None:
+        self.inputs[name].setText(f"{value:g}" if isinstance(value, float) else str(value))
 
     def connect_changed(self, slot: Any) -> None:
         for w in self.inputs.values():
-            if isinstance(w, QCheckBox):
-                sig = w.toggled
-            elif isinstance(w, QSpinBox | QDoubleSpinBox):
-                sig = w.valueChanged
-            else:
-                sig = w.textChanged
-            sig.connect(slot)
+            w.textChanged.connect(slot)
+
+
+def scroll_layout(widget: QWidget) -> QVBoxLayout:
+    """Give ``widget`` a scroll area and return the layout inside it.
+
+    napari's dock areas do not scroll: a tall widget would be squeezed until its rows overlap.
+    """
+    inner = QWidget()
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setWidget(inner)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    widget._scroll_area = area  # type: ignore[attr-defined]
+    outer = QVBoxLayout(widget)
+    outer.setContentsMargins(0, 0, 0, 0)
+    outer.addWidget(area)
+    return QVBoxLayout(inner)
+
+
+def fit_width(widget: QWidget) -> None:
+    """Keep a :func:`scroll_layout` widget at least as wide as its contents (no clipped fields)."""
+    area = widget._scroll_area  # type: ignore[attr-defined]
+    bar = area.verticalScrollBar().sizeHint().width()
+    widget.setMinimumWidth(area.widget().minimumSizeHint().width() + bar + 4)

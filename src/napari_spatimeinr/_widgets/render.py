@@ -21,14 +21,12 @@ from qtpy.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QMessageBox,
     QProgressBar,
     QPushButton,
-    QVBoxLayout,
     QWidget,
 )
 from superqt.utils import create_worker
@@ -38,7 +36,7 @@ from .._layers import model_input_kwargs, render_layer_kwargs
 from ..errors import SpatimeINRError, StopRequested
 from ..io.formats import SUPPORTED_WRITE_SUFFIXES, suffix_of
 from .async_layer import add_async_layer
-from .forms import layer_meta
+from .forms import fit_width, layer_meta, scroll_layout
 from .models import registry
 
 if TYPE_CHECKING:
@@ -95,8 +93,7 @@ class RenderWidget(QWidget):
         )
         self.open_btn = QPushButton("Open…")
         self.open_btn.setToolTip("Choose a model folder (it holds meta.json and config.yaml).")
-        self.model_info = QLabel("")
-        self.model_info.setWordWrap(True)
+        self.model_info = QLabel("")  # fixed lines (no word wrap: keeps the layout's height exact)
 
         # -- factors ----------------------------------------------------------------------------
         self.scale_t = _factor_spin(
@@ -135,7 +132,6 @@ class RenderWidget(QWidget):
         self.grid_btn.setCheckable(True)
         self.grid_btn.setToolTip("Show the layers next to each other (napari grid view).")
         self.output_info = QLabel("")
-        self.output_info.setWordWrap(True)
         self.output_info.setToolTip("Shape (T, Z, Y, X), size and physical sampling of the output.")
 
         # -- export -----------------------------------------------------------------------------
@@ -176,12 +172,12 @@ class RenderWidget(QWidget):
         model_row.addWidget(self.open_btn)
         form = QFormLayout()
         form.addRow(self._label("Model", self.model_combo.toolTip()), model_row)
-        form.addRow("", self.model_info)
-        form.addRow(self._label("Time factor", self.scale_t.toolTip()), self.scale_t)
+        form3 = QFormLayout()
+        form3.addRow(self._label("Time factor", self.scale_t.toolTip()), self.scale_t)
         space_row = QHBoxLayout()
         for s in (self.scale_z, self.scale_y, self.scale_x):
             space_row.addWidget(s)
-        form.addRow(
+        form3.addRow(
             self._label("Space factors z, y, x", "Spatial factors along z, y and x."), space_row
         )
         t_row = QHBoxLayout()
@@ -189,31 +185,34 @@ class RenderWidget(QWidget):
         t_row.addWidget(self.t_from)
         t_row.addWidget(QLabel("to"))
         t_row.addWidget(self.t_to)
-        form.addRow(self._label("Time range", self.t_check.toolTip()), t_row)
-        form.addRow(self._label("Region", self.roi_combo.toolTip()), self.roi_combo)
-        form.addRow("", self.output_info)
+        form3.addRow(self._label("Time range", self.t_check.toolTip()), t_row)
+        form3.addRow(self._label("Region", self.roi_combo.toolTip()), self.roi_combo)
         view_row = QHBoxLayout()
         view_row.addWidget(self.add_btn)
         view_row.addWidget(self.grid_btn)
-        export_box = QGroupBox("Export")
-        ef = QFormLayout(export_box)
+        ef = QFormLayout()
         path_row = QHBoxLayout()
         path_row.addWidget(self.path_edit, 1)
         path_row.addWidget(self.browse_btn)
-        ef.addRow(self._label("File", self.path_edit.toolTip()), path_row)
+        ef.addRow(self._label("Export to file", self.path_edit.toolTip()), path_row)
         ef.addRow(self._label("Pixel type", self.dtype_combo.toolTip()), self.dtype_combo)
         ex_row = QHBoxLayout()
         ex_row.addWidget(self.export_btn)
         ex_row.addWidget(self.cancel_btn)
-        ef.addRow(ex_row)
-        ef.addRow(self.export_bar)
-        lay = QVBoxLayout(self)
+        lay = scroll_layout(self)
         lay.addLayout(form)
+        lay.addWidget(self.model_info)
+        lay.addLayout(form3)
+        lay.addWidget(self.output_info)
         lay.addLayout(view_row)
-        lay.addWidget(export_box)
+        lay.addSpacing(8)
+        lay.addLayout(ef)
+        lay.addLayout(ex_row)
+        lay.addWidget(self.export_bar)
         lay.addWidget(self.status)
         lay.addWidget(self.error_label)
         lay.addStretch(1)
+        fit_width(self)
 
         # -- wiring -----------------------------------------------------------------------------
         reg = registry()
@@ -282,7 +281,7 @@ class RenderWidget(QWidget):
             t, z, y, x = md.shape
             vz, vy, vx = md.voxel_size
             self.model_info.setText(
-                f"{md.method} model of {md.name!r}: {t} frames × {z} × {y} × {x} voxels, "
+                f"{md.method} model of {md.name!r}\n{t} frames × {z} × {y} × {x} voxels\n"
                 f"{vz:g} × {vy:g} × {vx:g} µm, {md.frame_interval:g} s per frame"
             )
             for s in (self.t_from, self.t_to):
@@ -386,7 +385,7 @@ class RenderWidget(QWidget):
         m = plan.meta
         t, z, y, x = plan.shape
         self.output_info.setText(
-            f"Output: {t} frames × {z} × {y} × {x} voxels ({_fmt_bytes(plan.nbytes)} as float32), "
+            f"Output: {t} frames × {z} × {y} × {x} voxels ({_fmt_bytes(plan.nbytes)} as float32)\n"
             f"{m.voxel_size[0]:.3g} × {m.voxel_size[1]:.3g} × {m.voxel_size[2]:.3g} µm, "
             f"{m.frame_interval:.3g} s per frame"
         )

@@ -24,7 +24,6 @@ from qtpy.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSpinBox,
-    QVBoxLayout,
     QWidget,
 )
 from superqt import QCollapsible
@@ -37,10 +36,12 @@ from ..train.progress import Progress
 from .forms import (
     ModelForm,
     default_model_dir,
+    fit_width,
     fmt_seconds,
     layer_axes,
     layer_physical,
     layer_to_stack,
+    scroll_layout,
 )
 from .models import registry
 
@@ -75,7 +76,7 @@ class LossPlot(QWidget):
         self.figure = Figure(figsize=(3.2, 2.0), layout="constrained")
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(150)
-        lay = QVBoxLayout(self)
+        lay = scroll_layout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.canvas)
         self.setToolTip(
@@ -144,9 +145,8 @@ class TrainWidget(QWidget):
         self.voxel_spins = []
         for axis in "ZYX":
             s = QDoubleSpinBox()
-            s.setDecimals(4)
-            s.setRange(1e-4, 1e4)
-            s.setSuffix(" µm")
+            s.setDecimals(3)
+            s.setRange(1e-3, 1e4)
             s.setToolTip(
                 f"Voxel size along {axis} in micrometres (from the file; correct it here)."
             )
@@ -190,7 +190,7 @@ class TrainWidget(QWidget):
         )
         self.advanced = ModelForm(SpatimeINRParams)
         self.advanced_box = QCollapsible("Advanced (SpatimeINR hyperparameters)")
-        note = QLabel("Leave unchanged to use the preset's values. Hover a field for its meaning.")
+        note = QLabel("Empty fields use the preset's value (shown in grey). Hover for meanings.")
         note.setWordWrap(True)
         self.advanced_box.addWidget(note)
         self.advanced_box.addWidget(self.advanced)
@@ -227,7 +227,7 @@ class TrainWidget(QWidget):
         vs_row = QHBoxLayout()
         for s in self.voxel_spins:
             vs_row.addWidget(s)
-        vs_label = QLabel("Voxel size z, y, x")
+        vs_label = QLabel("Voxel size z, y, x (µm)")
         vs_label.setToolTip("Physical size of one voxel along z, y and x, in micrometres (µm).")
         form.addRow(vs_label, vs_row)
         form.addRow("Frame interval", self.interval_spin)
@@ -248,7 +248,7 @@ class TrainWidget(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.train_btn)
         buttons.addWidget(self.stop_btn)
-        lay = QVBoxLayout(self)
+        lay = scroll_layout(self)
         lay.addLayout(form)
         lay.addWidget(self.advanced_box)
         lay.addLayout(buttons)
@@ -257,12 +257,14 @@ class TrainWidget(QWidget):
         lay.addWidget(self.error_label)
         lay.addWidget(self.plot)
         lay.addStretch(1)
+        fit_width(self)
 
         # -- wiring ---------------------------------------------------------------------------
         self.layer_combo.currentIndexChanged.connect(self._layer_changed)
         for ev in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             ev.connect(self._refresh_layers)
         self.method_combo.currentTextChanged.connect(self._method_changed)
+        self.preset_combo.currentTextChanged.connect(self._preset_changed)
         for w in (self.axes_edit, self.out_edit):
             w.textEdited.connect(self.validate)
         self.out_edit.textEdited.connect(self._out_edited)
@@ -276,6 +278,7 @@ class TrainWidget(QWidget):
         self.train_btn.clicked.connect(self.start)
         self.stop_btn.clicked.connect(self.stop)
         self._refresh_layers()
+        self._preset_changed()
         self._method_changed()
 
     # -- layers ---------------------------------------------------------------------------------
@@ -331,6 +334,15 @@ class TrainWidget(QWidget):
             self._out_auto = False
             self.validate()
 
+    def _preset_changed(self, *_: Any) -> None:
+        try:
+            from ..model.presets import PRESETS
+
+            values = PRESETS.get(self.preset_combo.currentText(), {})
+        except ImportError:  # pragma: no cover - engine not installed
+            values = {}
+        self.advanced.set_placeholders(values, f"{self.preset_combo.currentText()} preset")
+
     def _method_changed(self, *_: Any) -> None:
         learned = self.method_combo.currentText() == "spatimeinr"
         for w in (self.preset_combo, self.time_spin, self.steps_spin, self.advanced_box):
@@ -348,8 +360,8 @@ class TrainWidget(QWidget):
                 values["time_limit"] = self.time_spin.value()
             if self.steps_spin.value() > 0:
                 values["steps"] = self.steps_spin.value()
-            if self.advanced.changed():
-                values["params"] = self.advanced.raw_values()
+            if self.advanced.values():
+                values["params"] = self.advanced.values()
         return values
 
     def config(self) -> TrainConfig:
