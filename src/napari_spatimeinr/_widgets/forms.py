@@ -110,6 +110,16 @@ def fmt_seconds(s: float | None) -> str:
 
 
 # -- a form generated from a pydantic model --------------------------------------------------------
+_WORDS = {"pe": "PE", "mlp": "MLP", "lr": "learning rate", "sr": "SR", "n": "n"}
+
+
+def field_label(name: str) -> str:
+    """A readable label for a config field name (``mlp_width`` → ``MLP width``)."""
+    words = [_WORDS.get(w, w) for w in name.split("_")]
+    text = " ".join(words)
+    return text[0].upper() + text[1:]
+
+
 class ModelForm(QWidget):
     """One labelled text field per field of a pydantic model; the description is the tooltip.
 
@@ -129,7 +139,7 @@ class ModelForm(QWidget):
             w = QLineEdit()
             self._tips[name] = field.description or ""
             w.setToolTip(self._tips[name])
-            label = QLabel(name.replace("_", " ").capitalize())
+            label = QLabel(field_label(name))
             label.setToolTip(self._tips[name])
             form.addRow(label, w)
             self.inputs[name] = w

@@ -65,6 +65,7 @@ def _factor_spin(tip: str) -> QDoubleSpinBox:
     s.setSingleStep(0.5)
     s.setValue(1.0)
     s.setPrefix("× ")
+    s.setButtonSymbols(QDoubleSpinBox.ButtonSymbols.NoButtons)
     s.setToolTip(tip)
     return s
 
@@ -114,6 +115,7 @@ class RenderWidget(QWidget):
         self.t_to = QDoubleSpinBox()
         for s, what in ((self.t_from, "First"), (self.t_to, "Last")):
             s.setDecimals(1)
+            s.setButtonSymbols(QDoubleSpinBox.ButtonSymbols.NoButtons)
             s.setRange(0, 0)
             s.setEnabled(False)
             s.setToolTip(f"{what} input frame (0 = the first frame of the input) to render.")

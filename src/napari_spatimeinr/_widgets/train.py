@@ -147,6 +147,7 @@ class TrainWidget(QWidget):
             s = QDoubleSpinBox()
             s.setDecimals(3)
             s.setRange(1e-3, 1e4)
+            s.setButtonSymbols(QDoubleSpinBox.ButtonSymbols.NoButtons)
             s.setToolTip(
                 f"Voxel size along {axis} in micrometres (from the file; correct it here)."
             )
