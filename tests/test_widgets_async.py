@@ -11,7 +11,11 @@ import pytest
 
 pytest.importorskip("napari")
 
-from napari_spatimeinr._widgets.async_layer import COMPUTING, add_async_layer  # noqa: E402
+from napari_spatimeinr._widgets.async_layer import (  # noqa: E402
+    COMPUTING,
+    add_async_layer,
+    is_async_layer,
+)
 
 pytestmark = pytest.mark.gui
 
@@ -79,3 +83,19 @@ def test_visited_slices_come_from_the_cache(make_napari_viewer, qtbot):
         np.testing.assert_array_equal(_shown(layer), np.full((16, 16), t + 1, np.float32))
     assert {t: counter[t] for t in range(3)} == {0: 1, 1: 1, 2: 1}
     assert arr.computations == 3
+
+
+def test_model_dir_opens_with_async_render(make_napari_viewer, qtbot, tmp_path, small_stack):
+    from napari_spatimeinr import api
+
+    out = tmp_path / "m.spatimeinr"
+    list(api.train(small_stack, out, {"method": "linear"}))
+    viewer = make_napari_viewer()
+    viewer.open(str(out), plugin="napari-spatimeinr")
+    inp, lazy = viewer.layers
+    assert is_async_layer(lazy) and lazy.data.shape == (11, 5, 24, 20)
+    viewer.dims.set_current_step(0, 3)
+    qtbot.waitUntil(lambda: not lazy.data.busy, timeout=10000)
+    assert lazy.data.computations >= 1
+    assert not lazy.name.endswith(COMPUTING)
+    assert np.asarray(lazy._slice.image.raw).std() > 0

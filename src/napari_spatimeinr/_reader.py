@@ -2,7 +2,8 @@
 
 A stack opens as one TZYX image layer at its physical scale (s, µm, µm, µm). A model directory (a
 folder with ``meta.json`` and ``config.yaml``) opens as the input it was trained on plus a lazy render
-of the model beside it (×2 in time when the input has several frames, else ×1).
+of the model beside it (×2 in time when the input has several frames, else ×1), whose slices are
+computed in a worker thread as the sliders move (see :mod:`._widgets.async_layer`).
 """
 
 from __future__ import annotations
@@ -68,7 +69,13 @@ def read_model_dir(path: str | Path) -> list[LayerData]:
 
     md = api.open_model(path)
     plan = model_render_plan(md)
-    return [
-        (md.stack().data, model_input_kwargs(md), "image"),
-        (api.render_plan(plan), render_layer_kwargs(plan, md), "image"),
-    ]
+    lazy = api.render_plan(plan)
+    try:  # computed slice by slice off the GUI thread (needs Qt, as napari itself)
+        from ._widgets.async_layer import async_array
+
+        data: Any = async_array(lazy)
+    except ImportError:  # pragma: no cover - no Qt binding: napari computes the dask array itself
+        data = lazy
+    kw = render_layer_kwargs(plan, md)
+    kw["multiscale"] = False
+    return [(md.stack().data, model_input_kwargs(md), "image"), (data, kw, "image")]

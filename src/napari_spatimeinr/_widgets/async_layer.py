@@ -195,6 +195,46 @@ class AsyncArray(QObject):
         WorkerBase.await_workers()
 
 
+def _layers_holding(arr: AsyncArray) -> list[Any]:
+    """The napari layers (in any open viewer) whose data is ``arr``."""
+    try:
+        from napari.viewer import Viewer
+
+        viewers = list(getattr(Viewer, "_instances", ()))
+    except Exception:  # pragma: no cover
+        viewers = []
+    return [ly for v in viewers for ly in v.layers if ly.data is arr]
+
+
+def connect_layer_updates(arr: AsyncArray) -> None:
+    """Refresh the layers showing ``arr`` when a slice is ready; mark them "computing…" meanwhile.
+
+    The layers are looked up when needed, so this works for layers created by napari from a reader's
+    layer data as well as for :func:`add_async_layer`.
+    """
+
+    def busy(is_busy: bool) -> None:
+        for layer in _layers_holding(arr):
+            base = layer.name[: -len(COMPUTING)] if layer.name.endswith(COMPUTING) else layer.name
+            want = base + COMPUTING if is_busy else base
+            if layer.name != want:
+                layer.name = want
+
+    def ready(_key: Key) -> None:
+        for layer in _layers_holding(arr):
+            layer.refresh()
+
+    arr.busy_changed.connect(busy)
+    arr.ready.connect(ready)
+
+
+def async_array(darr: da.Array, cache_mb: float = 512.0) -> AsyncArray:
+    """An :class:`AsyncArray` over ``darr`` whose layers update themselves (reader layer data)."""
+    arr = AsyncArray(darr, cache_mb=cache_mb)
+    connect_layer_updates(arr)
+    return arr
+
+
 def add_async_layer(
     viewer: Any,
     darr: da.Array,
@@ -210,29 +250,10 @@ def add_async_layer(
     """
     if "contrast_limits" not in layer_kwargs:
         raise ValueError("contrast_limits are required: they are never computed from lazy data")
-    arr = AsyncArray(darr, cache_mb=cache_mb)
-    layer = viewer.add_image(arr, multiscale=False, **layer_kwargs)
-    base = layer.name
-
-    def busy(is_busy: bool) -> None:
-        name = layer.name
-        if name.endswith(COMPUTING):
-            name = name[: -len(COMPUTING)]
-        nonlocal base
-        base = name or base
-        want = base + COMPUTING if is_busy else base
-        if layer.name != want:
-            layer.name = want
-
-    def ready(_key: Key) -> None:
-        if layer in viewer.layers:
-            layer.refresh()
-
-    arr.busy_changed.connect(busy)
-    arr.ready.connect(ready)
+    arr = async_array(darr, cache_mb=cache_mb)
     if on_error is not None:
         arr.failed.connect(on_error)
-    return layer
+    return viewer.add_image(arr, multiscale=False, **layer_kwargs)
 
 
 def is_async_layer(layer: Any) -> bool:
