@@ -67,6 +67,9 @@ def main() -> None:
     win.resizeDocks([train_dock, render_dock], [640, 560], Qt.Orientation.Vertical)
     win.resizeDocks([train_dock], [560], Qt.Orientation.Horizontal)
 
+    _wait(app, lambda: train._preview_worker is None, 30)
+    for ly in [ly for ly in viewer.layers if "preview" in ly.metadata]:
+        viewer.layers.remove(ly)  # the side-by-side view shows the input and the render only
     render.scale_t.setValue(4.0)
     render.scale_z.setValue(2.0)
     render.path_edit.setText(str(Path.home() / "nuclei_x4t_x2z.tif"))

@@ -129,7 +129,13 @@ def test_spatimeinr_few_steps_then_stop(make_napari_viewer, qtbot, tmp_path):
     }.items():
         train.advanced.set_value(name, v)
     train.advanced.set_value("batch_size", 256)
-    _train(qtbot, train, tmp_path, "spatimeinr", stop_after=1)
+    train.preview_every = 1.0
+    viewer.dims.set_current_step(0, 2)  # the preview follows the sliders
+    with qtbot.waitSignal(train.preview_ready, timeout=30000) as shown:
+        _train(qtbot, train, tmp_path, "spatimeinr", stop_after=1)
+    preview = shown.args[0]
+    assert preview.data.shape == (24, 24) and preview.metadata["preview"]["t"] == 2
+    np.testing.assert_allclose(preview.scale, (0.2, 0.2))
     layer = render.add_layer()
     assert layer.data.shape == (7, 6, 24, 24)
     qtbot.waitUntil(lambda: not layer.data.busy, timeout=30000)

@@ -12,8 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
@@ -123,6 +125,9 @@ class TrainWidget(QWidget):
     """Train a model of an image layer (``napari-spatimeinr.train``)."""
 
     model_ready = Signal(str)  #: path of a model directory usable for rendering
+    preview_ready = Signal(object)  #: the preview layer, after each refresh
+    #: seconds between checkpoints (and so preview refreshes) when the preview is on
+    preview_every = 10.0
 
     def __init__(self, napari_viewer: napari.viewer.Viewer, parent: QWidget | None = None):
         super().__init__(parent)
@@ -133,6 +138,10 @@ class TrainWidget(QWidget):
         self._stop = False
         self._failure = ""
         self._out_auto = True
+        self._preview_worker: Any = None
+        self._preview_stamp = 0
+        self._preview_layer: Any = None
+        self._train_layer: Any = None
 
         # -- input --------------------------------------------------------------------------
         self.layer_combo = QComboBox()
@@ -188,6 +197,12 @@ class TrainWidget(QWidget):
         self.device_combo.setToolTip(
             "Where to train: auto uses the GPU if there is one, else the CPU. "
             "'cuda' is offered only when a CUDA GPU is available."
+        )
+        self.preview_check = QCheckBox("Preview the slice in view while training")
+        self.preview_check.setChecked(True)
+        self.preview_check.setToolTip(
+            "Every few seconds, show what the model makes of the slice in view (time point and "
+            "depth of the sliders) as a layer named '… preview'."
         )
         self.advanced = ModelForm(SpatimeINRParams)
         self.advanced_box = QCollapsible("Advanced (SpatimeINR hyperparameters)")
@@ -252,6 +267,7 @@ class TrainWidget(QWidget):
         lay = scroll_layout(self)
         lay.addLayout(form)
         lay.addWidget(self.advanced_box)
+        lay.addWidget(self.preview_check)
         lay.addLayout(buttons)
         lay.addWidget(self.progress)
         lay.addWidget(self.status)
@@ -289,7 +305,10 @@ class TrainWidget(QWidget):
         return [
             ly
             for ly in self.viewer.layers
-            if isinstance(ly, Image) and not ly.rgb and "AsyncArray" not in type(ly.data).__name__
+            if isinstance(ly, Image)
+            and not ly.rgb
+            and "AsyncArray" not in type(ly.data).__name__
+            and "preview" not in ly.metadata
         ]
 
     def _refresh_layers(self, *_: Any) -> None:
@@ -346,7 +365,13 @@ class TrainWidget(QWidget):
 
     def _method_changed(self, *_: Any) -> None:
         learned = self.method_combo.currentText() == "spatimeinr"
-        for w in (self.preset_combo, self.time_spin, self.steps_spin, self.advanced_box):
+        for w in (
+            self.preset_combo,
+            self.time_spin,
+            self.steps_spin,
+            self.advanced_box,
+            self.preview_check,
+        ):
             w.setEnabled(learned)
         self.validate()
 
@@ -363,6 +388,8 @@ class TrainWidget(QWidget):
                 values["steps"] = self.steps_spin.value()
             if self.advanced.values():
                 values["params"] = self.advanced.values()
+            if self.preview_check.isChecked():  # checkpoints are what the preview shows
+                values["checkpoint_every"] = self.preview_every
         return values
 
     def config(self) -> TrainConfig:
@@ -413,6 +440,8 @@ class TrainWidget(QWidget):
             return
         out = Path(self.out_edit.text().strip())
         self.model_dir = out
+        self._train_layer = self.selected_layer()
+        self._preview_stamp = 0
         self._stop = False
         self._failure = ""
         self.last_progress = None
@@ -466,6 +495,85 @@ class TrainWidget(QWidget):
         self.status.setText(" · ".join(parts))
         if p.loss is not None or p.psnr is not None:
             self.plot.add(p)
+        self.maybe_preview()
+
+    # -- preview ------------------------------------------------------------------------------------
+    def _view_tz(self) -> tuple[int, int]:
+        """Input frame and depth index of the sliders' position, on the training layer."""
+        layer = self._train_layer
+        axes = self.axes_edit.text().upper()
+        try:
+            d = layer.world_to_data(self.viewer.dims.point)
+        except Exception:  # pragma: no cover - layer removed meanwhile
+            return 0, 0
+        coord = dict(zip(axes, d, strict=False))
+        return int(round(coord.get("T", 0.0))), int(round(coord.get("Z", 0.0)))
+
+    def maybe_preview(self) -> None:
+        """Render the slice in view from the newest checkpoint (once per checkpoint, in a worker)."""
+        out = self.model_dir
+        if (
+            out is None
+            or not self.preview_check.isChecked()
+            or self._preview_worker is not None
+            or self._train_layer is None
+        ):
+            return
+        ckpt = out / "model.pt"
+        try:
+            stamp = ckpt.stat().st_mtime_ns
+        except OSError:
+            return
+        if stamp == self._preview_stamp:
+            return
+        self._preview_stamp = stamp
+        try:
+            md = api.open_model(out)
+        except SpatimeINRError:
+            return
+        nt, nz, ny, nx = md.shape
+        t, z = self._view_tz()
+        t, z = min(max(t, 0), nt - 1), min(max(z, 0), nz - 1)
+        plan = api.plan_render(md, 1.0, (1.0, 1.0, 1.0), (t, t), (z, z + 1, 0, ny, 0, nx))
+        darr = api.render_plan(plan)
+
+        def run() -> Any:
+            return np.asarray(darr[0, 0].compute(scheduler="threads"))
+
+        worker = create_worker(run, _start_thread=False, _ignore_errors=True)
+        worker.returned.connect(lambda plane, m=md, tz=(t, z): self._show_preview(plane, m, tz))
+        worker.finished.connect(self._preview_done)
+        self._preview_worker = worker
+        worker.start()
+
+    def _preview_done(self) -> None:
+        self._preview_worker = None
+        if self.worker is None:  # training ended meanwhile: show the final model too
+            self.maybe_preview()
+
+    def _show_preview(self, plane: Any, md: Any, tz: tuple[int, int]) -> None:
+        _, vy, vx = md.voxel_size
+        origin = [float(v) for v in md.meta.get("origin", (0.0, 0.0, 0.0, 0.0))]
+        name = f"{md.name} preview"
+        step = self.last_progress.step if self.last_progress is not None else 0
+        layer = self._preview_layer
+        if layer is None or layer not in self.viewer.layers:
+            layer = self.viewer.add_image(
+                plane,
+                name=name,
+                scale=(vy, vx),
+                translate=(origin[2], origin[3]),
+                contrast_limits=(md.norm.low, md.norm.high),
+                blending="additive",
+                colormap="magenta",
+                visible=True,
+            )
+            self._preview_layer = layer
+        else:
+            layer.data = plane
+        layer.metadata["preview"] = {"t": tz[0], "z": tz[1], "step": step}
+        self.status.setToolTip(f"Preview: frame {tz[0]}, depth {tz[1]}, step {step}")
+        self.preview_ready.emit(layer)
 
     def _on_error(self, err: BaseException) -> None:
         text = str(err) if isinstance(err, SpatimeINRError) else f"{type(err).__name__}: {err}"
@@ -492,6 +600,7 @@ class TrainWidget(QWidget):
             self.progress.setValue(1000)
             registry().add(md.path)
             self.model_ready.emit(str(md.path))
+            self.maybe_preview()
         self._out_auto = True
         layer = self.selected_layer()
         if layer is not None:
