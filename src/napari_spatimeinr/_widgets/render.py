@@ -353,8 +353,13 @@ class RenderWidget(QWidget):
 
     def _view_box_world(self) -> tuple[np.ndarray, np.ndarray]:
         """World (y, x) corners of the canvas area in view."""
-        cam = self.viewer.camera
-        size = np.asarray(getattr(self.viewer, "_canvas_size", (512, 512)), float)
+        scene = getattr(self.viewer, "scene", None)  # napari >= 0.9
+        cam = scene.camera if scene is not None and hasattr(scene, "camera") else self.viewer.camera
+        canvas = getattr(self.viewer, "canvas", None)  # napari >= 0.9; older: _canvas_size
+        if canvas is not None and hasattr(canvas, "viewbox_size"):
+            size = np.asarray(canvas.viewbox_size(self.viewer.layers), float)
+        else:
+            size = np.asarray(getattr(self.viewer, "_canvas_size", (512, 512)), float)
         half = size / (2 * cam.zoom)
         centre = np.asarray(cam.center[-2:], float)
         return centre - half, centre + half

@@ -1,0 +1,80 @@
+"""Render & Export widget: regions, time range, overwrite question, Cancel leaves no file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+
+from napari_spatimeinr import api  # noqa: E402
+from napari_spatimeinr._widgets.render import ROI_VIEW, RenderWidget  # noqa: E402
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def widget(make_napari_viewer, qtbot, tmp_path, small_stack):
+    out = tmp_path / "m.spatimeinr"
+    list(api.train(small_stack, out, {"method": "linear"}))
+    viewer = make_napari_viewer()
+    w = RenderWidget(viewer)
+    qtbot.addWidget(w)
+    w.add_model(out)
+    return w
+
+
+def test_time_range_and_shapes_region(widget):
+    w = widget
+    w.scale_t.setValue(2.0)
+    w.t_check.setChecked(True)
+    w.t_from.setValue(1)
+    w.t_to.setValue(3)
+    assert w.plan().shape[0] == 5  # instants 1, 1.5, ..., 3
+    # a rectangle over y 1..2 µm, x 0.4..1.6 µm (voxels 0.2 µm): rows 5..10, columns 2..8
+    shapes = w.viewer.add_shapes([np.array([[1.0, 0.4], [2.0, 1.6]])], shape_type="rectangle")
+    w.roi_combo.setCurrentText(f"shapes: {shapes.name}")
+    assert w.roi(api.open_model(w.model_combo.currentData())) == (0, 5, 5, 11, 2, 9)
+    assert w.plan().shape[2:] == (6, 7)
+    w._ensure_input_layer(api.open_model(w.model_combo.currentData()))
+    w.roi_combo.setCurrentText(ROI_VIEW)  # the whole image is in view after reset
+    w.viewer.reset_view()
+    assert w.plan().shape[2:] == (24, 20)
+    w.viewer.scene.camera.zoom *= 4  # zoomed in on the centre: a part of it
+    ny, nx = w.plan().shape[2:]
+    assert ny < 24 and nx < 20
+
+
+def test_add_layer_overlays_input(widget):
+    w = widget
+    w.scale_t.setValue(1.0)
+    w.scale_z.setValue(2.0)
+    layer = w.add_layer()
+    assert layer.data.shape == (6, 10, 24, 20)
+    np.testing.assert_allclose(layer.scale, (30.0, 0.5, 0.2, 0.2))
+    inp = next(ly for ly in w.viewer.layers if ly is not layer)  # the input was added beside it
+    assert inp.data.shape == (6, 5, 24, 20)
+    # both are centred on the same physical position along z (world coordinates)
+    centre = layer.translate[1] + (10 - 1) * 0.5 / 2
+    assert centre == pytest.approx(inp.translate[1] + (5 - 1) * 1.0 / 2)
+
+
+def test_cancel_leaves_no_file(widget, qtbot, tmp_path):
+    w = widget
+    w.scale_t.setValue(8.0)
+    w.scale_z.setValue(2.0)
+    out = tmp_path / "big.ome.tif"
+    w.path_edit.setText(str(out))
+    with qtbot.waitSignal(w.export_done, timeout=30000) as done:
+        assert w.export()
+        w.cancel()
+    assert done.args[0] == ""
+    assert "cancelled" in w.status.text()
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.spatimeinr"]
+
+
+def test_bad_suffix_refused(widget):
+    widget.path_edit.setText("/tmp/out.png")
+    assert not widget.export()
+    assert ".tif" in widget.error_label.text()
