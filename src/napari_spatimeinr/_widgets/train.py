@@ -424,6 +424,17 @@ class TrainWidget(QWidget):
             problem = str(err)
         running = self.worker is not None
         self.error_label.setText(problem or self._failure)
+        if (
+            not running
+            and self.status.text() in ("", "Pick an image layer.")
+            or (not running and self.status.text().startswith("Ready"))
+        ):
+            layer = self.selected_layer()
+            self.status.setText(
+                f"Ready: press Train to model {layer.name!r}."
+                if layer is not None and not problem
+                else "Pick an image layer."
+            )
         self.train_btn.setEnabled(not problem and not running)
         return not problem
 
