@@ -18,8 +18,13 @@ from napari_spatimeinr.model.renderer import OMEGA3, radial_weights, render
 from napari_spatimeinr.model.sampler import hypercube_offsets, unit_radius
 
 TINY = dict(
-    latent_dim=8, encoder_features=4, encoder_groups=1, encoder_blocks=1, pe_frequencies=2,
-    mlp_width=16, mlp_depth=5,
+    latent_dim=8,
+    encoder_features=4,
+    encoder_groups=1,
+    encoder_blocks=1,
+    pe_frequencies=2,
+    mlp_width=16,
+    mlp_depth=5,
 )
 
 
@@ -155,9 +160,14 @@ def test_paper_network_renders_hypercube_and_has_gradients():
 def test_presets_and_overrides():
     paper = resolve_params(TrainConfig(preset="paper"))
     assert (paper.latent_dim, paper.mlp_depth, paper.mlp_width, paper.pe_frequencies) == (
-        128, 8, 256, 10,
+        128,
+        8,
+        256,
+        10,
     )
     assert paper.hypercube_n == 2 and paper.batch_size == 2048 and not paper.residual
     assert (paper.lr, paper.lr_final, paper.weight_decay) == (2e-3, 2e-5, 1e-6)
     fast = resolve_params(TrainConfig(params={"latent_dim": 12}))
-    assert fast.latent_dim == 12 and fast.residual and fast.mlp_width == PRESETS["fast"]["mlp_width"]
+    assert (
+        fast.latent_dim == 12 and fast.residual and fast.mlp_width == PRESETS["fast"]["mlp_width"]
+    )

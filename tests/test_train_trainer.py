@@ -20,8 +20,15 @@ from napari_spatimeinr.model.presets import PRESETS
 from napari_spatimeinr.model_dir import ModelDir
 
 TINY = dict(
-    latent_dim=4, encoder_features=4, encoder_groups=1, encoder_blocks=1, pe_frequencies=2,
-    mlp_width=8, mlp_depth=2, batch_size=256, patch_size=8,
+    latent_dim=4,
+    encoder_features=4,
+    encoder_groups=1,
+    encoder_blocks=1,
+    pe_frequencies=2,
+    mlp_width=8,
+    mlp_depth=2,
+    batch_size=256,
+    patch_size=8,
 )
 
 
@@ -46,6 +53,9 @@ def test_progress_records_and_files(tmp_path):
     assert all(isinstance(v, torch.Tensor) for v in w.values())
     ck = torch.load(md.path / "checkpoint.pt", weights_only=True)
     assert int(ck["step"]) == 8 and "optimizer" in ck and "generator" in ck
+    # model.pt holds the weights with the best held-out PSNR (the untrained model counts)
+    assert md.meta["heldout_psnr"] == pytest.approx(recs[-1].psnr)
+    assert recs[-1].psnr >= recs[-1].extra["last_psnr"] - 1e-9
     assert md.meta["train_steps"] == 8 and md.meta["train_seconds"] > 0
     assert md.read_history()[-1]["step"] == 8
 
@@ -65,7 +75,9 @@ def test_stop_finishes_step_and_checkpoints(tmp_path):
 def test_resume_gives_identical_weights(tmp_path):
     list(api.train(_stack(), tmp_path / "a", _cfg()))
     calls = []
-    list(api.train(_stack(), tmp_path / "b", _cfg(), stop=lambda: calls.append(1) or len(calls) >= 4))
+    list(
+        api.train(_stack(), tmp_path / "b", _cfg(), stop=lambda: calls.append(1) or len(calls) >= 4)
+    )
     assert int(torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["step"]) == 4
     recs = list(api.train(None, tmp_path / "b", _cfg(), resume=True))
     assert recs[-1].step == 8
@@ -74,6 +86,10 @@ def test_resume_gives_identical_weights(tmp_path):
     assert wa.keys() == wb.keys()
     for k in wa:
         assert torch.equal(wa[k], wb[k]), k
+    ca = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
+    cb = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    for k in ca["model"]:  # the current (not only the best) weights too
+        assert torch.equal(ca["model"][k], cb["model"][k]), k
     # a different seed gives different weights (the check above can fail)
     list(api.train(_stack(), tmp_path / "c", _cfg(seed=4)))
     wc = torch.load(tmp_path / "c" / "model.pt", weights_only=True)
@@ -89,7 +105,8 @@ def test_sigkill_then_resume_carries_on(tmp_path):
     cmd = [sys.executable, "-m", "napari_spatimeinr.cli", "train", str(src), "-o", str(model)]
     proc = subprocess.Popen(
         [*cmd, "--axes", "TZYX", "--config", str(cfg), "-q"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         deadline = time.time() + 60

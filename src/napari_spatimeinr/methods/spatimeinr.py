@@ -42,9 +42,7 @@ class SpatimeINRRenderer:
         self.params = resolve_params(model_dir.config)
         self.net = SpatimeINRNet(self.params).to(self.device).eval()
         self.net.load_state_dict(checkpoint.load_weights(model_dir, self.device))
-        self.data = torch.from_numpy(np.array(model_dir.input, dtype=np.float32)).to(
-            self.device
-        )
+        self.data = torch.from_numpy(np.array(model_dir.input, dtype=np.float32)).to(self.device)
         self.n_frames = self.data.shape[0]
         self.lock = threading.Lock()
         self._cache: OrderedDict[int, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()

@@ -17,11 +17,21 @@ def _bytes(obj: Any) -> bytes:
     return buf.getvalue()
 
 
-def save(model_dir: ModelDir, state: dict[str, Any], weights: dict[str, torch.Tensor]) -> None:
-    """Write checkpoint.pt (first; it carries its own copy of the weights) then model.pt."""
+def save(
+    model_dir: ModelDir,
+    state: dict[str, Any],
+    weights: dict[str, torch.Tensor],
+    best: dict[str, torch.Tensor] | None = None,
+) -> None:
+    """Write checkpoint.pt (first; it carries the current weights) then model.pt.
+
+    model.pt holds ``best`` (the weights with the best held-out PSNR so far) when given, else the
+    current weights: what a renderer should use.
+    """
     cpu = {k: v.detach().cpu() for k, v in weights.items()}
     model_dir.write_atomic("checkpoint.pt", _bytes({**state, "model": cpu}))
-    model_dir.write_atomic("model.pt", _bytes(cpu))
+    out = cpu if best is None else {k: v.detach().cpu() for k, v in best.items()}
+    model_dir.write_atomic("model.pt", _bytes(out))
 
 
 def load_weights(model_dir: ModelDir, device: str | torch.device = "cpu") -> dict:

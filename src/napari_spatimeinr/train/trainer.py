@@ -26,7 +26,7 @@ from .progress import Progress
 
 HOLDOUT_FRACTION = 0.02
 REPORT_EVERY = 0.5  # seconds between progress records
-VALIDATE_EVERY = 2.0  # seconds between held-out PSNR measurements
+VALIDATE_STEPS = 25  # steps between held-out PSNR measurements (step-based: reproducible)
 N_VALIDATION = 4  # validation examples (held-out voxels)
 
 
@@ -35,7 +35,9 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise SpatimeINRError("device 'cuda' was asked but no CUDA GPU is available: use auto or cpu.")
+        raise SpatimeINRError(
+            "device 'cuda' was asked but no CUDA GPU is available: use auto or cpu."
+        )
     return torch.device(device)
 
 
@@ -125,12 +127,16 @@ def train(model_dir: ModelDir, config: TrainConfig, stop: Callable[[], bool]) ->
     gen = torch.Generator().manual_seed(config.seed)
     step, prior_seconds = 0, 0.0
     history = []
+    best_psnr = _validate(net, data, val)  # the untrained model (linear interpolation if residual)
+    best = {k: v.detach().clone() for k, v in net.state_dict().items()}
     state = checkpoint.load_state(model_dir)
     if state is not None:
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         gen.set_state(state["generator"])
         step = int(state["step"])
+        best = state["best"]
+        best_psnr = float(state["best_psnr"])
         prior_seconds = float(state["seconds"])
         history = [r for r in model_dir.read_history() if r.get("step", 0) <= step]
     if step >= total:
@@ -147,17 +153,23 @@ def train(model_dir: ModelDir, config: TrainConfig, stop: Callable[[], bool]) ->
                 "optimizer": opt.state_dict(),
                 "generator": gen.get_state(),
                 "holdout_seed": torch.tensor(config.seed),
+                "best": {k: v.detach().cpu() for k, v in best.items()},
+                "best_psnr": torch.tensor(best_psnr if best_psnr is not None else float("nan")),
             },
             net.state_dict(),
+            best,
         )
         model_dir.write_history(history)
         model_dir.update_meta(
-            train_steps=step, train_seconds=round(elapsed, 3), params=params.model_dump()
+            train_steps=step,
+            train_seconds=round(elapsed, 3),
+            params=params.model_dump(),
+            heldout_psnr=best_psnr,
         )
 
     start_step = step
     last_report = last_ckpt = time.perf_counter()
-    last_val, val_psnr = -float("inf"), None
+    val_psnr = best_psnr
     loss_v = float("nan")
     lr = params.lr
     while True:
@@ -182,17 +194,18 @@ def train(model_dir: ModelDir, config: TrainConfig, stop: Callable[[], bool]) ->
         step += 1
         loss_v = float(loss.detach())
         elapsed = time.perf_counter() - t_start
-        finished = (
-            step >= total
-            or (config.time_limit is not None and elapsed >= config.time_limit)
-            or stop()
-        )
+        at_end = step >= total or (config.time_limit is not None and elapsed >= config.time_limit)
+        finished = at_end or stop()
+        if step % VALIDATE_STEPS == 0 or finished:
+            val_psnr = _validate(net, data, val)
+            # a stop request does not choose weights (a resumed run then ends like an uninterrupted one)
+            candidate = step % VALIDATE_STEPS == 0 or at_end
+            if candidate and val_psnr is not None and (best_psnr is None or val_psnr > best_psnr):
+                best_psnr = val_psnr
+                best = {k: v.detach().clone() for k, v in net.state_dict().items()}
         wall = time.perf_counter()
         if wall - last_report >= REPORT_EVERY or finished:
             last_report = wall
-            if wall - last_val >= VALIDATE_EVERY or finished:
-                val_psnr = _validate(net, data, val)
-                last_val = time.perf_counter()
             history.append(
                 dict(step=step, loss=loss_v, psnr=val_psnr, lr=lr, seconds=prior_seconds + elapsed)
             )
@@ -202,8 +215,14 @@ def train(model_dir: ModelDir, config: TrainConfig, stop: Callable[[], bool]) ->
                 eta = min(eta or float("inf"), max(config.time_limit - elapsed, 0.0))
             if not finished:
                 yield Progress(
-                    step=step, total=total, seconds=elapsed, eta=eta, loss=loss_v,
-                    psnr=val_psnr, lr=lr, message="training",
+                    step=step,
+                    total=total,
+                    seconds=elapsed,
+                    eta=eta,
+                    loss=loss_v,
+                    psnr=val_psnr,
+                    lr=lr,
+                    message="training",
                 )
         if finished:
             break
@@ -212,6 +231,14 @@ def train(model_dir: ModelDir, config: TrainConfig, stop: Callable[[], bool]) ->
             last_ckpt = time.perf_counter()
     save()
     yield Progress(
-        step=step, total=total, seconds=time.perf_counter() - t_start, eta=0.0, loss=loss_v,
-        psnr=history[-1]["psnr"] if history else None, lr=lr, message="done", done=True,
+        step=step,
+        total=total,
+        seconds=time.perf_counter() - t_start,
+        eta=0.0,
+        loss=loss_v,
+        psnr=best_psnr,
+        lr=lr,
+        message="done",
+        done=True,
+        extra={"last_psnr": val_psnr, "best_psnr": best_psnr},
     )
