@@ -99,3 +99,20 @@ def test_model_dir_opens_with_async_render(make_napari_viewer, qtbot, tmp_path, 
     assert lazy.data.computations >= 1
     assert not lazy.name.endswith(COMPUTING)
     assert np.asarray(lazy._slice.image.raw).std() > 0
+
+
+def test_save_async_layer_through_writer(make_napari_viewer, qtbot, tmp_path, small_stack):
+    """File → Save Layers on a lazy render streams its dask array (no conversion to one array)."""
+    import tifffile
+
+    from napari_spatimeinr import api
+
+    out = tmp_path / "m.spatimeinr"
+    list(api.train(small_stack, out, {"method": "linear"}))
+    viewer = make_napari_viewer()
+    viewer.open(str(out), plugin="napari-spatimeinr")
+    lazy = viewer.layers[1]
+    [written] = lazy.save(str(tmp_path / "r.tif"), plugin="napari-spatimeinr")
+    with tifffile.TiffFile(written) as tf:
+        assert tf.series[0].shape[:2] == (11, 5)
+        assert tf.imagej_metadata["finterval"] == pytest.approx(15.0)

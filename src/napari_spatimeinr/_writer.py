@@ -63,15 +63,22 @@ def write_image(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
         )
     if attributes.get("multiscale") or isinstance(data, list):
         data = data[0]
+    data = getattr(data, "dask", data)  # a lazy render shown by an async layer: its dask array
     ndim = len(data.shape)
     axes = layer_axes(ndim, attributes.get("metadata"))
     meta = layer_output_meta(ndim, attributes, axes)
     arr = data if isinstance(data, da.Array) else da.from_array(np.asarray(data))
     if axes != "TZYX":
         arr = da.from_array(to_tzyx(np.asarray(arr), axes))
-    lo, hi = (float(v) for v in da.compute(arr.min(), arr.max()))
-    meta.intensity_range = (lo, hi)
-    meta.source_dtype = str(data.dtype)
+    model_dir = ((attributes.get("metadata") or {}).get(META_KEY) or {}).get("model_dir")
+    if model_dir:  # a model's render: its input's range, never computed from the lazy data
+        md = api.open_model(model_dir)
+        lo, hi = md.norm.raw_min, md.norm.raw_max
+        meta.source_dtype = str(md.meta.get("source_dtype", "float32"))
+    else:
+        lo, hi = (float(v) for v in da.compute(arr.min(), arr.max()))
+        meta.source_dtype = str(data.dtype)
+    meta.intensity_range = (float(lo), float(hi))
     dtype = "uint16" if np.dtype(data.dtype).kind in "ui" and hi <= 65535 and lo >= 0 else "float32"
     out = api.export(arr.astype(np.float32), path, meta, dtype=dtype, overwrite=True)
     return [str(Path(out))]
