@@ -116,3 +116,12 @@ def test_save_async_layer_through_writer(make_napari_viewer, qtbot, tmp_path, sm
     with tifffile.TiffFile(written) as tf:
         assert tf.series[0].shape[:2] == (11, 5)
         assert tf.imagej_metadata["finterval"] == pytest.approx(15.0)
+
+
+def test_3d_view_gets_whole_volumes(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    layer = add_async_layer(viewer, _slow_array(sleep=0.0), contrast_limits=(0, 5), name="v")
+    viewer.dims.ndisplay = 3
+    viewer.dims.set_current_step(0, 2)
+    qtbot.waitUntil(lambda: not layer.data.busy, timeout=5000)
+    np.testing.assert_array_equal(_shown(layer), np.full((2, 16, 16), 3, np.float32))

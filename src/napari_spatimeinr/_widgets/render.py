@@ -463,6 +463,9 @@ class RenderWidget(QWidget):
             self._fail("Choose a file to export to (e.g. result.tif).")
             return False
         path = Path(text).expanduser()
+        if not path.suffix:  # ImageJ TIFF by default
+            path = path.with_name(path.name + ".tif")
+            self.path_edit.setText(str(path))
         if suffix_of(path) not in SUPPORTED_WRITE_SUFFIXES:
             self._fail(
                 f"{path.name}: unknown file type. End the name with .tif, .ome.tif, .nii.gz or .zarr."
