@@ -67,3 +67,22 @@ def test_wheel_ships_the_manifest(tmp_path):
     assert "napari_spatimeinr/napari.yaml" in names
     eps = next(n for n in names if n.endswith("entry_points.txt"))
     assert "napari_spatimeinr:napari.yaml" in zipfile.ZipFile(whl).read(eps).decode()
+
+
+def test_reader_offered_only_for_its_file_types(tmp_path):
+    """No catch-all pattern: opening a .png never asks whether this plugin should read it."""
+    from npe2 import PluginManager
+
+    pm = PluginManager.instance()
+    pm.discover()
+
+    def ours(path):
+        return "napari-spatimeinr" in {r.plugin_name for r in pm.iter_compatible_readers([path])}
+
+    assert not ours(str(tmp_path / "photo.png"))
+    assert not ours(str(tmp_path / "table.csv"))
+    for name in ("a.tif", "a.ome.tif", "a.nii.gz", "a.npy"):
+        assert ours(str(tmp_path / name)), name
+    model = tmp_path / "any-name"  # a model folder of any name (get_reader checks its content)
+    model.mkdir()
+    assert ours(str(model))
