@@ -136,6 +136,7 @@ def test_spatimeinr_few_steps_then_stop(make_napari_viewer, qtbot, tmp_path):
     preview = shown.args[0]
     assert preview.data.shape == (24, 24) and preview.metadata["preview"]["t"] == 2
     np.testing.assert_allclose(preview.scale, (0.2, 0.2))
+    assert [str(u) for u in preview.units] == ["micrometer", "micrometer"]  # as the input's
     layer = render.add_layer()
     assert layer.data.shape == (7, 6, 24, 24)
     qtbot.waitUntil(lambda: not layer.data.busy, timeout=30000)

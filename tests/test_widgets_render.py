@@ -45,12 +45,17 @@ def test_time_range_and_shapes_region(widget):
     assert ny < 24 and nx < 20
 
 
-def test_add_layer_overlays_input(widget):
+def test_add_layer_overlays_input(widget, qtbot):
     w = widget
     w.scale_t.setValue(1.0)
     w.scale_z.setValue(2.0)
+    assert "on disk" in w.output_info.text() and "known once" in w.output_info.text()
     layer = w.add_layer()
+    assert layer.name == "tiny · linear z×2 (computing…)"  # the slice in view is on its way
     assert layer.data.shape == (6, 10, 24, 20)
+    qtbot.waitUntil(lambda: not layer.data.busy, timeout=10000)
+    assert layer.name == "tiny · linear z×2"
+    assert "export ≈" in w.output_info.text()  # the speed measured while browsing
     np.testing.assert_allclose(layer.scale, (30.0, 0.5, 0.2, 0.2))
     inp = next(ly for ly in w.viewer.layers if ly is not layer)  # the input was added beside it
     assert inp.data.shape == (6, 5, 24, 20)

@@ -76,3 +76,35 @@ def test_training_error_shown(viewer_with_sample, qtbot, tmp_path, monkeypatch):
     w.start()
     qtbot.waitUntil(lambda: w.worker is None, timeout=10000)
     assert "disk is full" in w.error_label.text()
+
+
+def test_advanced_form_is_typed_from_the_config(viewer_with_sample, qtbot):
+    from qtpy.QtWidgets import QComboBox
+
+    w = TrainWidget(viewer_with_sample)
+    qtbot.addWidget(w)
+    form = w.advanced
+    assert set(form.inputs) == set(
+        __import__("napari_spatimeinr.config", fromlist=["x"]).SpatimeINRParams.model_fields
+    )
+    tip = form.inputs["latent_dim"].toolTip()
+    assert "latent code" in tip and "whole number from 1 to 1024" in tip
+    assert "fast preset's value" in tip
+    assert "number > 0" in form.labels["lr"].toolTip()
+    residual = form.inputs["residual"]
+    assert isinstance(residual, QComboBox) and residual.itemText(0).startswith("fast preset")
+    assert "residual" not in w.config_values().get("params", {})
+    form.set_value("residual", False)
+    assert w.config().params.residual is False
+    w.preset_combo.setCurrentText("paper")
+    assert "paper preset's value" in form.inputs["latent_dim"].toolTip()
+
+
+def test_ready_text_states_size_and_duration(viewer_with_sample, qtbot):
+    w = TrainWidget(viewer_with_sample)
+    qtbot.addWidget(w)
+    w.time_spin.setValue(300)
+    text = w.status.text()
+    assert "4 frames × 4 × 24 × 24 voxels" in text and "5 min" in text and "steps" in text
+    w.method_combo.setCurrentText("linear")
+    assert "needs no training" in w.status.text()

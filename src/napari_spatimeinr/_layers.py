@@ -58,11 +58,25 @@ def model_input_kwargs(md: ModelDir) -> dict[str, Any]:
     return kw
 
 
+_METHOD_LABELS = {"spatimeinr": "SpatimeINR"}
+
+
+def render_layer_name(plan: Any, md: ModelDir) -> str:
+    """A readable layer name: the input's, the method and the factors that are not 1.
+
+    E.g. ``"nuclei · SpatimeINR t×4 z×2"`` (4 times more frames, twice as many z planes).
+    """
+    factors = plan.meta.provenance.get("factors") or {}
+    parts = [f"{axis}×{float(f):g}" for axis, f in factors.items() if float(f) != 1.0]
+    method = _METHOD_LABELS.get(md.method, md.method)
+    return f"{md.name} · {method} {' '.join(parts) or '×1'}"
+
+
 def render_layer_kwargs(plan: Any, md: ModelDir) -> dict[str, Any]:
     """Layer kwargs of a lazy render of ``plan``: its physical scale and origin, the model's range."""
     meta = plan.meta
     return {
-        "name": meta.name,
+        "name": render_layer_name(plan, md),
         "scale": meta.scale_tzyx,
         "translate": tuple(meta.origin),
         "contrast_limits": (md.norm.low, md.norm.high),

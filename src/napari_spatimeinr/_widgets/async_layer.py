@@ -12,6 +12,7 @@ slice is being computed the layer's name ends with ``(computing…)`` and ``busy
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -52,6 +53,7 @@ class AsyncArray(QObject):
     Attributes:
         dask: the wrapped lazy array (use it to export).
         computations: how many slices were computed (cache misses), for tests and the status.
+        seconds, voxels: time spent computing slices and voxels computed (speed estimates).
     """
 
     ready = Signal(object)  #: a slice (its key) was computed and cached
@@ -77,6 +79,8 @@ class AsyncArray(QObject):
         self._running: Key | None = None
         self._worker: Any = None
         self.computations = 0
+        self.seconds = 0.0  # time spent computing slices (for export time estimates)
+        self.voxels = 0  # voxels computed in that time
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(debounce_ms)
@@ -151,18 +155,22 @@ class AsyncArray(QObject):
         index = _key_to_index(key)
         block = self.dask[index]
 
-        def compute() -> np.ndarray:
+        def compute() -> tuple[np.ndarray, float]:
+            t0 = time.perf_counter()
             with dask.config.set(scheduler="threads"):
-                return np.asarray(block.compute())
+                value = np.asarray(block.compute())
+            return value, time.perf_counter() - t0
 
         worker = create_worker(compute, _start_thread=False, _ignore_errors=True)
-        worker.returned.connect(lambda value, k=key: self._done(k, value))
+        worker.returned.connect(lambda result, k=key: self._done(k, *result))
         worker.errored.connect(lambda err, k=key: self._error(k, err))
         self._worker = worker
         worker.start()
 
-    def _done(self, key: Key, value: np.ndarray) -> None:
+    def _done(self, key: Key, value: np.ndarray, seconds: float = 0.0) -> None:
         self.computations += 1
+        self.seconds += seconds
+        self.voxels += int(value.size)
         self._store(key, value)
         self._running = None
         self._worker = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import numpy as np
 from pydantic import BaseModel
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
+    QComboBox,
     QFormLayout,
     QFrame,
     QLabel,
@@ -109,6 +111,16 @@ def fmt_seconds(s: float | None) -> str:
     )
 
 
+def fmt_duration(s: float) -> str:
+    """A duration for people: ``45 s``, ``5 min``, ``1 h 30 min``."""
+    s = float(s)
+    if s < 120:
+        return f"{s:.0f} s"
+    if s < 2 * 3600:
+        return f"{s / 60:.0f} min"
+    return f"{int(s // 3600)} h {int(s % 3600 // 60)} min"
+
+
 # -- a form generated from a pydantic model --------------------------------------------------------
 _WORDS = {"pe": "PE", "mlp": "MLP", "lr": "learning rate", "sr": "SR", "n": "n"}
 
@@ -120,54 +132,113 @@ def field_label(name: str) -> str:
     return text[0].upper() + text[1:]
 
 
-class ModelForm(QWidget):
-    """One labelled text field per field of a pydantic model; the description is the tooltip.
+def field_kind(field: Any) -> type:
+    """The value type of a pydantic field (``int | None`` → ``int``); ``str`` when unclear."""
+    ann = field.annotation
+    args = [a for a in typing.get_args(ann) if a is not type(None)] or [ann]
+    kind = args[0] if len(args) == 1 else str
+    return kind if kind in (bool, int, float, str) else str
 
-    An empty field means "not set" (the model's default, e.g. the preset's value, which is shown
-    greyed as a placeholder: see :meth:`set_placeholders`). What is typed is parsed and checked by
-    the model's own validation, so a bad value is refused with pydantic's reason.
+
+def field_rule(field: Any) -> str:
+    """What a field accepts, in words (``"a whole number from 1 to 1024"``)."""
+    kind = field_kind(field)
+    if kind is bool:
+        return "yes or no"
+    if kind is str:
+        return "text"
+    bounds = {}
+    for m in field.metadata:
+        for attr, sign in (("ge", "≥"), ("gt", ">"), ("le", "≤"), ("lt", "<")):
+            if getattr(m, attr, None) is not None:
+                bounds[sign] = getattr(m, attr)
+    what = "a whole number" if kind is int else "a number"
+    lo = next(((s, v) for s, v in bounds.items() if s in "≥>"), None)
+    hi = next(((s, v) for s, v in bounds.items() if s in "≤<"), None)
+    if lo and hi and lo[0] == "≥" and hi[0] == "≤":
+        return f"{what} from {lo[1]:g} to {hi[1]:g}"
+    parts = [f"{b[0]} {b[1]:g}" for b in (lo, hi) if b is not None]
+    return f"{what} {' and '.join(parts)}".strip()
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+class ModelForm(QWidget):
+    """One labelled field per field of a pydantic model, generated from the model's fields.
+
+    Numbers and text get a line edit, yes/no fields a drop-down. The tooltip of each field is its
+    description, what it accepts (type and bounds) and, once :meth:`set_placeholders` ran, the value
+    used when it is left empty (e.g. the preset's, shown greyed). What is typed is parsed and
+    checked by the model's own validation, so a bad value is refused with pydantic's reason.
     """
 
     def __init__(self, model: type[BaseModel], parent: QWidget | None = None):
         super().__init__(parent)
         self.model = model
-        self.inputs: dict[str, QLineEdit] = {}
+        self.inputs: dict[str, QLineEdit | QComboBox] = {}
+        self.labels: dict[str, QLabel] = {}
         self._tips: dict[str, str] = {}
         form = QFormLayout(self)
         form.setContentsMargins(0, 0, 0, 0)
         for name, field in model.model_fields.items():
-            w = QLineEdit()
-            self._tips[name] = field.description or ""
-            w.setToolTip(self._tips[name])
+            w: QLineEdit | QComboBox
+            if field_kind(field) is bool:
+                w = QComboBox()
+                w.addItems(["default", "yes", "no"])
+            else:
+                w = QLineEdit()
+            self._tips[name] = f"{field.description or ''}\nAccepts {field_rule(field)}."
             label = QLabel(field_label(name))
-            label.setToolTip(self._tips[name])
             form.addRow(label, w)
             self.inputs[name] = w
-            self.labels = getattr(self, "labels", {}) | {name: label}
+            self.labels[name] = label
+            self._set_tip(name, self._tips[name])
+
+    def _set_tip(self, name: str, tip: str) -> None:
+        self.inputs[name].setToolTip(tip)
+        self.labels[name].setToolTip(tip)
 
     def set_placeholders(self, values: dict[str, Any], source: str = "preset") -> None:
         """Show ``values`` (e.g. a preset's) greyed in the empty fields, and in the tooltips."""
         for name, w in self.inputs.items():
-            if name in values:
-                v = values[name]
-                text = f"{v:g}" if isinstance(v, float) else str(v)
+            if name not in values:
+                continue
+            text = _fmt(values[name])
+            if isinstance(w, QComboBox):
+                w.setItemText(0, f"{source}: {text}")
+            else:
                 w.setPlaceholderText(text)
-                w.setToolTip(f"{self._tips[name]}\nEmpty: the {source}'s value ({text}).")
-                self.labels[name].setToolTip(w.toolTip())
+            self._set_tip(name, f"{self._tips[name]}\nEmpty: the {source}'s value ({text}).")
 
     def values(self) -> dict[str, Any]:
         """The fields that were filled in, as typed (validation parses them)."""
-        return {n: w.text().strip() for n, w in self.inputs.items() if w.text().strip()}
-
-    def changed(self) -> dict[str, Any]:
-        return self.values()
+        out: dict[str, Any] = {}
+        for n, w in self.inputs.items():
+            if isinstance(w, QComboBox):
+                if w.currentIndex() > 0:
+                    out[n] = w.currentIndex() == 1
+            elif w.text().strip():
+                out[n] = w.text().strip()
+        return out
 
     def set_value(self, name: str, value: Any) -> None:
-        self.inputs[name].setText(f"{value:g}" if isinstance(value, float) else str(value))
+        """Fill in a field (``None`` empties it: the default applies)."""
+        w = self.inputs[name]
+        if isinstance(w, QComboBox):
+            w.setCurrentIndex(0 if value is None else (1 if value else 2))
+        else:
+            w.setText("" if value is None else _fmt(value))
 
     def connect_changed(self, slot: Any) -> None:
         for w in self.inputs.values():
-            w.textChanged.connect(slot)
+            if isinstance(w, QComboBox):
+                w.currentIndexChanged.connect(slot)
+            else:
+                w.textChanged.connect(slot)
 
 
 def scroll_layout(widget: QWidget) -> QVBoxLayout:

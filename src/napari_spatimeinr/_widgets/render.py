@@ -10,6 +10,8 @@ to a file (format from the suffix) chunk by chunk in a worker, with a progress b
 
 from __future__ import annotations
 
+import math
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,8 +37,8 @@ from .. import api
 from .._layers import model_input_kwargs, render_layer_kwargs
 from ..errors import SpatimeINRError, StopRequested
 from ..io.formats import SUPPORTED_WRITE_SUFFIXES, suffix_of
-from .async_layer import add_async_layer
-from .forms import fit_width, layer_meta, scroll_layout
+from .async_layer import AsyncArray, add_async_layer
+from .forms import fit_width, fmt_duration, fmt_seconds, layer_meta, scroll_layout
 from .models import registry
 
 if TYPE_CHECKING:
@@ -83,6 +85,10 @@ class RenderWidget(QWidget):
         self._cancel = False
         self.added_layers: list[Any] = []
         self.last_export: Path | None = None
+        #: per model folder: (seconds, voxels) of finished exports, for time estimates
+        self._export_speed: dict[str, tuple[float, int]] = {}
+        self._export_t0 = 0.0
+        self._export_plan: Any = None
         #: asked before overwriting (replaced in tests); returns True to overwrite
         self.confirm_overwrite = self._ask_overwrite
 
@@ -134,7 +140,11 @@ class RenderWidget(QWidget):
         self.grid_btn.setCheckable(True)
         self.grid_btn.setToolTip("Show the layers next to each other (napari grid view).")
         self.output_info = QLabel("")
-        self.output_info.setToolTip("Shape (T, Z, Y, X), size and physical sampling of the output.")
+        self.output_info.setToolTip(
+            "Shape (frames × z × y × x voxels), size and physical sampling of the output. The "
+            "export time is estimated from the speed measured while slices of this model were "
+            "shown or exported."
+        )
 
         # -- export -----------------------------------------------------------------------------
         self.path_edit = QLineEdit()
@@ -225,6 +235,8 @@ class RenderWidget(QWidget):
             s.valueChanged.connect(self.update_info)
         self.t_check.toggled.connect(self._t_toggled)
         self.roi_combo.currentIndexChanged.connect(self.update_info)
+        self.dtype_combo.currentIndexChanged.connect(self.update_info)
+        self.path_edit.textChanged.connect(self.update_info)
         self.add_btn.clicked.connect(self.add_layer)
         self.grid_btn.toggled.connect(self.set_grid)
         self.browse_btn.clicked.connect(self._browse_path)
@@ -389,16 +401,44 @@ class RenderWidget(QWidget):
             self.add_btn.setEnabled(False)
             self.export_btn.setEnabled(False)
             return
-        m = plan.meta
-        t, z, y, x = plan.shape
-        self.output_info.setText(
-            f"Output: {t} frames × {z} × {y} × {x} voxels ({_fmt_bytes(plan.nbytes)} as float32)\n"
-            f"{m.voxel_size[0]:.3g} × {m.voxel_size[1]:.3g} × {m.voxel_size[2]:.3g} µm, "
-            f"{m.frame_interval:.3g} s per frame"
-        )
+        self.output_info.setText(self.plan_text(plan))
         self.error_label.setText("")
         self.add_btn.setEnabled(True)
         self.export_btn.setEnabled(self.export_worker is None)
+
+    def plan_text(self, plan: Any) -> str:
+        """Shape, physical sampling, size on disk and estimated export time of a render."""
+        from ..io.write import estimate_output_bytes
+
+        m = plan.meta
+        t, z, y, x = plan.shape
+        dtype = self.dtype_combo.currentText()
+        suffix = suffix_of(self.path_edit.text().strip() or "out.tif") or ".tif"
+        if suffix not in SUPPORTED_WRITE_SUFFIXES:
+            suffix = ".tif"
+        disk = estimate_output_bytes(plan.shape, dtype, suffix)
+        speed = self.measured_speed(plan.model_dir)
+        when = (
+            f"export ≈ {fmt_duration(math.prod(plan.shape) / speed)}"
+            if speed
+            else "export time: known once slices of this model were shown"
+        )
+        return (
+            f"Output: {t} frames × {z} × {y} × {x} voxels\n"
+            f"{m.voxel_size[0]:.3g} × {m.voxel_size[1]:.3g} × {m.voxel_size[2]:.3g} µm, "
+            f"{m.frame_interval:.3g} s per frame\n"
+            f"≈ {_fmt_bytes(disk)} on disk ({dtype}); {when}"
+        )
+
+    def measured_speed(self, model_dir: str | Path) -> float | None:
+        """Voxels per second this session computed for a model (layers shown, exports), or None."""
+        path = str(Path(model_dir).resolve())
+        seconds, voxels = self._export_speed.get(path, (0.0, 0))
+        for ly in self.viewer.layers:
+            if isinstance(ly.data, AsyncArray) and layer_meta(ly).get("model_dir") == path:
+                seconds += ly.data.seconds
+                voxels += ly.data.voxels
+        return voxels / seconds if seconds > 0 and voxels > 0 else None
 
     def add_layer(self) -> Any | None:
         """Add the render as a lazy layer computed off the GUI thread; returns the layer."""
@@ -411,8 +451,11 @@ class RenderWidget(QWidget):
         self._ensure_input_layer(md)
         kw = render_layer_kwargs(plan, md)
         layer = add_async_layer(self.viewer, api.render_plan(plan), on_error=self._fail, **kw)
+        layer.data.ready.connect(self.update_info)  # the measured speed improves the estimate
         self.added_layers.append(layer)
-        self.status.setText(f"Added {layer.name!r}: slices are computed as you browse.")
+        self.status.setText(
+            f"Added {kw['name']!r}: each slice is computed when you first show it, then kept."
+        )
         return layer
 
     def _ensure_input_layer(self, md: Any) -> None:
@@ -500,6 +543,8 @@ class RenderWidget(QWidget):
             )
 
         worker = create_worker(run, _start_thread=False, _ignore_errors=True)
+        self._export_t0 = time.perf_counter()
+        self._export_plan = plan
         worker.returned.connect(self._on_exported)
         worker.errored.connect(self._on_export_error)
         worker.finished.connect(self._on_export_finished)
@@ -519,9 +564,22 @@ class RenderWidget(QWidget):
     def _on_export_progress(self, done: int, total: int) -> None:
         self.export_bar.setRange(0, max(1, total))
         self.export_bar.setValue(done)
+        if 0 < done < total and not self._cancel:
+            elapsed = time.perf_counter() - self._export_t0
+            left = elapsed / done * (total - done)
+            self.status.setText(
+                f"Exporting: part {done} of {total} written, {fmt_seconds(elapsed)} elapsed, "
+                f"about {fmt_seconds(left)} left."
+            )
 
     def _on_exported(self, path: Path) -> None:
         self.last_export = Path(path)
+        plan = self._export_plan
+        if plan is not None:
+            key = str(Path(plan.model_dir).resolve())
+            s, n = self._export_speed.get(key, (0.0, 0))
+            elapsed = time.perf_counter() - self._export_t0
+            self._export_speed[key] = (s + elapsed, n + math.prod(plan.shape))
         self.status.setText(
             f"Exported {Path(path).name} ({_fmt_bytes(Path(path).stat().st_size)})."
         )

@@ -39,6 +39,7 @@ from .forms import (
     ModelForm,
     default_model_dir,
     fit_width,
+    fmt_duration,
     fmt_seconds,
     layer_axes,
     layer_physical,
@@ -190,7 +191,7 @@ class TrainWidget(QWidget):
         self.steps_spin = QSpinBox()
         self.steps_spin.setRange(0, 10**8)
         self.steps_spin.setSingleStep(100)
-        self.steps_spin.setSpecialValueText("preset default")
+        self.steps_spin.setSpecialValueText("preset's")
         self.steps_spin.setToolTip(fields["steps"].description)
         self.device_combo = QComboBox()
         self.device_combo.addItems(["auto", "cpu", *(["cuda"] if _cuda_available() else [])])
@@ -358,10 +359,13 @@ class TrainWidget(QWidget):
         try:
             from ..model.presets import PRESETS
 
-            values = PRESETS.get(self.preset_combo.currentText(), {})
+            preset = self.preset_combo.currentText()
+            values = PRESETS.get(preset, {})
         except ImportError:  # pragma: no cover - engine not installed
             values = {}
+        steps = self._preset_steps()
         self.advanced.set_placeholders(values, f"{self.preset_combo.currentText()} preset")
+        self.steps_spin.setSpecialValueText(f"preset's ({steps})" if steps else "preset's")
 
     def _method_changed(self, *_: Any) -> None:
         learned = self.method_combo.currentText() == "spatimeinr"
@@ -429,14 +433,35 @@ class TrainWidget(QWidget):
             and self.status.text() in ("", "Pick an image layer.")
             or (not running and self.status.text().startswith("Ready"))
         ):
-            layer = self.selected_layer()
-            self.status.setText(
-                f"Ready: press Train to model {layer.name!r}."
-                if layer is not None and not problem
-                else "Pick an image layer."
-            )
+            self.status.setText(self.plan_text() if not problem else "Pick an image layer.")
         self.train_btn.setEnabled(not problem and not running)
         return not problem
+
+    def plan_text(self) -> str:
+        """What Train will do and cost, in words (shown before starting)."""
+        layer = self.selected_layer()
+        if layer is None:
+            return "Pick an image layer."
+        axes = self.axes_edit.text().upper()
+        size = dict(zip(axes, layer.data.shape, strict=False))
+        t, z, y, x = (size.get(a, 1) for a in "TZYX")
+        what = f"{layer.name!r}: {t} frames × {z} × {y} × {x} voxels"
+        method = self.method_combo.currentText()
+        if method != "spatimeinr":
+            return f"Ready: {what}. {method} needs no training (the model is saved at once)."
+        limit = self.time_spin.value()
+        steps = self.steps_spin.value() or self._preset_steps()
+        until = f"{steps} steps" if steps else "the preset's number of steps"
+        if limit:
+            until = f"{fmt_duration(limit)} or {until}, whichever comes first"
+        return f"Ready: {what}. Trains for {until}; Stop keeps the model trained so far."
+
+    def _preset_steps(self) -> int | None:
+        try:
+            from ..model.presets import PRESET_STEPS
+        except ImportError:  # pragma: no cover - engine not installed
+            return None
+        return PRESET_STEPS.get(self.preset_combo.currentText())
 
     # -- running ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -578,6 +603,8 @@ class TrainWidget(QWidget):
                 blending="additive",
                 colormap="magenta",
                 visible=True,
+                axis_labels=("y", "x"),
+                units=("µm", "µm"),  # as the input's: napari warns about mixed units otherwise
             )
             self._preview_layer = layer
         else:
