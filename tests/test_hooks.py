@@ -68,9 +68,18 @@ def test_reader_opens_model_dir_with_lazy_render(tmp_path, small_stack):
     import dask.array as da
 
     assert isinstance(getattr(lazy, "dask", lazy), da.Array)  # AsyncArray (Qt) or dask
+    assert getattr(lazy, "dask", lazy).chunksize == (1, 1, 24, 20)  # one plane per chunk
     assert inp.shape == (6, 5, 24, 20)
     assert lazy.shape == (11, 5, 24, 20)  # x2 in time: (T-1)*2+1
     assert rkw["scale"] == pytest.approx((15.0, 1.0, 0.2, 0.2))
     md = api.open_model(out)
     assert rkw["contrast_limits"] == (md.norm.low, md.norm.high)
     json.dumps(rkw["metadata"])  # serializable
+
+
+def test_browse_chunks_are_planes_split_along_y():
+    from napari_spatimeinr._layers import browse_chunks
+
+    assert browse_chunks((5, 7, 64, 80)) == (1, 1, 64, 80)
+    assert browse_chunks((5, 7, 4096, 4096), max_voxels=2**20) == (1, 1, 256, 4096)
+    assert browse_chunks((1, 1, 3, 10**7), max_voxels=100) == (1, 1, 1, 10**7)

@@ -20,17 +20,21 @@ from napari_spatimeinr._widgets.async_layer import (  # noqa: E402
 pytestmark = pytest.mark.gui
 
 
-def _slow_array(nt=4, sleep=0.5, counter=None):
+def _slow_array(nt=4, sleep=0.5, counter=None, chunks=(1, 2, 16, 16)):
+    """(nt, 2, 16, 16) with value t + 1 + z / 10; each chunk sleeps and counts its computations."""
     base = da.from_array(
-        np.arange(nt, dtype=np.float32)[:, None, None, None] * np.ones((1, 2, 16, 16), np.float32),
-        chunks=(1, 2, 16, 16),
+        np.arange(nt, dtype=np.float32)[:, None, None, None]
+        + np.array([0, 0.1], np.float32)[None, :, None, None]
+        + np.zeros((1, 2, 16, 16), np.float32),
+        chunks=chunks,
     )
 
     def work(block, block_info=None):
         if counter is not None:
             with counter["lock"]:
-                t = block_info[0]["chunk-location"][0]
-                counter[t] = counter.get(t, 0) + 1
+                loc = block_info[0]["chunk-location"]
+                counter[loc[0]] = counter.get(loc[0], 0) + 1
+                counter["blocks"] = counter.get("blocks", 0) + 1
         time.sleep(sleep)
         return block + 1
 
@@ -68,6 +72,9 @@ def test_sliders_never_block_event_loop(make_napari_viewer, qtbot):
     gaps = np.diff([t_start, *stamps])
     assert gaps.max() < 0.2, f"event loop blocked for {gaps.max() * 1000:.0f} ms"
     np.testing.assert_array_equal(_shown(layer), np.full((16, 16), 4, np.float32))
+    # only the slice in view when the slider stopped was computed, plus the one already running
+    # then: slices skipped over (t = 2 here) were dropped
+    assert arr.computations <= 3
 
 
 def test_visited_slices_come_from_the_cache(make_napari_viewer, qtbot):
@@ -83,6 +90,47 @@ def test_visited_slices_come_from_the_cache(make_napari_viewer, qtbot):
         np.testing.assert_array_equal(_shown(layer), np.full((16, 16), t + 1, np.float32))
     assert {t: counter[t] for t in range(3)} == {0: 1, 1: 1, 2: 1}
     assert arr.computations == 3
+    # the other plane of a computed chunk (z = 1) comes from the same cached chunk
+    viewer.dims.set_current_step(1, 1)
+    qtbot.waitUntil(lambda: not arr.busy, timeout=5000)
+    np.testing.assert_allclose(_shown(layer), np.full((16, 16), 3.1, np.float32))
+    assert arr.computations == 3 and counter["blocks"] == 3
+
+
+def test_3d_view_reuses_planes_seen_in_2d(make_napari_viewer, qtbot):
+    counter: dict = {"lock": threading.Lock()}
+    arr_d = _slow_array(sleep=0.01, counter=counter, chunks=(1, 1, 16, 16))
+    viewer = make_napari_viewer()
+    layer = add_async_layer(viewer, arr_d, contrast_limits=(0, 5), name="planes")
+    arr = layer.data
+    for z in (0, 1):  # both planes of frame 0 in 2D
+        viewer.dims.set_current_step(1, z)
+        qtbot.waitUntil(lambda: not arr.busy, timeout=5000)
+    assert counter["blocks"] == 2
+    viewer.dims.ndisplay = 3  # the whole frame: assembled from the two cached planes
+    qtbot.waitUntil(lambda: not arr.busy, timeout=5000)
+    assert counter["blocks"] == 2 and arr.cached_blocks() == 2
+    t = viewer.dims.current_step[0]
+    np.testing.assert_allclose(_shown(layer)[:, 0, 0], [t + 1.0, t + 1.1])
+
+
+def test_warmup_runs_once_off_the_clock(make_napari_viewer, qtbot):
+    calls = []
+
+    def warmup():
+        calls.append(threading.current_thread() is threading.main_thread())
+        time.sleep(0.3)
+
+    viewer = make_napari_viewer()
+    layer = add_async_layer(
+        viewer, _slow_array(sleep=0.0), contrast_limits=(0, 5), name="w", warmup=warmup
+    )
+    arr = layer.data
+    for t in (0, 1):
+        viewer.dims.set_current_step(0, t)
+        qtbot.waitUntil(lambda: not arr.busy, timeout=5000)
+    assert calls == [False]  # once, in the worker thread
+    assert arr.seconds < 0.25 and arr.voxels == 2 * 2 * 16 * 16
 
 
 def test_model_dir_opens_with_async_render(make_napari_viewer, qtbot, tmp_path, small_stack):
@@ -124,4 +172,4 @@ def test_3d_view_gets_whole_volumes(make_napari_viewer, qtbot):
     viewer.dims.ndisplay = 3
     viewer.dims.set_current_step(0, 2)
     qtbot.waitUntil(lambda: not layer.data.busy, timeout=5000)
-    np.testing.assert_array_equal(_shown(layer), np.full((2, 16, 16), 3, np.float32))
+    np.testing.assert_allclose(_shown(layer)[:, 0, 0], [3.0, 3.1])

@@ -7,6 +7,7 @@ writer can recover the physical metadata even when the layer's scale was edited.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -93,3 +94,32 @@ def render_layer_kwargs(plan: Any, md: ModelDir) -> dict[str, Any]:
         "axis_labels": AXIS_LABELS,
         "units": UNITS,
     }
+
+
+def browse_chunks(shape: tuple[int, ...], max_voxels: int = 2**20) -> tuple[int, int, int, int]:
+    """Chunks for browsing a render: one (y, x) plane each, split along y above ``max_voxels``.
+
+    A slider step then computes exactly the plane in view (a 3D view: the planes of one frame),
+    where the export's chunks (several frames or planes, for throughput) would compute many.
+    """
+    _, _, ny, nx = (int(s) for s in shape)
+    return (1, 1, max(1, min(ny, max_voxels // max(1, nx))), nx)
+
+
+def browse_plan(plan: Any) -> Any:
+    """``plan`` with :func:`browse_chunks` (same grid and metadata) for a lazy layer."""
+    import dask.array as da
+
+    chunks = da.core.normalize_chunks(browse_chunks(plan.shape), plan.shape)
+    return dataclasses.replace(plan, chunks=chunks)
+
+
+def renderer_warmup(plan: Any) -> Any:
+    """A callable that loads the plan's renderer (once per process; done in a worker thread)."""
+
+    def warmup() -> None:
+        from .render.lazy import get_renderer
+
+        get_renderer(plan.model_dir, plan.device)
+
+    return warmup

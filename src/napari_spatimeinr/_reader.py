@@ -12,7 +12,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ._layers import model_input_kwargs, render_layer_kwargs, stack_layer_kwargs
+from ._layers import (
+    browse_plan,
+    model_input_kwargs,
+    render_layer_kwargs,
+    renderer_warmup,
+    stack_layer_kwargs,
+)
 from .io.formats import SUPPORTED_READ_SUFFIXES, suffix_of
 
 LayerData = tuple[Any, dict[str, Any], str]
@@ -68,12 +74,12 @@ def read_model_dir(path: str | Path) -> list[LayerData]:
     from . import api
 
     md = api.open_model(path)
-    plan = model_render_plan(md)
+    plan = browse_plan(model_render_plan(md))  # one plane per chunk: a slider step, one plane
     lazy = api.render_plan(plan)
-    try:  # computed slice by slice off the GUI thread (needs Qt, as napari itself)
+    try:  # computed plane by plane off the GUI thread (needs Qt, as napari itself)
         from ._widgets.async_layer import async_array
 
-        data: Any = async_array(lazy)
+        data: Any = async_array(lazy, warmup=renderer_warmup(plan))
     except ImportError:  # pragma: no cover - no Qt binding: napari computes the dask array itself
         data = lazy
     kw = render_layer_kwargs(plan, md)

@@ -1,16 +1,27 @@
-"""Lazy layers that never block the GUI: slices are computed in a worker thread and cached.
+"""Lazy layers that never block the GUI: chunks are computed in a worker thread and cached.
 
-napari 0.9 computes a dask layer's slice on the GUI thread when a slider moves, so a slow render
-freezes the window. :class:`AsyncArray` stands in for the dask array as the layer's data: napari's
-slicer asks it for ``data[t, z]`` (2D view) or ``data[t]`` (3D view); a slice already computed comes
-from an LRU cache at once, any other is answered with a blank placeholder while a worker thread
-computes it (requests are debounced and only the latest one is computed: slices skipped over while
-a slider moves are dropped). When the slice is ready the layer is refreshed and shows it. While a
-slice is being computed the layer's name ends with ``(computing…)`` and ``busy_changed`` fires.
+Why: napari 0.9 slices a dask-backed layer on the GUI thread when a slider moves (its async slicing
+is experimental and off by default), so a slow render freezes the window. :class:`AsyncArray`
+stands in for the dask array as the layer's data. napari's slicer asks it for ``data[t, z]`` (2D
+view) or ``data[t]`` (3D view):
+
+- the chunks (dask blocks) covering that slice are looked up in an LRU cache of computed chunks;
+  when all are there the slice is assembled from them at once (no dask, no waiting);
+- otherwise a blank slice of the right shape is returned at once, and the missing chunks are
+  computed in a superqt worker thread. Requests are debounced (30 ms) and only the latest is
+  computed: slices skipped over while a slider moves are dropped (a chunk already being computed
+  finishes and is kept). When the chunks are ready the layers showing the array are refreshed;
+- while a slice is being computed the layer's name ends with ``(computing…)`` and
+  ``busy_changed`` fires; errors go to ``failed`` (the widgets show them).
+
+Chunks shaped like what is viewed make browsing cheap: :func:`napari_spatimeinr._layers.
+browse_plan` renders one (y, x) plane per chunk, so a slider step computes one plane, and a 3D
+view the planes of one frame; any plane computed once is reused by both views.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import OrderedDict
@@ -25,6 +36,7 @@ from superqt.utils import create_worker
 
 COMPUTING = " (computing…)"
 Key = tuple[Any, ...]
+Block = tuple[int, ...]
 
 
 def _norm_key(key: Any, ndim: int) -> Key:
@@ -34,17 +46,17 @@ def _norm_key(key: Any, ndim: int) -> Key:
     out: list[Any] = []
     for k in key:
         if isinstance(k, slice):
+            if k.step is not None and k.step < 0:
+                raise TypeError("negative steps are not supported")
             out.append(("s", k.start, k.stop, k.step))
         elif isinstance(k, int | np.integer):
             out.append(int(k))
         else:  # arrays, Ellipsis...: not cached by value
             raise TypeError(f"unsupported index {k!r}")
+    if len(out) > ndim:
+        raise TypeError("too many indices")
     out.extend([("s", None, None, None)] * (ndim - len(out)))
     return tuple(out)
-
-
-def _key_to_index(key: Key) -> tuple[Any, ...]:
-    return tuple(slice(*k[1:]) if isinstance(k, tuple) else k for k in key)
 
 
 class AsyncArray(QObject):
@@ -52,14 +64,12 @@ class AsyncArray(QObject):
 
     Attributes:
         dask: the wrapped lazy array (use it to export).
-        computations: how many slices were computed (cache misses), for tests and the status.
-        seconds, voxels: time spent computing slices and voxels computed (speed estimates).
+        computations: how many chunks were computed (cache misses), for tests and the status.
+        seconds, voxels: time spent computing chunks and voxels computed (speed estimates).
     """
 
-    ready = Signal(object)  #: a slice (its key) was computed and cached
-    busy_changed = Signal(
-        bool
-    )  #: a slice the layer shows is being computed (True) or ready (False)
+    ready = Signal(object)  #: chunks (a list of block indices) were computed and cached
+    busy_changed = Signal(bool)  #: a slice the layer shows is being computed (True) or ready
     failed = Signal(str)  #: computing a slice failed (the message)
 
     def __init__(
@@ -68,19 +78,24 @@ class AsyncArray(QObject):
         *,
         cache_mb: float = 512.0,
         debounce_ms: int = 30,
+        warmup: Callable[[], Any] | None = None,
         parent: QObject | None = None,
     ):
+        """``warmup`` runs once in the worker before the first chunk (e.g. loading a model), so
+        its one-off cost is not counted in :attr:`seconds`."""
         super().__init__(parent)
         self.dask = darr
         self.cache_bytes = int(cache_mb * 1e6)
-        self._cache: OrderedDict[Key, np.ndarray] = OrderedDict()
+        self._bounds = [np.cumsum((0, *c)) for c in darr.chunks]
+        self._cache: OrderedDict[Block, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
         self._wanted: Key | None = None
-        self._running: Key | None = None
+        self._running: list[Block] | None = None
         self._worker: Any = None
+        self._warmup = warmup
         self.computations = 0
-        self.seconds = 0.0  # time spent computing slices (for export time estimates)
-        self.voxels = 0  # voxels computed in that time
+        self.seconds = 0.0
+        self.voxels = 0
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(debounce_ms)
@@ -109,15 +124,18 @@ class AsyncArray(QObject):
     def __getitem__(self, key: Any) -> np.ndarray:
         try:
             nkey = _norm_key(key, self.ndim)
+            blocks, local = self._locate(nkey)
         except TypeError:  # an unusual index: answer a blank of the right shape, compute nothing
             return np.zeros(self.dask[key].shape, self.dtype)
-        hit = self.cached(nkey)
-        if hit is not None:
-            self._wanted = nkey  # the view is here now: nothing to compute
+        if blocks is None:  # an empty selection
+            return np.zeros(self.dask[key].shape, self.dtype)
+        region = self._assemble(blocks)
+        if region is not None:
+            self._wanted = None  # the view is here now: nothing to compute
             self.busy_changed.emit(False)
-            return hit
+            return region[local]
         self.request(nkey)
-        return np.zeros(self.dask[_key_to_index(nkey)].shape, self.dtype)
+        return np.zeros(self.dask[key].shape, self.dtype)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         raise TypeError(
@@ -125,22 +143,73 @@ class AsyncArray(QObject):
             "instead of converting it to one array."
         )
 
-    # -- cache and worker ------------------------------------------------------------------------
-    def cached(self, key: Key) -> np.ndarray | None:
-        with self._lock:
-            hit = self._cache.get(key)
-            if hit is not None:
-                self._cache.move_to_end(key)
-            return hit
+    # -- chunks ------------------------------------------------------------------------------------
+    def _locate(self, key: Key) -> tuple[list[range] | None, tuple[Any, ...]]:
+        """Block ranges per axis covering ``key``, and the index into the region they span."""
+        ranges: list[range] = []
+        local: list[Any] = []
+        for k, n, b in zip(key, self.shape, self._bounds, strict=True):
+            if isinstance(k, int):
+                i = k + n if k < 0 else k
+                if not 0 <= i < n:
+                    raise TypeError("index out of range")
+                j = int(np.searchsorted(b, i, side="right")) - 1
+                ranges.append(range(j, j + 1))
+                local.append(i - int(b[j]))
+                continue
+            start, stop, step = slice(*k[1:]).indices(n)
+            if len(range(start, stop, step)) == 0:
+                return None, ()
+            last = range(start, stop, step)[-1]
+            j0 = int(np.searchsorted(b, start, side="right")) - 1
+            j1 = int(np.searchsorted(b, last, side="right")) - 1
+            ranges.append(range(j0, j1 + 1))
+            base = int(b[j0])
+            local.append(slice(start - base, last - base + 1, step))
+        return ranges, tuple(local)
 
-    def _store(self, key: Key, value: np.ndarray) -> None:
+    def _missing(self, key: Key) -> list[Block]:
+        ranges, _ = self._locate(key)
+        if ranges is None:
+            return []
         with self._lock:
-            self._cache[key] = value
+            return [blk for blk in itertools.product(*ranges) if blk not in self._cache]
+
+    def _assemble(self, ranges: list[range]) -> np.ndarray | None:
+        """The region covered by the blocks in ``ranges`` from the cache, or None if any is missing."""
+        blocks = list(itertools.product(*ranges))
+        with self._lock:
+            parts = [self._cache.get(blk) for blk in blocks]
+            if any(p is None for p in parts):
+                return None
+            for blk in blocks:
+                self._cache.move_to_end(blk)
+        if len(parts) == 1:
+            return parts[0]
+        starts = [int(b[r[0]]) for b, r in zip(self._bounds, ranges, strict=True)]
+        shape = [
+            int(b[r[-1] + 1]) - s for b, r, s in zip(self._bounds, ranges, starts, strict=True)
+        ]
+        out = np.empty(shape, self.dtype)
+        for blk, part in zip(blocks, parts, strict=True):
+            lo = [int(b[j]) - s for b, j, s in zip(self._bounds, blk, starts, strict=True)]
+            out[tuple(slice(a, a + m) for a, m in zip(lo, part.shape, strict=True))] = part
+        return out
+
+    def _store(self, block: Block, value: np.ndarray) -> None:
+        with self._lock:
+            self._cache[block] = value
             total = sum(v.nbytes for v in self._cache.values())
             while total > self.cache_bytes and len(self._cache) > 1:
                 _, old = self._cache.popitem(last=False)
                 total -= old.nbytes
 
+    def cached_blocks(self) -> int:
+        """How many chunks are cached now."""
+        with self._lock:
+            return len(self._cache)
+
+    # -- the worker --------------------------------------------------------------------------------
     def request(self, key: Key) -> None:
         """Ask for ``key`` to be computed (debounced; it replaces any earlier pending request)."""
         self._wanted = key
@@ -149,49 +218,55 @@ class AsyncArray(QObject):
 
     def _start_next(self) -> None:
         key = self._wanted
-        if key is None or self._running is not None or self.cached(key) is not None:
+        if key is None or self._running is not None:
             return
-        self._running = key
-        index = _key_to_index(key)
-        block = self.dask[index]
+        missing = self._missing(key)
+        if not missing:
+            self._wanted = None
+            self.busy_changed.emit(False)
+            self.ready.emit([])
+            return
+        self._running = missing
+        parts = [self.dask.blocks[blk] for blk in missing]
+        warmup, self._warmup = self._warmup, None
 
-        def compute() -> tuple[np.ndarray, float]:
+        def compute() -> tuple[list[np.ndarray], float]:
+            if warmup is not None:
+                warmup()
             t0 = time.perf_counter()
             with dask.config.set(scheduler="threads"):
-                value = np.asarray(block.compute())
-            return value, time.perf_counter() - t0
+                values = dask.compute(*parts)
+            return [np.asarray(v) for v in values], time.perf_counter() - t0
 
         worker = create_worker(compute, _start_thread=False, _ignore_errors=True)
-        worker.returned.connect(lambda result, k=key: self._done(k, *result))
-        worker.errored.connect(lambda err, k=key: self._error(k, err))
+        worker.returned.connect(lambda result, b=missing: self._done(b, *result))
+        worker.errored.connect(self._error)
         self._worker = worker
         worker.start()
 
-    def _done(self, key: Key, value: np.ndarray, seconds: float = 0.0) -> None:
-        self.computations += 1
+    def _done(self, blocks: list[Block], values: list[np.ndarray], seconds: float) -> None:
+        for blk, value in zip(blocks, values, strict=True):
+            self._store(blk, value)
+            self.voxels += int(value.size)
+        self.computations += len(blocks)
         self.seconds += seconds
-        self.voxels += int(value.size)
-        self._store(key, value)
         self._running = None
         self._worker = None
-        self.ready.emit(key)
-        if self._wanted == key:
-            self.busy_changed.emit(False)
-        else:  # the view moved on while this slice computed: compute the latest request
-            self._timer.start()
+        self.ready.emit(blocks)  # the layers re-slice: a satisfied view clears the busy state
+        if self._wanted is not None and self._missing(self._wanted):
+            self._timer.start()  # the view moved on while these computed: compute the latest
 
-    def _error(self, key: Key, err: BaseException) -> None:
+    def _error(self, err: BaseException) -> None:
         self._running = None
         self._worker = None
-        if self._wanted == key:
-            self._wanted = None
+        self._wanted = None
         self.busy_changed.emit(False)
         self.failed.emit(str(err) or type(err).__name__)
 
     @property
     def busy(self) -> bool:
         return self._running is not None or (
-            self._wanted is not None and self.cached(self._wanted) is None
+            self._wanted is not None and bool(self._missing(self._wanted))
         )
 
     def wait_idle(self) -> None:
@@ -236,9 +311,11 @@ def connect_layer_updates(arr: AsyncArray) -> None:
     arr.ready.connect(ready)
 
 
-def async_array(darr: da.Array, cache_mb: float = 512.0) -> AsyncArray:
+def async_array(
+    darr: da.Array, cache_mb: float = 512.0, warmup: Callable[[], Any] | None = None
+) -> AsyncArray:
     """An :class:`AsyncArray` over ``darr`` whose layers update themselves (reader layer data)."""
-    arr = AsyncArray(darr, cache_mb=cache_mb)
+    arr = AsyncArray(darr, cache_mb=cache_mb, warmup=warmup)
     connect_layer_updates(arr)
     return arr
 
@@ -249,6 +326,7 @@ def add_async_layer(
     *,
     on_error: Callable[[str], None] | None = None,
     cache_mb: float = 512.0,
+    warmup: Callable[[], Any] | None = None,
     **layer_kwargs: Any,
 ) -> Any:
     """Add an Image layer showing ``darr`` computed slice by slice off the GUI thread.
@@ -258,7 +336,7 @@ def add_async_layer(
     """
     if "contrast_limits" not in layer_kwargs:
         raise ValueError("contrast_limits are required: they are never computed from lazy data")
-    arr = async_array(darr, cache_mb=cache_mb)
+    arr = async_array(darr, cache_mb=cache_mb, warmup=warmup)
     if on_error is not None:
         arr.failed.connect(on_error)
     return viewer.add_image(arr, multiscale=False, **layer_kwargs)

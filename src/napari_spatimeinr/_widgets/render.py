@@ -34,7 +34,7 @@ from qtpy.QtWidgets import (
 from superqt.utils import create_worker
 
 from .. import api
-from .._layers import model_input_kwargs, render_layer_kwargs
+from .._layers import browse_plan, model_input_kwargs, render_layer_kwargs, renderer_warmup
 from ..errors import SpatimeINRError, StopRequested
 from ..io.formats import SUPPORTED_WRITE_SUFFIXES, suffix_of
 from .async_layer import AsyncArray, add_async_layer
@@ -450,7 +450,14 @@ class RenderWidget(QWidget):
         md = api.open_model(plan.model_dir)
         self._ensure_input_layer(md)
         kw = render_layer_kwargs(plan, md)
-        layer = add_async_layer(self.viewer, api.render_plan(plan), on_error=self._fail, **kw)
+        plan = browse_plan(plan)  # one plane per chunk: a slider step computes one plane
+        layer = add_async_layer(
+            self.viewer,
+            api.render_plan(plan),
+            on_error=self._fail,
+            warmup=renderer_warmup(plan),
+            **kw,
+        )
         layer.data.ready.connect(self.update_info)  # the measured speed improves the estimate
         self.added_layers.append(layer)
         self.status.setText(
