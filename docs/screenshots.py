@@ -74,9 +74,12 @@ def main() -> None:
     render.scale_z.setValue(2.0)
     render.path_edit.setText(str(Path.home() / "nuclei_x4t_x2z.tif"))
     layer = render.add_layer()
-    viewer.dims.set_current_step(0, 12)
+    # 105 s: half-way between input frames 3 and 4 (the render has 4 frames per input frame), so
+    # the right panel shows a frame that was never measured; the left, the input's nearest frame
+    viewer.dims.set_current_step(0, 14)
     viewer.dims.set_current_step(1, 12)
     _wait(app, lambda: not layer.data.busy, 60)
+    viewer.status = f"{layer.name}: frame at {viewer.dims.point[0]:g} s"
     render.set_grid(True)
     for _ in range(20):
         app.processEvents()

@@ -112,14 +112,3 @@ def browse_plan(plan: Any) -> Any:
 
     chunks = da.core.normalize_chunks(browse_chunks(plan.shape), plan.shape)
     return dataclasses.replace(plan, chunks=chunks)
-
-
-def renderer_warmup(plan: Any) -> Any:
-    """A callable that loads the plan's renderer (once per process; done in a worker thread)."""
-
-    def warmup() -> None:
-        from .render.lazy import get_renderer
-
-        get_renderer(plan.model_dir, plan.device)
-
-    return warmup

@@ -16,7 +16,6 @@ from ._layers import (
     browse_plan,
     model_input_kwargs,
     render_layer_kwargs,
-    renderer_warmup,
     stack_layer_kwargs,
 )
 from .io.formats import SUPPORTED_READ_SUFFIXES, suffix_of
@@ -79,7 +78,7 @@ def read_model_dir(path: str | Path) -> list[LayerData]:
     try:  # computed plane by plane off the GUI thread (needs Qt, as napari itself)
         from ._widgets.async_layer import async_array
 
-        data: Any = async_array(lazy, warmup=renderer_warmup(plan))
+        data: Any = async_array(lazy)
     except ImportError:  # pragma: no cover - no Qt binding: napari computes the dask array itself
         data = lazy
     kw = render_layer_kwargs(plan, md)

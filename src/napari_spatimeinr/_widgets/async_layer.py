@@ -22,10 +22,12 @@ view the planes of one frame; any plane computed once is reused by both views.
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import dask
@@ -78,11 +80,8 @@ class AsyncArray(QObject):
         *,
         cache_mb: float = 512.0,
         debounce_ms: int = 30,
-        warmup: Callable[[], Any] | None = None,
         parent: QObject | None = None,
     ):
-        """``warmup`` runs once in the worker before the first chunk (e.g. loading a model), so
-        its one-off cost is not counted in :attr:`seconds`."""
         super().__init__(parent)
         self.dask = darr
         self.cache_bytes = int(cache_mb * 1e6)
@@ -92,10 +91,10 @@ class AsyncArray(QObject):
         self._wanted: Key | None = None
         self._running: list[Block] | None = None
         self._worker: Any = None
-        self._warmup = warmup
         self.computations = 0
         self.seconds = 0.0
         self.voxels = 0
+        self._rates: list[float] = []  # voxels per second of each computation
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(debounce_ms)
@@ -228,14 +227,10 @@ class AsyncArray(QObject):
             return
         self._running = missing
         parts = [self.dask.blocks[blk] for blk in missing]
-        warmup, self._warmup = self._warmup, None
 
         def compute() -> tuple[list[np.ndarray], float]:
-            if warmup is not None:
-                warmup()
             t0 = time.perf_counter()
-            with dask.config.set(scheduler="threads"):
-                values = dask.compute(*parts)
+            values = dask.compute(*parts, scheduler="threads", pool=_pool())
             return [np.asarray(v) for v in values], time.perf_counter() - t0
 
         worker = create_worker(compute, _start_thread=False, _ignore_errors=True)
@@ -245,11 +240,14 @@ class AsyncArray(QObject):
         worker.start()
 
     def _done(self, blocks: list[Block], values: list[np.ndarray], seconds: float) -> None:
+        voxels = sum(int(v.size) for v in values)
         for blk, value in zip(blocks, values, strict=True):
             self._store(blk, value)
-            self.voxels += int(value.size)
         self.computations += len(blocks)
         self.seconds += seconds
+        self.voxels += voxels
+        if seconds > 0:
+            self._rates.append(voxels / seconds)
         self._running = None
         self._worker = None
         self.ready.emit(blocks)  # the layers re-slice: a satisfied view clears the busy state
@@ -264,6 +262,17 @@ class AsyncArray(QObject):
         self.failed.emit(str(err) or type(err).__name__)
 
     @property
+    def speed(self) -> float | None:
+        """Typical voxels per second (median over computations; None before two of them).
+
+        The first computations of a process also load the model and start the threads: the
+        median keeps such one-off costs out of the estimate.
+        """
+        if len(self._rates) < 2:
+            return None
+        return float(np.median(self._rates))
+
+    @property
     def busy(self) -> bool:
         return self._running is not None or (
             self._wanted is not None and bool(self._missing(self._wanted))
@@ -276,6 +285,22 @@ class AsyncArray(QObject):
         self._timer.stop()
         self._wanted = None
         WorkerBase.await_workers()
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    """The threads computing lazy layers: kept for the whole session.
+
+    dask's default pool belongs to the calling thread, and Qt's worker threads come and go, so
+    each new worker would start new threads, and torch pays a one-off start-up in each new
+    thread (about 0.5 s measured on a CPU).
+    """
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="lazy")
+    return _POOL
 
 
 def _layers_holding(arr: AsyncArray) -> list[Any]:
@@ -311,11 +336,9 @@ def connect_layer_updates(arr: AsyncArray) -> None:
     arr.ready.connect(ready)
 
 
-def async_array(
-    darr: da.Array, cache_mb: float = 512.0, warmup: Callable[[], Any] | None = None
-) -> AsyncArray:
+def async_array(darr: da.Array, cache_mb: float = 512.0) -> AsyncArray:
     """An :class:`AsyncArray` over ``darr`` whose layers update themselves (reader layer data)."""
-    arr = AsyncArray(darr, cache_mb=cache_mb, warmup=warmup)
+    arr = AsyncArray(darr, cache_mb=cache_mb)
     connect_layer_updates(arr)
     return arr
 
@@ -326,7 +349,6 @@ def add_async_layer(
     *,
     on_error: Callable[[str], None] | None = None,
     cache_mb: float = 512.0,
-    warmup: Callable[[], Any] | None = None,
     **layer_kwargs: Any,
 ) -> Any:
     """Add an Image layer showing ``darr`` computed slice by slice off the GUI thread.
@@ -336,7 +358,7 @@ def add_async_layer(
     """
     if "contrast_limits" not in layer_kwargs:
         raise ValueError("contrast_limits are required: they are never computed from lazy data")
-    arr = async_array(darr, cache_mb=cache_mb, warmup=warmup)
+    arr = async_array(darr, cache_mb=cache_mb)
     if on_error is not None:
         arr.failed.connect(on_error)
     return viewer.add_image(arr, multiscale=False, **layer_kwargs)

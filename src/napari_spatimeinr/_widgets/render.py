@@ -34,7 +34,7 @@ from qtpy.QtWidgets import (
 from superqt.utils import create_worker
 
 from .. import api
-from .._layers import browse_plan, model_input_kwargs, render_layer_kwargs, renderer_warmup
+from .._layers import browse_plan, model_input_kwargs, render_layer_kwargs
 from ..errors import SpatimeINRError, StopRequested
 from ..io.formats import SUPPORTED_WRITE_SUFFIXES, suffix_of
 from .async_layer import AsyncArray, add_async_layer
@@ -142,8 +142,8 @@ class RenderWidget(QWidget):
         self.output_info = QLabel("")
         self.output_info.setToolTip(
             "Shape (frames × z × y × x voxels), size and physical sampling of the output. The "
-            "export time is estimated from the speed measured while slices of this model were "
-            "shown or exported."
+            "export time comes from the speed measured while slices of this model were shown, "
+            "or from an earlier export of it."
         )
 
         # -- export -----------------------------------------------------------------------------
@@ -417,12 +417,12 @@ class RenderWidget(QWidget):
         if suffix not in SUPPORTED_WRITE_SUFFIXES:
             suffix = ".tif"
         disk = estimate_output_bytes(plan.shape, dtype, suffix)
-        speed = self.measured_speed(plan.model_dir)
-        when = (
-            f"export ≈ {fmt_duration(math.prod(plan.shape) / speed)}"
-            if speed
-            else "export time: known once slices of this model were shown"
-        )
+        speed, exact = self.measured_speed(plan.model_dir)
+        if speed is None:
+            when = "export time: known once slices of this model were shown"
+        else:
+            secs = fmt_duration(math.prod(plan.shape) / speed)
+            when = f"export ≈ {secs}" + ("" if exact else " (from the slices shown)")
         return (
             f"Output: {t} frames × {z} × {y} × {x} voxels\n"
             f"{m.voxel_size[0]:.3g} × {m.voxel_size[1]:.3g} × {m.voxel_size[2]:.3g} µm, "
@@ -430,15 +430,23 @@ class RenderWidget(QWidget):
             f"≈ {_fmt_bytes(disk)} on disk ({dtype}); {when}"
         )
 
-    def measured_speed(self, model_dir: str | Path) -> float | None:
-        """Voxels per second this session computed for a model (layers shown, exports), or None."""
+    def measured_speed(self, model_dir: str | Path) -> tuple[float | None, bool]:
+        """(voxels per second, whether measured by an export) for a model, or (None, False).
+
+        A finished export gives the export's own speed; else the slices computed for the layers
+        of this model give an estimate.
+        """
         path = str(Path(model_dir).resolve())
         seconds, voxels = self._export_speed.get(path, (0.0, 0))
-        for ly in self.viewer.layers:
-            if isinstance(ly.data, AsyncArray) and layer_meta(ly).get("model_dir") == path:
-                seconds += ly.data.seconds
-                voxels += ly.data.voxels
-        return voxels / seconds if seconds > 0 and voxels > 0 else None
+        if seconds > 0 and voxels > 0:
+            return voxels / seconds, True
+        speeds = [
+            ly.data.speed
+            for ly in self.viewer.layers
+            if isinstance(ly.data, AsyncArray) and layer_meta(ly).get("model_dir") == path
+        ]
+        speeds = [s for s in speeds if s]
+        return (max(speeds) if speeds else None), False
 
     def add_layer(self) -> Any | None:
         """Add the render as a lazy layer computed off the GUI thread; returns the layer."""
@@ -455,7 +463,6 @@ class RenderWidget(QWidget):
             self.viewer,
             api.render_plan(plan),
             on_error=self._fail,
-            warmup=renderer_warmup(plan),
             **kw,
         )
         layer.data.ready.connect(self.update_info)  # the measured speed improves the estimate
@@ -587,6 +594,7 @@ class RenderWidget(QWidget):
             s, n = self._export_speed.get(key, (0.0, 0))
             elapsed = time.perf_counter() - self._export_t0
             self._export_speed[key] = (s + elapsed, n + math.prod(plan.shape))
+            self.update_info()  # the next estimate uses this export's speed
         self.status.setText(
             f"Exported {Path(path).name} ({_fmt_bytes(Path(path).stat().st_size)})."
         )
