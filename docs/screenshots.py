@@ -79,6 +79,9 @@ def main() -> None:
     viewer.dims.set_current_step(0, 14)
     viewer.dims.set_current_step(1, 12)
     _wait(app, lambda: not layer.data.busy, 60)
+    for z in (11, 12):  # a few planes, as a user browsing (the export time estimate needs them)
+        viewer.dims.set_current_step(1, z)
+        _wait(app, lambda: not layer.data.busy, 60)
     viewer.status = f"{layer.name}: frame at {viewer.dims.point[0]:g} s"
     render.set_grid(True)
     for _ in range(20):

@@ -49,7 +49,7 @@ def test_add_layer_overlays_input(widget, qtbot):
     w = widget
     w.scale_t.setValue(1.0)
     w.scale_z.setValue(2.0)
-    assert "on disk" in w.output_info.text() and "known once" in w.output_info.text()
+    assert "on disk" in w.output_info.text() and "browse a few slices" in w.output_info.text()
     layer = w.add_layer()
     assert layer.name == "tiny · linear z×2 (computing…)"  # the slice in view is on its way
     assert layer.data.shape == (6, 10, 24, 20)

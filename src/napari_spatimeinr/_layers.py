@@ -59,7 +59,7 @@ def model_input_kwargs(md: ModelDir) -> dict[str, Any]:
     return kw
 
 
-_METHOD_LABELS = {"spatimeinr": "SpatimeINR"}
+METHOD_LABELS = {"spatimeinr": "SpatimeINR"}
 
 
 def render_layer_name(plan: Any, md: ModelDir) -> str:
@@ -69,7 +69,7 @@ def render_layer_name(plan: Any, md: ModelDir) -> str:
     """
     factors = plan.meta.provenance.get("factors") or {}
     parts = [f"{axis}×{float(f):g}" for axis, f in factors.items() if float(f) != 1.0]
-    method = _METHOD_LABELS.get(md.method, md.method)
+    method = METHOD_LABELS.get(md.method, md.method)
     return f"{md.name} · {method} {' '.join(parts) or '×1'}"
 
 

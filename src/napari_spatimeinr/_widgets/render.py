@@ -34,7 +34,7 @@ from qtpy.QtWidgets import (
 from superqt.utils import create_worker
 
 from .. import api
-from .._layers import browse_plan, model_input_kwargs, render_layer_kwargs
+from .._layers import METHOD_LABELS, browse_plan, model_input_kwargs, render_layer_kwargs
 from ..errors import SpatimeINRError, StopRequested
 from ..io.formats import SUPPORTED_WRITE_SUFFIXES, suffix_of
 from .async_layer import AsyncArray, add_async_layer
@@ -295,7 +295,7 @@ class RenderWidget(QWidget):
             t, z, y, x = md.shape
             vz, vy, vx = md.voxel_size
             self.model_info.setText(
-                f"{md.method} model of {md.name!r}\n{t} frames × {z} × {y} × {x} voxels\n"
+                f"{METHOD_LABELS.get(md.method, md.method)} model of {md.name!r}\n{t} frames × {z} × {y} × {x} voxels\n"
                 f"{vz:g} × {vy:g} × {vx:g} µm, {md.frame_interval:g} s per frame"
             )
             for s in (self.t_from, self.t_to):
@@ -419,7 +419,7 @@ class RenderWidget(QWidget):
         disk = estimate_output_bytes(plan.shape, dtype, suffix)
         speed, exact = self.measured_speed(plan.model_dir)
         if speed is None:
-            when = "export time: known once slices of this model were shown"
+            when = "export time: browse a few slices to estimate it"
         else:
             secs = fmt_duration(math.prod(plan.shape) / speed)
             when = f"export ≈ {secs}" + ("" if exact else " (from the slices shown)")
