@@ -77,20 +77,25 @@ def make_nuclei_timelapse(
     frames = np.empty((nt, nz, ny, nx), np.float32)
     for t in range(nt):
         vol = np.zeros((nz, ny, nx), np.float32)
-        born = []
-        for n in nuclei:
-            if n.divide_at == t:  # split along a random direction in y-x
+        for n in list(nuclei):
+            if n.divide_at == t:  # split along a random direction in y-x; both daughters shown now
                 ang = rng.uniform(0, np.pi)
                 d = np.array([0.0, np.sin(ang), np.cos(ang)])
                 n.radius = n.radius * 0.8
                 n.divide_at = None
-                kid = _Nucleus(
-                    n.pos + d * n.radius[1], n.vel + d * 0.4, n.radius.copy(), n.brightness, None
+                nuclei.append(
+                    _Nucleus(
+                        n.pos + d * n.radius[1],
+                        n.vel + d * 0.4,
+                        n.radius.copy(),
+                        n.brightness,
+                        None,
+                    )
                 )
                 n.pos = n.pos - d * n.radius[1]
                 n.vel = n.vel - d * 0.4
-                born.append(kid)
-            # soft-edged ellipsoid with a little texture (chromatin)
+        for n in nuclei:
+            # soft-edged ellipsoid
             r2 = (
                 ((zz - n.pos[0]) / n.radius[0]) ** 2
                 + ((yy - n.pos[1]) / n.radius[1]) ** 2
@@ -98,8 +103,8 @@ def make_nuclei_timelapse(
             )
             vol += n.brightness / (1 + np.exp(np.minimum((r2 - 1) * 6, 60)))
             n.pos = np.clip(n.pos + n.vel, lo * 0.5, hi + (np.array([nz, ny, nx]) - hi) * 0.5)
-        nuclei.extend(born)
         frames[t] = ndimage.gaussian_filter(vol, psf_sigma)
+    # a fixed illumination / detector pattern (varies by ±15 % across the field)
     texture = ndimage.gaussian_filter(rng.random((nz, ny, nx)), 1.0)
     texture = 0.85 + 0.3 * (texture - texture.min()) / (np.ptp(texture) + 1e-9)
     signal = frames * texture[None] * photons
