@@ -176,3 +176,29 @@ def test_3d_view_gets_whole_volumes(make_napari_viewer, qtbot):
     viewer.dims.set_current_step(0, 2)
     qtbot.waitUntil(lambda: not layer.data.busy, timeout=5000)
     np.testing.assert_allclose(_shown(layer)[:, 0, 0], [3.0, 3.1])
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        (1, 2),
+        (-1, 0, slice(None), slice(3, 11)),
+        (slice(None), 4),
+        (2, slice(1, 5), slice(2, 13, 3)),
+        (0, -3, slice(5, 6), slice(None, None, 2)),
+        (slice(1, 3), slice(None), 7, slice(0, 9)),
+    ],
+)
+def test_slices_assembled_from_chunks_equal_numpy(qtbot, key):
+    """Any index napari may send is answered from cached chunks exactly as numpy would."""
+    from napari_spatimeinr._widgets.async_layer import AsyncArray
+
+    ref = np.random.default_rng(0).random((3, 6, 10, 14)).astype(np.float32)
+    arr = AsyncArray(da.from_array(ref, chunks=(1, 4, 3, 5)), debounce_ms=0)
+    blank = arr[key]
+    assert blank.shape == ref[key].shape and not blank.any()  # at once, a placeholder
+    qtbot.waitUntil(lambda: not arr.busy, timeout=5000)
+    np.testing.assert_array_equal(arr[key], ref[key])
+    n = arr.computations
+    np.testing.assert_array_equal(arr[key], ref[key])
+    assert arr.computations == n  # the second time from the cache

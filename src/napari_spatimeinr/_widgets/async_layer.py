@@ -134,7 +134,14 @@ class AsyncArray(QObject):
             self.busy_changed.emit(False)
             return region[local]
         self.request(nkey)
-        return np.zeros(self.dask[key].shape, self.dtype)
+        return np.zeros(self._result_shape(nkey), self.dtype)  # no dask work on the GUI thread
+
+    def _result_shape(self, key: Key) -> tuple[int, ...]:
+        return tuple(
+            len(range(*slice(*k[1:]).indices(n)))
+            for k, n in zip(key, self.shape, strict=True)
+            if not isinstance(k, int)
+        )
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         raise TypeError(
