@@ -29,7 +29,11 @@ TINY = dict(
     mlp_depth=2,
     batch_size=256,
     patch_size=8,
+    refine_width=4,
+    refine_depth=2,
 )
+#: both engines: the motion engine (fast) and the INR of the paper
+PRESET_NAMES = ("fast", "paper")
 
 
 def _stack(seed: int = 0) -> Stack4D:
@@ -37,16 +41,40 @@ def _stack(seed: int = 0) -> Stack4D:
     return Stack4D(rng.random((5, 4, 10, 10)).astype(np.float32) * 100)
 
 
+def _stop_after(n: int, model: Path):
+    """A stop() that turns True at its n-th call during training steps.
+
+    The motion engine also polls stop() while it computes optical flows (before any step); those
+    calls (made before flows.npz exists) are not counted.
+    """
+    calls = []
+
+    def stop() -> bool:
+        if (model / "config.yaml").is_file() and not _training(model):
+            return False
+        calls.append(1)
+        return len(calls) >= n
+
+    return stop
+
+
+def _training(model: Path) -> bool:
+    """True once training steps can run: always for the INR, after the flows for the motion engine."""
+    cfg = yaml.safe_load((model / "config.yaml").read_text())
+    return cfg.get("preset") == "paper" or (model / "flows.npz").is_file()
+
+
 def _cfg(**kw) -> dict:
     return dict(dict(steps=8, seed=3, device="cpu", params=dict(TINY)), **kw)
 
 
-def test_progress_records_and_files(tmp_path):
-    recs = list(api.train(_stack(), tmp_path / "m", _cfg()))
+@pytest.mark.parametrize("preset", PRESET_NAMES)
+def test_progress_records_and_files(tmp_path, preset):
+    recs = list(api.train(_stack(), tmp_path / "m", _cfg(preset=preset)))
     assert recs[-1].done and recs[-1].step == 8 and recs[-1].total == 8
     assert all(not r.done for r in recs[:-1])
     assert recs[-1].psnr is not None and np.isfinite(recs[-1].psnr)
-    lr0, lr1 = PRESETS["fast"]["lr"], PRESETS["fast"]["lr_final"]
+    lr0, lr1 = PRESETS[preset]["lr"], PRESETS[preset]["lr_final"]
     assert recs[-1].lr == pytest.approx(lr0 + (lr1 - lr0) * 7 / 8)  # linear decay
     md = ModelDir(tmp_path / "m")
     w = torch.load(md.path / "model.pt", weights_only=True)
@@ -61,25 +89,19 @@ def test_progress_records_and_files(tmp_path):
 
 
 def test_stop_finishes_step_and_checkpoints(tmp_path):
-    calls = []
-
-    def stop():
-        calls.append(1)
-        return len(calls) >= 3
-
+    stop = _stop_after(3, tmp_path / "m")
     recs = list(api.train(_stack(), tmp_path / "m", _cfg(steps=1000), stop=stop))
     assert recs[-1].done and recs[-1].step == 3
     assert int(torch.load(tmp_path / "m" / "checkpoint.pt", weights_only=True)["step"]) == 3
 
 
-def test_resume_gives_identical_weights(tmp_path):
-    list(api.train(_stack(), tmp_path / "a", _cfg()))
-    calls = []
-    list(
-        api.train(_stack(), tmp_path / "b", _cfg(), stop=lambda: calls.append(1) or len(calls) >= 4)
-    )
+@pytest.mark.parametrize("preset", PRESET_NAMES)
+def test_resume_gives_identical_weights(tmp_path, preset):
+    list(api.train(_stack(), tmp_path / "a", _cfg(preset=preset)))
+    stop = _stop_after(4, tmp_path / "b")
+    list(api.train(_stack(), tmp_path / "b", _cfg(preset=preset), stop=stop))
     assert int(torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["step"]) == 4
-    recs = list(api.train(None, tmp_path / "b", _cfg(), resume=True))
+    recs = list(api.train(None, tmp_path / "b", _cfg(preset=preset), resume=True))
     assert recs[-1].step == 8
     wa = torch.load(tmp_path / "a" / "model.pt", weights_only=True)
     wb = torch.load(tmp_path / "b" / "model.pt", weights_only=True)
@@ -91,7 +113,7 @@ def test_resume_gives_identical_weights(tmp_path):
     for k in ca["model"]:  # the current (not only the best) weights too
         assert torch.equal(ca["model"][k], cb["model"][k]), k
     # a different seed gives different weights (the check above can fail)
-    list(api.train(_stack(), tmp_path / "c", _cfg(seed=4)))
+    list(api.train(_stack(), tmp_path / "c", _cfg(seed=4, preset=preset)))
     wc = torch.load(tmp_path / "c" / "model.pt", weights_only=True)
     assert any(not torch.equal(wa[k], wc[k]) for k in wa)
 

@@ -121,6 +121,18 @@ class SpatimeINRParams(_Model):
         None,
         description="Axes degraded for self-supervision (letters of TZYX; too short axes skipped).",
     )
+    motion: bool | None = Field(
+        None,
+        description="Motion-compensated engine (the fast preset): TV-L1 optical flow between "
+        "neighbouring frames, both frames warped to the instant, refined by a small 3D CNN trained "
+        "on the stack itself. False: the INR of the paper (encoder, MLP, 4D hypercube rendering).",
+    )
+    refine_width: int | None = Field(
+        None, ge=4, le=256, description="Channels of the refinement CNN (motion engine)."
+    )
+    refine_depth: int | None = Field(
+        None, ge=2, le=16, description="Convolution layers of the refinement CNN (motion engine)."
+    )
 
     @field_validator("sr_axes")
     @classmethod

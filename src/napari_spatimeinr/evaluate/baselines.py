@@ -19,18 +19,17 @@ from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 
 import numpy as np
 from scipy import ndimage
-from skimage.registration import optical_flow_tvl1
 
 from ..config import SPLINE_ORDER
 from ..coords import make_grid
 from ..data.normalize import Normalization
 from ..methods.classical import interpolate_block
+from ..motion import WARP_ORDER, motion_pair, tvl1_flow, warp  # noqa: F401 (re-exported)
 from ..train.progress import Progress
 from .metrics import normalize, psnr_from_mse
 
 CLASSICAL = ("nearest", "linear", "cubic")
 SIGMAS = (0.5, 1.0, 1.5, 2.0)
-WARP_ORDER = 1
 #: output voxels per slab of the classical baselines (float64 intermediates of ~64 MB)
 CHUNK_VOXELS = 8_000_000
 
@@ -65,26 +64,6 @@ def interpolate(
         t = grid.t[t0 : t0 + step]
         out[t0 : t0 + t.size] = interpolate_block(data, t, grid.z, grid.y, grid.x, order)
     return out
-
-
-def tvl1_flow(reference: np.ndarray, moving: np.ndarray) -> np.ndarray:
-    """TV-L1 flow ``v`` (shape ``(ndim, *shape)``) with ``reference(x) ≈ moving(x + v(x))``."""
-    return optical_flow_tvl1(reference, moving).astype(np.float32)
-
-
-def warp(image: np.ndarray, displacement: np.ndarray) -> np.ndarray:
-    """``image(x + displacement(x))`` (linear interpolation, edge values repeated)."""
-    grid = np.indices(image.shape, dtype=np.float32)
-    return ndimage.map_coordinates(
-        image, grid + displacement, order=WARP_ORDER, mode="nearest"
-    ).astype(np.float32)
-
-
-def motion_pair(a: np.ndarray, b: np.ndarray, flow: np.ndarray, alpha: float) -> np.ndarray:
-    """The frame at fraction ``alpha`` from ``a`` to ``b`` given the flow ``a(x) ≈ b(x + v(x))``."""
-    aw = warp(a, -alpha * flow)
-    bw = warp(b, (1.0 - alpha) * flow)
-    return ((1.0 - alpha) * aw + alpha * bw).astype(np.float32)
 
 
 def motion_interpolate(

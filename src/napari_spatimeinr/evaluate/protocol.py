@@ -143,16 +143,18 @@ def reconstruct(
         out = np.empty(arr.shape, dtype=np.float32)
         n_t = arr.shape[0]
         t1 = time.perf_counter()
-        for t in range(n_t):
+        t0 = 0
+        for size in arr.chunks[0]:  # whole chunks: a chunk is computed once, not once per frame
             if should_stop():
                 return None
-            out[t] = arr[t].compute()
+            out[t0 : t0 + size] = arr[t0 : t0 + size].compute()
+            t0 += size
             dt = time.perf_counter() - t1
             yield Progress(
-                step=t + 1,
+                step=t0,
                 total=n_t,
                 seconds=dt,
-                eta=dt / (t + 1) * (n_t - t - 1),
+                eta=dt / t0 * (n_t - t0),
                 message=f"render {method}",
             )
         if work_dir is None:

@@ -17,6 +17,7 @@ from ..model.presets import resolve_params
 from ..train import checkpoint
 from ..train.trainer import resolve_device
 from ..train.trainer import train as _train
+from .motion_render import MotionRenderer
 
 if TYPE_CHECKING:
     from ..config import TrainConfig
@@ -104,5 +105,9 @@ class SpatimeINRMethod:
     ) -> Iterator[Progress]:
         return _train(model_dir, config, stop)
 
-    def load_renderer(self, model_dir: ModelDir, device: str = "auto") -> SpatimeINRRenderer:
+    def load_renderer(
+        self, model_dir: ModelDir, device: str = "auto"
+    ) -> SpatimeINRRenderer | MotionRenderer:
+        if resolve_params(model_dir.config).motion:
+            return MotionRenderer(model_dir, device)
         return SpatimeINRRenderer(model_dir, device)

@@ -25,6 +25,9 @@ PAPER: dict[str, Any] = dict(
     patch_size=32,
     residual=False,
     sr_axes="TZ",
+    motion=False,
+    refine_width=16,
+    refine_depth=4,
 )
 
 FAST: dict[str, Any] = dict(
@@ -38,11 +41,12 @@ FAST: dict[str, Any] = dict(
     mlp_depth=3,
     hypercube_n=1,
     cycle_weight=0.0,
-    batch_size=4096,
-    lr=2e-3,
-    lr_final=1e-4,
-    patch_size=24,
+    patch_size=48,
     residual=True,
+    motion=True,
+    batch_size=32768,
+    lr=1e-3,
+    lr_final=1e-4,
 )
 
 PRESETS = {"paper": PAPER, "fast": FAST}

@@ -18,8 +18,9 @@ from ..config import SpatimeINRParams, TrainConfig
 from ..errors import SpatimeINRError
 from ..model.network import SpatimeINRNet
 from ..model.presets import resolve_params, total_steps
+from ..model.refiner import Refiner
 from ..model_dir import ModelDir
-from . import checkpoint
+from . import checkpoint, motion_task
 from .degrade import Example, eligible_axes, gather_window, keep_targets, sample_example
 from .losses import cycle_loss, mse, psnr
 from .progress import Progress
@@ -44,6 +45,11 @@ def resolve_device(device: str) -> torch.device:
 def holdout_mask(shape: tuple[int, ...], seed: int) -> np.ndarray:
     """The input voxels held back from training (about 2%), fixed by ``seed``."""
     return np.random.default_rng(seed + 7919).random(shape) < HOLDOUT_FRACTION
+
+
+def make_refiner(params: SpatimeINRParams, shape: tuple[int, ...]) -> Refiner:
+    """The motion engine's refinement CNN for a TZYX input of ``shape`` (2D kernels when Z == 1)."""
+    return Refiner(params.refine_width, params.refine_depth, z_kernel=3 if shape[1] > 1 else 1)
 
 
 def learning_rate(params: SpatimeINRParams, fraction: float) -> float:
@@ -115,19 +121,61 @@ def train(model_dir: ModelDir, config: TrainConfig, stop: Callable[[], bool]) ->
     device = resolve_device(config.device)
     amp = device.type == "cuda"
     shape = tuple(int(s) for s in model_dir.shape)
-    axes = eligible_axes(shape, params)
-    data = torch.from_numpy(np.array(model_dir.input, dtype=np.float32)).to(device)
     mask_np = holdout_mask(shape, config.seed)
-    train_mask = torch.from_numpy(~mask_np)
-    val = _validation(shape, params, torch.from_numpy(mask_np), config.seed)
-
     torch.manual_seed(config.seed)
-    net = SpatimeINRNet(params).to(device)
+    if params.motion:
+        flows = yield from motion_task.ensure_flows(model_dir, stop)
+        data_np = np.asarray(model_dir.input, dtype=np.float32)
+        task = None
+        if flows is not None:
+            task = motion_task.MotionTask(
+                data_np,
+                flows["gap1"],
+                mask_np,
+                params.patch_size,
+                params.batch_size,
+                device,
+                config.seed,
+            )
+        net: torch.nn.Module = make_refiner(params, shape).to(device)
+
+        def step_loss(gen: torch.Generator) -> torch.Tensor:
+            return task.loss(net, gen)
+
+        def validate() -> float | None:
+            return task.validate(net)
+
+        nothing_to_learn = task is None or task.empty
+        validate_every = motion_task.VALIDATE_EVERY
+    else:
+        axes = eligible_axes(shape, params)
+        data = torch.from_numpy(np.array(model_dir.input, dtype=np.float32)).to(device)
+        train_mask = torch.from_numpy(~mask_np)
+        val = _validation(shape, params, torch.from_numpy(mask_np), config.seed)
+        net = SpatimeINRNet(params).to(device)
+
+        def step_loss(gen: torch.Generator) -> torch.Tensor:
+            ex = keep_targets(
+                sample_example(shape, params, gen, params.batch_size, axes), train_mask
+            )
+            t = ex.target.to(device)
+            truth = data[t[:, 0], t[:, 1], t[:, 2], t[:, 3]]
+            pred, subs = forward(net, data, ex, True, gen, params.cycle_weight > 0)
+            loss = mse(pred, truth)
+            if subs is not None:
+                loss = loss + params.cycle_weight * cycle_loss(subs, truth)
+            return loss
+
+        def validate() -> float | None:
+            return _validate(net, data, val)
+
+        nothing_to_learn = False
+        validate_every = VALIDATE_STEPS
     opt = torch.optim.Adam(net.parameters(), lr=params.lr, weight_decay=params.weight_decay)
     gen = torch.Generator().manual_seed(config.seed)
     step, prior_seconds = 0, 0.0
     history = []
-    best_psnr = _validate(net, data, val)  # the untrained model (linear interpolation if residual)
+    best_psnr = None if nothing_to_learn else validate()  # the untrained model (its base)
     best = {k: v.detach().clone() for k, v in net.state_dict().items()}
     state = checkpoint.load_state(model_dir)
     if state is not None:
@@ -167,6 +215,23 @@ def train(model_dir: ModelDir, config: TrainConfig, stop: Callable[[], bool]) ->
             heldout_psnr=best_psnr,
         )
 
+    if nothing_to_learn:
+        save()
+        why = (
+            "stopped while computing motion"
+            if task is None
+            else "a single frame: nothing to learn in time (renders the spline)"
+        )
+        yield Progress(
+            step=step,
+            total=total,
+            seconds=time.perf_counter() - t_start,
+            eta=0.0,
+            message=why,
+            done=True,
+        )
+        return
+
     start_step = step
     last_report = last_ckpt = time.perf_counter()
     val_psnr = best_psnr
@@ -180,14 +245,8 @@ def train(model_dir: ModelDir, config: TrainConfig, stop: Callable[[], bool]) ->
         lr = learning_rate(params, frac)
         for g in opt.param_groups:
             g["lr"] = lr
-        ex = keep_targets(sample_example(shape, params, gen, params.batch_size, axes), train_mask)
-        t = ex.target.to(device)
-        truth = data[t[:, 0], t[:, 1], t[:, 2], t[:, 3]]
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
-            pred, subs = forward(net, data, ex, True, gen, params.cycle_weight > 0)
-            loss = mse(pred, truth)
-            if subs is not None:
-                loss = loss + params.cycle_weight * cycle_loss(subs, truth)
+            loss = step_loss(gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -196,10 +255,10 @@ def train(model_dir: ModelDir, config: TrainConfig, stop: Callable[[], bool]) ->
         elapsed = time.perf_counter() - t_start
         at_end = step >= total or (config.time_limit is not None and elapsed >= config.time_limit)
         finished = at_end or stop()
-        if step % VALIDATE_STEPS == 0 or finished:
-            val_psnr = _validate(net, data, val)
+        if step % validate_every == 0 or finished:
+            val_psnr = validate()
             # a stop request does not choose weights (a resumed run then ends like an uninterrupted one)
-            candidate = step % VALIDATE_STEPS == 0 or at_end
+            candidate = step % validate_every == 0 or at_end
             if candidate and val_psnr is not None and (best_psnr is None or val_psnr > best_psnr):
                 best_psnr = val_psnr
                 best = {k: v.detach().clone() for k, v in net.state_dict().items()}

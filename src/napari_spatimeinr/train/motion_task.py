@@ -1,0 +1,175 @@
+"""Self-supervision of the motion engine (``fast`` preset): learn what a warped frame should be.
+
+From the stack alone: for each pair of neighbouring measured frames ``a = frame i`` and
+``b = frame i+1``, TV-L1 optical flow ``v`` (``a(x) ≈ b(x + v(x))``) carries ``a`` to ``b``'s instant
+and ``b`` to ``a``'s (:mod:`napari_spatimeinr.motion`); the refinement CNN learns to turn the warped
+frame into the measured one. The target's noise is independent of the warped frame's, so the network
+learns the expected (noise-free) frame, as in Noise2Noise, and to hedge where the flow of this very
+stack is wrong. Training uses the same neighbouring pairs and flows that rendering uses (only the
+warp fraction differs: 1 in training, α ≤ 1 in rendering), which is what makes it transfer: a
+network trained on frames two apart (larger motion) blurred too much at the real gap and lost 0.6 dB
+to plain motion-compensated interpolation on ``t_ctc2d`` (docs/method.md).
+
+Held-out voxels (2% of the input, fixed by the seed) are never targets; the PSNR on them inside
+fixed validation crops is the trainer's reported PSNR and chooses the kept weights.
+
+Flows between neighbouring frames are computed once per model directory and stored in
+``flows.npz`` (key ``gap1``, shape ``(T-1, ndim, *spatial)``); rendering reuses them.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Callable, Generator
+
+import numpy as np
+import torch
+
+from ..data.normalize import Normalization
+from ..model_dir import ModelDir
+from ..motion import frame_flow, spatial_shape, warp_pair
+from .losses import psnr
+from .progress import Progress
+
+FLOWS_FILE = "flows.npz"
+N_VALIDATION = 4
+#: validation crops: up to this side in y and x (whole frames of most stacks), CROP_Z slices
+VALIDATION_SIDE = 256
+#: training steps between two validations (a validation costs about as much as 10 steps)
+VALIDATE_EVERY = 100
+MIN_CROPS = 2
+#: z slices per training crop (stacks with more slices are cropped in z too)
+CROP_Z = 16
+
+
+def compute_flows(
+    data: np.ndarray, stop: Callable[[], bool]
+) -> Generator[Progress, None, dict[str, np.ndarray] | None]:
+    """TV-L1 flows between neighbouring frames: ``{"gap1": (T-1, ndim, *spatial)}``.
+
+    A generator yielding one Progress per flow; returns None if ``stop()`` turned True.
+    """
+    norm = Normalization.fit(data)
+    n_t = data.shape[0]
+    sp = spatial_shape(data.shape)
+    flows = np.zeros((max(n_t - 1, 0), len(sp), *sp), dtype=np.float32)
+    for i in range(n_t - 1):
+        if stop():
+            return None
+        flows[i] = frame_flow(data[i], data[i + 1], norm)
+        yield Progress(step=0, total=None, message=f"motion: flow {i + 1}/{n_t - 1}")
+    return {"gap1": flows}
+
+
+def load_flows(model_dir: ModelDir) -> dict[str, np.ndarray] | None:
+    """The stored flows, or None when there are none yet."""
+    path = model_dir.path / FLOWS_FILE
+    if not path.is_file():
+        return None
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
+
+
+def ensure_flows(
+    model_dir: ModelDir, stop: Callable[[], bool]
+) -> Generator[Progress, None, dict[str, np.ndarray] | None]:
+    """The stored flows, computed and written atomically first if missing (None when stopped)."""
+    flows = load_flows(model_dir)
+    if flows is not None:
+        return flows
+    data = np.asarray(model_dir.input, dtype=np.float32)
+    flows = yield from compute_flows(data, stop)
+    if flows is None:
+        return None
+    buf = io.BytesIO()
+    np.savez(buf, **flows)
+    model_dir.write_atomic(FLOWS_FILE, buf.getvalue())
+    return flows
+
+
+def training_pairs(data: np.ndarray, gap1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(warped frames (2(T-1), Z, Y, X), index of the measured target frame of each).
+
+    Frame i warped to frame i+1's instant, then frame i+1 warped to frame i's, for every i.
+    """
+    warped, targets = [], []
+    for i in range(data.shape[0] - 1):
+        to_b, _ = warp_pair(data[i], data[i + 1], gap1[i], 1.0)
+        _, to_a = warp_pair(data[i], data[i + 1], gap1[i], 0.0)
+        warped += [to_b, to_a]
+        targets += [i + 1, i]
+    if not warped:
+        return np.zeros((0, *data.shape[1:]), np.float32), np.zeros(0, np.int64)
+    return np.stack(warped).astype(np.float32), np.asarray(targets, dtype=np.int64)
+
+
+class MotionTask:
+    """Training examples and validation of the refinement CNN."""
+
+    def __init__(
+        self,
+        data: np.ndarray,
+        gap1: np.ndarray,
+        holdout: np.ndarray,
+        crop_side: int,
+        target_voxels: int,
+        device: torch.device,
+        seed: int,
+    ):
+        _, n_z, n_y, n_x = data.shape
+        self.device = device
+        warped, target_idx = training_pairs(data, gap1)
+        self.n = len(target_idx)
+        self.inputs = torch.from_numpy(warped)
+        self.targets = torch.from_numpy(np.ascontiguousarray(data[target_idx], dtype=np.float32))
+        self.train_mask = torch.from_numpy(~holdout[target_idx])
+        self.val_mask = torch.from_numpy(holdout[target_idx])
+        self.crop = (min(n_z, CROP_Z), min(n_y, crop_side), min(n_x, crop_side))
+        # at least 2 crops: torch's CPU 3D convolution is several times slower at batch size 1
+        self.n_crops = max(MIN_CROPS, math.ceil(target_voxels / float(np.prod(self.crop))))
+        g = torch.Generator().manual_seed(seed + 104729)
+        side = (min(n_z, CROP_Z), min(n_y, VALIDATION_SIDE), min(n_x, VALIDATION_SIDE))
+        self.val = [self._draw(g, side) for _ in range(N_VALIDATION)] if self.n else []
+
+    @property
+    def empty(self) -> bool:
+        """True for a single frame: nothing to learn from in time."""
+        return self.n == 0
+
+    def _draw(self, gen: torch.Generator, side: tuple[int, int, int]) -> tuple[int, ...]:
+        j = int(torch.randint(self.n, (1,), generator=gen))
+        shape = self.targets.shape[1:]
+        corner = [
+            int(torch.randint(s - c + 1, (1,), generator=gen))
+            for s, c in zip(shape, side, strict=True)
+        ]
+        return (j, *corner, *side)
+
+    def _crop(self, box: tuple[int, ...], mask: torch.Tensor):
+        j, z0, y0, x0, dz, dy, dx = box
+        sl = (j, slice(z0, z0 + dz), slice(y0, y0 + dy), slice(x0, x0 + dx))
+        return self.inputs[sl][None], self.targets[sl], mask[sl]
+
+    def loss(self, net: torch.nn.Module, gen: torch.Generator) -> torch.Tensor:
+        """Masked MSE on ``n_crops`` random crops (held-out voxels excluded)."""
+        boxes = [self._draw(gen, self.crop) for _ in range(self.n_crops)]
+        xs, ys, ms = zip(*(self._crop(b, self.train_mask) for b in boxes), strict=True)
+        x = torch.stack(xs).to(self.device)
+        y = torch.stack(ys).to(self.device)
+        m = torch.stack(ms).to(self.device).float()
+        pred = net(x)
+        return (((pred.float() - y) ** 2) * m).sum() / m.sum().clamp(min=1.0)
+
+    def validate(self, net: torch.nn.Module) -> float | None:
+        """PSNR on the held-out voxels of the validation crops (data range 1: normalized input)."""
+        se, n = 0.0, 0
+        with torch.no_grad():
+            for box in self.val:
+                x, y, m = self._crop(box, self.val_mask)
+                if not bool(m.any()):
+                    continue
+                pred = net(x[None].to(self.device))[0].float().cpu()
+                se += float(((pred - y)[m] ** 2).sum())
+                n += int(m.sum())
+        return psnr(se / n) if n else None
