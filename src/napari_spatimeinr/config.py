@@ -155,7 +155,8 @@ class TrainConfig(_Model):
     )
     preset: Preset = Field(
         "fast",
-        description="fast: quick on a laptop CPU or one GPU (default). paper: SpatimeINR as published.",
+        description="fast (default): motion-compensated interpolation (optical flow) refined by a CNN "
+        "trained on the stack, quick on a laptop CPU or one GPU. paper: SpatimeINR as published.",
     )
     steps: int | None = Field(
         None,
