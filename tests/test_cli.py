@@ -114,3 +114,22 @@ def test_render_t_range_and_roi_metadata(tmp_path, capsys, timelapse_tif):
     with tifffile.TiffFile(out) as tf:
         assert tf.series[0].shape[0] == 5  # instants 1, 1.5, 2, 2.5, 3
         assert "output_offset" in tf.ome_metadata or "roi" in tf.ome_metadata
+
+
+def test_evaluate_writes_the_report_and_shows_one_bar_per_stage(tmp_path, capsys, timelapse_tif):
+    src, _ = timelapse_tif
+    report = tmp_path / "report.json"
+    code, out, err = run(
+        capsys, "evaluate", src, "--task", "temporal", "--factor", "2", "--method", "cubic",
+        "-o", report,
+    )  # fmt: skip
+    assert code == 0, err
+    rep = json.loads(report.read_text())
+    assert {"task", "factor", "results"} <= rep.keys()
+    assert {"cubic", "linear", "nearest", "motion", "smoothed"} <= rep["results"].keys()
+    assert (tmp_path / "report.csv").is_file() and (tmp_path / "report.png").is_file()
+    assert "cubic" in out  # the table
+    # each stage opens its own progress bar, named after it, rather than one bar that restarts
+    starts = [line.split(":")[0] for line in err.replace("\r", "\n").splitlines() if " 0%" in line]
+    for stage in ("baseline", "motion", "train", "render"):
+        assert stage in starts, err

@@ -233,6 +233,12 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 # -- evaluate ----------------------------------------------------------------------------------
+def _stage(message: str) -> str:
+    """The stage of an evaluation progress message: its first word (baseline, motion, train, ...)."""
+    words = message.replace(":", " ").split()
+    return words[0] if words else ""
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate.protocol import run_evaluation
     from .evaluate.report import format_table, write_report
@@ -259,7 +265,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     stack = api.read(args.input, **read_options)
     result = None
     with _graceful_stop() as stop:
-        bar = None
+        bar, bar_stage = None, ""
         for item in run_evaluation(
             stack,
             task=args.task,
@@ -273,8 +279,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             stop=stop,
         ):
             if isinstance(item, Progress):
+                stage = _stage(item.message)
+                if bar is not None and stage != bar_stage:  # one bar per stage, not one restarting
+                    bar.close()
+                    bar = None
                 if bar is None:
-                    bar = _bar(args, item.total, "evaluate", "step")
+                    bar, bar_stage = _bar(args, item.total, stage or "evaluate", "step"), stage
                 if item.total and bar.total != item.total:
                     bar.total = item.total
                 bar.n = item.step
