@@ -26,3 +26,12 @@ def small_stack() -> Stack4D:
         name="tiny",
         source_axes="TZYX",
     )
+
+
+def run_generator(gen):
+    """Exhaust a generator and return its return value (e.g. ``motion_interpolate``'s result)."""
+    try:
+        while True:
+            next(gen)
+    except StopIteration as end:
+        return end.value

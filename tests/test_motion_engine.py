@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import run_generator
 from napari_spatimeinr import api
 from napari_spatimeinr.data.stack import Stack4D
 from napari_spatimeinr.evaluate.baselines import motion_interpolate
@@ -31,14 +32,6 @@ def _moving(n_t=4, z=1, step=2.0, seed=0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     frames = [np.stack([_blob((16, 8 + step * t))] * z) for t in range(n_t)]
     return (np.stack(frames) + 0.01 * rng.standard_normal((n_t, z, 32, 32))).astype(np.float32)
-
-
-def _run(gen):
-    try:
-        while True:
-            next(gen)
-    except StopIteration as end:
-        return end.value
 
 
 def test_warp_identity_and_shift():
@@ -107,7 +100,7 @@ def test_untrained_renderer_is_motion_compensated_interpolation(trained):
         torch.nn.init.zeros_(p)
     grid = [np.arange(n, dtype=float) for n in stack.shape[1:]]
     ours = np.stack([r.render_block([t / 4], *grid)[0] for t in range(13)])
-    ref = _run(motion_interpolate(np.asarray(md.input), 4))
+    ref = run_generator(motion_interpolate(np.asarray(md.input), 4))
     np.testing.assert_allclose(ours, ref, atol=1e-5)
 
 
@@ -156,3 +149,16 @@ def test_resample_space_scale_one_is_a_copy_of_the_frame():
     f = np.random.default_rng(0).random((3, 5, 7)).astype(np.float32)
     grid = [np.arange(n, dtype=float) for n in f.shape]
     assert np.array_equal(resample_space(f, *grid, (1.0, 1.0, 1.0)), f)
+
+
+def test_renderer_without_weights_says_what_to_do(trained, tmp_path):
+    import shutil
+
+    from napari_spatimeinr.errors import SpatimeINRError
+
+    _, path = trained
+    copy = tmp_path / "m"
+    shutil.copytree(path, copy)
+    (copy / "model.pt").unlink()
+    with pytest.raises(SpatimeINRError, match="no trained weights.*train it first"):
+        MotionRenderer(ModelDir(copy), "cpu")

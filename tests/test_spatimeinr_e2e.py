@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from conftest import run_generator
 from napari_spatimeinr import api
 from napari_spatimeinr.data.stack import Stack4D
 from napari_spatimeinr.data.synthetic import make_nuclei_timelapse
@@ -39,18 +40,10 @@ def test_fast_preset_beats_linear_and_cubic_on_left_out_frames(tmp_path):
         name: _psnr(interpolate_block(inp.data, t, *zyx, order)[odd], truth[odd], hi - lo)
         for name, order in (("linear", 1), ("cubic", 3))
     }
-    motion = _run(motion_interpolate(inp.data, 2))
+    motion = run_generator(motion_interpolate(inp.data, 2))
     scores["motion"] = _psnr(motion[odd], truth[odd], hi - lo)
     ours = _psnr(out[odd], truth[odd], hi - lo)
     assert ours > max(scores["linear"], scores["cubic"]), (ours, scores)
     # the learned refinement keeps the weights that do best on held-out voxels: never much below
     # the motion-compensated interpolation it starts from
     assert ours > scores["motion"] - 0.2, (ours, scores)
-
-
-def _run(gen):
-    try:
-        while True:
-            next(gen)
-    except StopIteration as end:
-        return end.value

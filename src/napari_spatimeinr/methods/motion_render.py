@@ -65,19 +65,13 @@ class MotionRenderer:
     """Renders blocks of a motion-engine model directory; thread-safe."""
 
     def __init__(self, model_dir: ModelDir, device: str = "auto"):
-        from ..errors import SpatimeINRError
-
-        if not (model_dir.path / "model.pt").is_file():
-            raise SpatimeINRError(
-                f"{model_dir.path} has no trained weights (model.pt): train it first, or resume "
-                "with --resume."
-            )
+        weights = checkpoint.load_weights(model_dir, "cpu")  # a clear error if not trained
         self.device = resolve_device(device)
         self.params = resolve_params(model_dir.config)
         self.data = np.asarray(model_dir.input, dtype=np.float32)
         self.n_frames = self.data.shape[0]
         self.net = make_refiner(self.params, self.data.shape).to(self.device).eval()
-        self.net.load_state_dict(checkpoint.load_weights(model_dir, self.device))
+        self.net.load_state_dict(weights)
         flows = motion_task.load_flows(model_dir)
         if flows is None:  # training stopped before the flows were stored: compute them here
             gen = motion_task.compute_flows(self.data, lambda: False)

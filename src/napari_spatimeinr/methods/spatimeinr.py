@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from ..errors import SpatimeINRError
 from ..model.network import SpatimeINRNet, window_frames
 from ..model.presets import resolve_params
 from ..train import checkpoint
@@ -34,15 +33,11 @@ class SpatimeINRRenderer:
     """Renders blocks from a trained model; thread-safe; encoder features computed once per window."""
 
     def __init__(self, model_dir: ModelDir, device: str = "auto"):
-        if not (model_dir.path / "model.pt").is_file():
-            raise SpatimeINRError(
-                f"{model_dir.path} has no trained weights (model.pt): train it first, or resume "
-                "with --resume."
-            )
+        weights = checkpoint.load_weights(model_dir, "cpu")  # a clear error if not trained
         self.device = resolve_device(device)
         self.params = resolve_params(model_dir.config)
         self.net = SpatimeINRNet(self.params).to(self.device).eval()
-        self.net.load_state_dict(checkpoint.load_weights(model_dir, self.device))
+        self.net.load_state_dict(weights)
         self.data = torch.from_numpy(np.array(model_dir.input, dtype=np.float32)).to(self.device)
         self.n_frames = self.data.shape[0]
         self.lock = threading.Lock()

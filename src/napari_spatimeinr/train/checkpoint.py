@@ -35,7 +35,16 @@ def save(
 
 
 def load_weights(model_dir: ModelDir, device: str | torch.device = "cpu") -> dict:
-    return torch.load(model_dir.path / "model.pt", map_location=device, weights_only=True)
+    """The weights a renderer uses (model.pt); a clear error when the model is not trained yet."""
+    path = model_dir.path / "model.pt"
+    if not path.is_file():
+        from ..errors import SpatimeINRError
+
+        raise SpatimeINRError(
+            f"{model_dir.path} has no trained weights (model.pt): train it first, or resume "
+            "with --resume."
+        )
+    return torch.load(path, map_location=device, weights_only=True)
 
 
 def load_state(model_dir: ModelDir) -> dict[str, Any] | None:
