@@ -108,3 +108,19 @@ def test_ready_text_states_size_and_duration(viewer_with_sample, qtbot):
     assert "4 frames × 4 × 24 × 24 voxels" in text and "5 min" in text and "steps" in text
     w.method_combo.setCurrentText("linear")
     assert "needs no training" in w.status.text()
+
+
+def test_advanced_greys_out_what_the_engine_ignores(viewer_with_sample, qtbot):
+    w = TrainWidget(viewer_with_sample)
+    qtbot.addWidget(w)
+    form = w.advanced
+    assert w.preset_combo.currentText() == "fast"  # the motion engine
+    assert not form.inputs["latent_dim"].isEnabled() and form.inputs["refine_width"].isEnabled()
+    assert "Not used by the motion engine" in form.inputs["latent_dim"].toolTip()
+    w.preset_combo.setCurrentText("paper")  # the INR
+    assert form.inputs["latent_dim"].isEnabled() and not form.inputs["refine_width"].isEnabled()
+    assert "Not used" not in form.inputs["latent_dim"].toolTip()
+    form.set_value("motion", True)  # the Motion field overrides the preset's engine
+    assert not form.inputs["latent_dim"].isEnabled() and form.inputs["refine_depth"].isEnabled()
+    for name in ("batch_size", "lr", "patch_size", "motion"):  # shared: always editable
+        assert form.inputs[name].isEnabled()

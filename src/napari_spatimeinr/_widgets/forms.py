@@ -214,6 +214,16 @@ class ModelForm(QWidget):
                 w.setPlaceholderText(text)
             self._set_tip(name, f"{self._tips[name]}\nEmpty: the {source}'s value ({text}).")
 
+    def set_unused(self, names: Any, why: str) -> None:
+        """Grey out the fields in ``names`` (saying ``why`` in their tooltip); enable the others."""
+        names = set(names)
+        for name, w in self.inputs.items():
+            unused = name in names
+            w.setEnabled(not unused)
+            self.labels[name].setEnabled(not unused)
+            tip = w.toolTip().split("\nNot used")[0]
+            self._set_tip(name, f"{tip}\nNot used {why}." if unused else tip)
+
     def values(self) -> dict[str, Any]:
         """The fields that were filled in, as typed (validation parses them)."""
         out: dict[str, Any] = {}

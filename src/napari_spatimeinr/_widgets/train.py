@@ -292,6 +292,7 @@ class TrainWidget(QWidget):
         for c in (self.preset_combo, self.device_combo):
             c.currentTextChanged.connect(self.validate)
         self.advanced.connect_changed(self.validate)
+        self.advanced.connect_changed(self._engine_changed)
         self.out_browse.clicked.connect(self._browse_out)
         self.train_btn.clicked.connect(self.start)
         self.stop_btn.clicked.connect(self.stop)
@@ -366,6 +367,19 @@ class TrainWidget(QWidget):
         steps = self._preset_steps()
         self.advanced.set_placeholders(values, f"{self.preset_combo.currentText()} preset")
         self.steps_spin.setSpecialValueText(f"preset's ({steps})" if steps else "preset's")
+        self._engine_changed()
+
+    def _engine_changed(self, *_: Any) -> None:
+        """Grey out the hyperparameters the chosen engine (preset, or the Motion field) ignores."""
+        try:
+            from ..model.presets import PRESETS, unused_fields
+        except ImportError:  # pragma: no cover - engine not installed
+            return
+        motion = self.advanced.values().get(
+            "motion", PRESETS.get(self.preset_combo.currentText(), {}).get("motion", False)
+        )
+        engine = "by the motion engine (fast)" if motion else "by the INR (paper)"
+        self.advanced.set_unused(unused_fields(bool(motion)), engine)
 
     def _method_changed(self, *_: Any) -> None:
         learned = self.method_combo.currentText() == "spatimeinr"

@@ -50,6 +50,32 @@ FAST: dict[str, Any] = dict(
 )
 
 PRESETS = {"paper": PAPER, "fast": FAST}
+
+#: hyperparameters only the INR uses (``motion`` False: the paper preset)
+INR_ONLY = (
+    "latent_dim",
+    "encoder_features",
+    "encoder_groups",
+    "encoder_blocks",
+    "pe_frequencies",
+    "mlp_width",
+    "mlp_depth",
+    "hypercube_n",
+    "cycle_weight",
+    "degrade_min",
+    "degrade_max",
+    "residual",
+    "sr_axes",
+)
+#: hyperparameters only the motion engine uses (``motion`` True: the fast preset)
+MOTION_ONLY = ("refine_width", "refine_depth")
+
+
+def unused_fields(motion: bool) -> tuple[str, ...]:
+    """The hyperparameters the engine chosen by ``motion`` ignores."""
+    return INR_ONLY if motion else MOTION_ONLY
+
+
 PRESET_STEPS = {"paper": 20000, "fast": 3000}
 
 
