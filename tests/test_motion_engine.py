@@ -17,6 +17,7 @@ from napari_spatimeinr.model.histopolation import cell_mean_matrix, resample_axi
 from napari_spatimeinr.model.refiner import Refiner
 from napari_spatimeinr.model_dir import ModelDir
 from napari_spatimeinr.motion import motion_pair, tvl1_flow, warp, warp_pair
+from napari_spatimeinr.render.lazy import clear_renderer_cache, get_renderer
 from napari_spatimeinr.train.motion_task import MotionTask, training_pairs
 
 SMALL = dict(refine_width=4, refine_depth=2, batch_size=512, patch_size=16)
@@ -85,11 +86,29 @@ def trained(tmp_path_factory):
     return stack, path
 
 
-def test_render_returns_measured_frames_exactly(trained):
-    stack, path = trained
-    out = np.asarray(api.render(path, scale_t=2))
-    assert out.shape == (7, 3, 32, 32)
-    np.testing.assert_allclose(out[::2], stack.data, rtol=1e-5, atol=1e-4)
+def test_keep_measured_returns_measured_frames_bit_for_bit(tmp_path):
+    raw = (_moving(n_t=4, z=3) * 1000 + 100).round().astype(np.uint16)
+    stack = Stack4D(raw.astype(np.float32), extra={"source_dtype": "uint16"})
+    path = tmp_path / "m"
+    run_generator(api.train(stack, path, {"steps": 20, "device": "cpu", "params": SMALL}))
+    kept = np.asarray(api.render(path, scale_t=2, keep_measured=True))
+    assert kept.shape == (7, 3, 32, 32)
+    np.testing.assert_array_equal(kept[::2], raw.astype(np.float32))
+    plan = api.plan_render(path, scale_t=2, keep_measured=True)
+    assert plan.meta.provenance["measured_frames"] == "as acquired"
+    # by default a measured instant is the refiner's estimate, not the noisy frame
+    _, r = get_renderer(path, "cpu")
+    with torch.no_grad():
+        for p in r.net.parameters():
+            p.add_(0.01)
+    r._cache.clear()
+    default = np.asarray(api.render(path, scale_t=2, device="cpu"))
+    kept = np.asarray(api.render(path, scale_t=2, device="cpu", keep_measured=True))
+    np.testing.assert_array_equal(kept[::2], raw.astype(np.float32))
+    assert np.abs(default[::2] - kept[::2]).mean() > 1.0
+    np.testing.assert_array_equal(default[1::2], kept[1::2])
+    clear_renderer_cache(path)
+    assert api.plan_render(path, scale_t=2).meta.provenance["measured_frames"] == "model estimate"
 
 
 def test_untrained_renderer_is_motion_compensated_interpolation(trained):
@@ -101,7 +120,9 @@ def test_untrained_renderer_is_motion_compensated_interpolation(trained):
     grid = [np.arange(n, dtype=float) for n in stack.shape[1:]]
     ours = np.stack([r.render_block([t / 4], *grid)[0] for t in range(13)])
     ref = run_generator(motion_interpolate(np.asarray(md.input), 4))
-    np.testing.assert_allclose(ours, ref, atol=1e-5)
+    # frames this small are solved on one level at full resolution, where the torch TV-L1 and
+    # scikit-image's TV-L1 (the motion baseline) are the same algorithm
+    np.testing.assert_allclose(ours, ref, atol=1e-4)
 
 
 def test_tiled_refiner_equals_whole(trained):

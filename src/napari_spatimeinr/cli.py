@@ -184,6 +184,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         tuple(args.roi) if args.roi else None,
         chunk_mb=args.chunk_mb,
         device=args.device,
+        keep_measured=args.keep_measured,
     )
     out = Path(args.output)
     if out.exists() and not args.overwrite:
@@ -471,6 +472,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["float32", "uint16"],
         default="float32",
         help="output type (uint16 maps the input's intensity range back)",
+    )
+    r.add_argument(
+        "--keep-measured",
+        action="store_true",
+        help="measured frames as acquired (default: every frame from the model, one noise level)",
     )
     r.add_argument(
         "--t-range",

@@ -28,7 +28,7 @@ from ..errors import SpatimeINRError
 from ..train.progress import Progress
 from .baselines import CLASSICAL, baselines_for, best_smoothed, interpolate, motion_interpolate
 from .degrade import Degraded, degrade
-from .metrics import score, truth_range
+from .metrics import flicker_ratio, score, truth_range
 
 METHODS = ("spatimeinr", *CLASSICAL)
 
@@ -284,6 +284,10 @@ def run_evaluation(
     entry_method = score(pred, truth, deg.scored, low, high)
     entry_method["train_seconds"] = float(train_seconds)
     entry_method["seconds"] = float(time.perf_counter() - t0)
+    if task == "temporal":  # one noise level for measured and new frames (a movie without pulses)
+        kept = [t for t in range(truth.shape[0]) if t not in set(deg.scored.tolist())]
+        entry_method["flicker"] = flicker_ratio(pred, kept)
+        entry_method["flicker_truth"] = flicker_ratio(truth, kept)
     results = {method: entry_method, **{k_: v for k_, v in results.items() if k_ != method}}
     recon = {method: pred, **{k_: v for k_, v in recon.items() if k_ != method}}
 

@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import io
 import math
+import time
 from collections.abc import Callable, Generator
 
 import numpy as np
 import torch
 
-from ..data.normalize import Normalization
+from .. import flow
 from ..model_dir import ModelDir
-from ..motion import frame_flow, spatial_shape, warp_pair
 from .losses import psnr
 from .progress import Progress
 
@@ -41,25 +41,62 @@ VALIDATE_EVERY = 100
 MIN_CROPS = 2
 #: z slices per training crop (stacks with more slices are cropped in z too)
 CROP_Z = 16
+#: share of the time limit that optical flow may take before a coarser flow grid is chosen
+FLOW_SHARE = 0.4
+#: coarsest flow grid: y and x subsampled by at most this
+MAX_STRIDE = 16
 
 
 def compute_flows(
-    data: np.ndarray, stop: Callable[[], bool]
+    data: np.ndarray,
+    stop: Callable[[], bool],
+    device: torch.device | str = "cpu",
+    stride: int | None = None,
+    budget: float | None = None,
 ) -> Generator[Progress, None, dict[str, np.ndarray] | None]:
-    """TV-L1 flows between neighbouring frames: ``{"gap1": (T-1, ndim, *spatial)}``.
+    """Torch TV-L1 flows between neighbouring frames (:mod:`napari_spatimeinr.flow`).
 
-    A generator yielding one Progress per flow; returns None if ``stop()`` turned True.
+    Returns ``{"gap1": (T-1, ndim, *grid) float16, "stride": ()}``: the flow of pair ``i`` on the
+    frame grid subsampled by ``stride`` in y and x (:func:`flow.full_flow` brings it to the voxels).
+    ``stride`` None: :func:`flow.auto_stride`, made coarser when the first pair shows that all pairs
+    would take more than ``budget`` seconds. A generator yielding one Progress per batch of pairs;
+    returns None if ``stop()`` turned True.
     """
-    norm = Normalization.fit(data)
     n_t = data.shape[0]
-    sp = spatial_shape(data.shape)
-    flows = np.zeros((max(n_t - 1, 0), len(sp), *sp), dtype=np.float32)
-    for i in range(n_t - 1):
+    sp = flow.spatial_shape(data.shape)
+    stride = int(stride or flow.auto_stride(sp))
+    if n_t < 2:
+        return {"gap1": np.zeros((0, len(sp), *sp), np.float16), "stride": np.asarray(stride)}
+    t0 = time.perf_counter()
+    probe = None
+    if budget is not None and n_t > 2:  # time one pair, then choose a grid that fits the budget
+        _, probe = next(flow.iter_frame_flows(data[:2], stride, device))
+        per_pair = time.perf_counter() - t0
+        while per_pair * (n_t - 1) > budget and stride < MAX_STRIDE:
+            stride *= 2
+            per_pair /= 4  # the solver's cost scales with the grid's voxels
+            probe = None
+    grid = flow.flow_grid_shape(sp, stride)
+    out = np.zeros((n_t - 1, len(sp), *grid), dtype=np.float16)
+    i0 = 0
+    if probe is not None:
+        out[0] = probe[0]
+        i0 = 1
+    if stop():
+        return None
+    for j0, v in flow.iter_frame_flows(data[i0:], stride, device):
+        out[i0 + j0 : i0 + j0 + len(v)] = v
+        done = i0 + j0 + len(v)
+        yield Progress(
+            step=0,
+            total=None,
+            seconds=time.perf_counter() - t0,
+            message=f"motion: flow {done}/{n_t - 1} (grid {'x'.join(map(str, grid))})",
+        )
         if stop():
             return None
-        flows[i] = frame_flow(data[i], data[i + 1], norm)
-        yield Progress(step=0, total=None, message=f"motion: flow {i + 1}/{n_t - 1}")
-    return {"gap1": flows}
+    assert out is not None
+    return {"gap1": out, "stride": np.asarray(stride)}
 
 
 def load_flows(model_dir: ModelDir) -> dict[str, np.ndarray] | None:
@@ -72,14 +109,17 @@ def load_flows(model_dir: ModelDir) -> dict[str, np.ndarray] | None:
 
 
 def ensure_flows(
-    model_dir: ModelDir, stop: Callable[[], bool]
+    model_dir: ModelDir,
+    stop: Callable[[], bool],
+    device: torch.device | str = "cpu",
+    budget: float | None = None,
 ) -> Generator[Progress, None, dict[str, np.ndarray] | None]:
     """The stored flows, computed and written atomically first if missing (None when stopped)."""
     flows = load_flows(model_dir)
     if flows is not None:
         return flows
     data = np.asarray(model_dir.input, dtype=np.float32)
-    flows = yield from compute_flows(data, stop)
+    flows = yield from compute_flows(data, stop, device, budget=budget)
     if flows is None:
         return None
     buf = io.BytesIO()
@@ -88,20 +128,33 @@ def ensure_flows(
     return flows
 
 
-def training_pairs(data: np.ndarray, gap1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def training_pairs(
+    data: np.ndarray, gap1: np.ndarray, device: torch.device | str = "cpu"
+) -> tuple[np.ndarray, np.ndarray]:
     """(warped frames (2(T-1), Z, Y, X), index of the measured target frame of each).
 
-    Frame i warped to frame i+1's instant, then frame i+1 warped to frame i's, for every i.
+    Frame i warped to frame i+1's instant, then frame i+1 warped to frame i's, for every i
+    (``gap1``: stored flows on any grid, see :func:`compute_flows`).
     """
-    warped, targets = [], []
-    for i in range(data.shape[0] - 1):
-        to_b, _ = warp_pair(data[i], data[i + 1], gap1[i], 1.0)
-        _, to_a = warp_pair(data[i], data[i + 1], gap1[i], 0.0)
-        warped += [to_b, to_a]
-        targets += [i + 1, i]
-    if not warped:
+    n_t = data.shape[0]
+    if n_t < 2:
         return np.zeros((0, *data.shape[1:]), np.float32), np.zeros(0, np.int64)
-    return np.stack(warped).astype(np.float32), np.asarray(targets, dtype=np.int64)
+    warped = np.empty((2 * (n_t - 1), *data.shape[1:]), dtype=np.float32)
+    targets = np.empty(2 * (n_t - 1), dtype=np.int64)
+    sp = flow.spatial_shape(data.shape)
+    frames = torch.from_numpy(np.array(data, dtype=np.float32)).to(device)
+    frames = frames.reshape(n_t, *sp)
+    with torch.no_grad():
+        for i in range(n_t - 1):
+            v = flow.full_flow(gap1[i], sp).to(device)
+            to_b, to_a = (
+                flow.warp_pair(frames[i], frames[i + 1], v, 1.0),
+                flow.warp_pair(frames[i], frames[i + 1], v, 0.0),
+            )
+            warped[2 * i] = to_b[0].cpu().numpy().reshape(data.shape[1:])
+            warped[2 * i + 1] = to_a[1].cpu().numpy().reshape(data.shape[1:])
+            targets[2 * i], targets[2 * i + 1] = i + 1, i
+    return warped, targets
 
 
 class MotionTask:
@@ -119,7 +172,7 @@ class MotionTask:
     ):
         _, n_z, n_y, n_x = data.shape
         self.device = device
-        warped, target_idx = training_pairs(data, gap1)
+        warped, target_idx = training_pairs(data, gap1, device)
         self.n = len(target_idx)
         self.inputs = torch.from_numpy(warped)
         self.targets = torch.from_numpy(np.ascontiguousarray(data[target_idx], dtype=np.float32))

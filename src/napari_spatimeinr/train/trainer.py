@@ -124,7 +124,8 @@ def train(model_dir: ModelDir, config: TrainConfig, stop: Callable[[], bool]) ->
     mask_np = holdout_mask(shape, config.seed)
     torch.manual_seed(config.seed)
     if params.motion:
-        flows = yield from motion_task.ensure_flows(model_dir, stop)
+        budget = motion_task.FLOW_SHARE * config.time_limit if config.time_limit else None
+        flows = yield from motion_task.ensure_flows(model_dir, stop, device, budget)
         data_np = np.asarray(model_dir.input, dtype=np.float32)
         task = None
         if flows is not None:
