@@ -18,7 +18,14 @@ from napari_spatimeinr.model.refiner import Refiner
 from napari_spatimeinr.model_dir import ModelDir
 from napari_spatimeinr.motion import motion_pair, tvl1_flow, warp, warp_pair
 from napari_spatimeinr.render.lazy import clear_renderer_cache, get_renderer
-from napari_spatimeinr.train.motion_task import MotionTask, training_pairs
+from napari_spatimeinr.evaluate.metrics import flicker_ratio
+from napari_spatimeinr.train.motion_task import (
+    MAX_STRIDE,
+    MotionTask,
+    compute_flows,
+    load_flows,
+    training_pairs,
+)
 
 SMALL = dict(refine_width=4, refine_depth=2, batch_size=512, patch_size=16)
 
@@ -118,7 +125,12 @@ def test_untrained_renderer_is_motion_compensated_interpolation(trained):
     for p in r.net.parameters():  # zero residual: the untrained refiner
         torch.nn.init.zeros_(p)
     grid = [np.arange(n, dtype=float) for n in stack.shape[1:]]
-    ours = np.stack([r.render_block([t / 4], *grid)[0] for t in range(13)])
+    # measured frames as acquired (as the baseline returns them); new instants are the same
+    # either way
+    ours = np.stack([r.render_block([t / 4], *grid, keep_measured=True)[0] for t in range(13)])
+    new = [t for t in range(13) if t % 4]
+    default = np.stack([r.render_block([t / 4], *grid)[0] for t in new])
+    np.testing.assert_array_equal(default, ours[new])
     ref = run_generator(motion_interpolate(np.asarray(md.input), 4))
     # frames this small are solved on one level at full resolution, where the torch TV-L1 and
     # scikit-image's TV-L1 (the motion baseline) are the same algorithm
@@ -137,10 +149,14 @@ def test_tiled_refiner_equals_whole(trained):
 def test_spatial_render_is_cycle_consistent(trained):
     stack, path = trained
     md = ModelDir(path)
-    out = np.asarray(api.render(path, scale_t=1, scale_zyx=(2, 1, 1)))
+    out = np.asarray(api.render(path, scale_t=1, scale_zyx=(2, 1, 1), keep_measured=True))
     assert out.shape == (4, 6, 32, 32)
     pooled = out.reshape(4, 3, 2, 32, 32).mean(axis=2)  # mean-pooling back to the input grid
     np.testing.assert_allclose(md.norm.apply(pooled), md.input, atol=1e-4)
+    # the model's own frames (the default) pool back to the frames it renders at scale 1
+    out = np.asarray(api.render(path, scale_t=1, scale_zyx=(2, 1, 1)))
+    same = np.asarray(api.render(path, scale_t=1))
+    np.testing.assert_allclose(out.reshape(4, 3, 2, 32, 32).mean(axis=2), same, atol=1e-3)
 
 
 def test_single_frame_has_nothing_to_learn_and_renders_the_spline(tmp_path):
@@ -183,3 +199,53 @@ def test_renderer_without_weights_says_what_to_do(trained, tmp_path):
     (copy / "model.pt").unlink()
     with pytest.raises(SpatimeINRError, match="no trained weights.*train it first"):
         MotionRenderer(ModelDir(copy), "cpu")
+
+
+def test_default_render_has_one_noise_level_keep_measured_does_not(tmp_path):
+    """The flicker ratio (high-frequency energy of measured over new frames) of a x4 render of a
+    noisy time-lapse is about 1 by default; with the raw measured frames it is far above."""
+    rng = np.random.default_rng(1)
+    clean = np.stack([np.stack([_blob((16, 6 + 1.5 * t))] * 2) for t in range(6)])
+    noisy = (clean + 0.08 * rng.standard_normal(clean.shape)).astype(np.float32) * 100 + 20
+    path = tmp_path / "m"
+    run_generator(api.train(Stack4D(noisy), path, {"steps": 30, "device": "cpu", "params": SMALL}))
+    measured = list(range(0, 21, 4))
+    default = np.asarray(api.render(path, scale_t=4, device="cpu"))
+    raw = np.asarray(api.render(path, scale_t=4, device="cpu", keep_measured=True))
+    assert 0.8 <= flicker_ratio(default, measured) <= 1.25
+    assert flicker_ratio(raw, measured) > 1.4
+
+
+def test_flow_budget_chooses_a_coarser_grid():
+    data = np.stack([np.stack([_blob((16, 8 + 2 * t), (64, 64))]) for t in range(4)]) * 10
+    flows = run_generator(compute_flows(data, lambda: False, budget=1e-6))
+    assert int(flows["stride"]) == MAX_STRIDE  # nothing fits: the coarsest grid
+    assert flows["gap1"].shape == (3, 2, 4, 4)
+    fine = run_generator(compute_flows(data, lambda: False))
+    assert int(fine["stride"]) == 2 and fine["gap1"].shape == (3, 2, 32, 32)
+
+
+def test_flows_left_out_by_the_budget_are_solved_when_rendering(tmp_path):
+    data = _moving(n_t=5) * 100 + 10
+    path = tmp_path / "m"
+    run_generator(api.train(Stack4D(data), path, {"steps": 3, "device": "cpu", "params": SMALL}))
+    md = ModelDir(path)
+    flows = load_flows(md)
+    assert flows["computed"].all()
+    whole = MotionRenderer(md, "cpu").frame(2.5)
+    flows["computed"][2:] = False  # as after a spent flow budget
+    flows["gap1"][2:] = 0
+    np.savez(path / "flows.npz", **flows)
+    task = MotionTask(
+        np.asarray(md.input),
+        flows["gap1"],
+        np.zeros(data.shape, bool),
+        16,
+        512,
+        torch.device("cpu"),
+        0,
+        flows["computed"],
+    )
+    assert task.n == 4  # two pairs, both directions
+    r = MotionRenderer(md, "cpu")
+    np.testing.assert_allclose(r.frame(2.5), whole, atol=1e-3)

@@ -134,6 +134,12 @@ def make_grid(
                 "give two frame indices A <= B within it."
             )
         idx = np.nonzero((full[0] >= a - 1e-9) & (full[0] <= b + 1e-9))[0]
+        if idx.size == 0:
+            step = (tn - 1) / max(len(full[0]) - 1, 1)
+            raise SpatimeINRError(
+                f"No output frame lies in the T range {a:g}..{b:g} (output frames are "
+                f"{step:g} frames apart): widen the range or raise the temporal factor."
+            )
         keep[0] = slice(int(idx[0]), int(idx[-1]) + 1)
     if roi is not None:
         if len(roi) != 6:

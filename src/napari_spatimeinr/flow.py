@@ -261,37 +261,56 @@ def auto_stride(shape: tuple[int, ...]) -> int:
     return 2 if min(shape[-2:]) >= 64 else 1
 
 
+def solve_pairs(
+    data: np.ndarray,
+    i0: int,
+    i1: int,
+    stride: int,
+    device: torch.device | str = "cpu",
+    norm=None,
+) -> np.ndarray:
+    """Flows of the pairs (i, i+1), ``i0 <= i < i1``, of a TZYX array: float16 (i1-i0, nd, *grid).
+
+    ``grid`` is :func:`flow_grid_shape` of the frames' :func:`spatial_shape`. Frames are
+    normalized by ``norm`` (default: robust percentiles of ``data``; pass the same one for every
+    batch of a stack) so that the TV-L1 parameters mean the same on every stack.
+    """
+    from .data.normalize import Normalization  # numpy-only helper
+
+    norm = norm or Normalization.fit(data)
+    sp = spatial_shape(data.shape)
+    frames = torch.from_numpy(
+        np.ascontiguousarray(norm.apply(data[i0 : i1 + 1]).reshape(i1 - i0 + 1, *sp))
+    ).to(device=torch.device(device), dtype=torch.float32)
+    small = subsample(frames, flow_grid_shape(sp, stride))
+    with torch.no_grad():
+        v = tvl1(small[:-1], small[1:])
+    return v.to(torch.float16).cpu().numpy()
+
+
+def pairs_per_batch(shape: tuple[int, ...], stride: int, batch_voxels: int = BATCH_VOXELS) -> int:
+    """Pairs solved together so that a batch holds about ``batch_voxels`` flow-grid voxels."""
+    per_pair = int(np.prod(flow_grid_shape(spatial_shape(shape), stride)))
+    return max(1, batch_voxels // per_pair)
+
+
 def iter_frame_flows(
     data: np.ndarray,
     stride: int,
     device: torch.device | str = "cpu",
     batch_voxels: int = BATCH_VOXELS,
 ):
-    """Flows between neighbouring frames of a TZYX array, batch by batch.
+    """Flows between all neighbouring frames of a TZYX array, batch by batch.
 
-    Yields ``(first pair index, flows)`` with ``flows`` float16 of shape (n, nd, *grid) on the grid
-    :func:`flow_grid_shape` of the frames' :func:`spatial shape <spatial_shape>`. Frames are
-    normalized (robust percentiles of the whole stack) so that the TV-L1 parameters mean the same
-    on every stack.
+    Yields ``(first pair index, flows)`` (see :func:`solve_pairs`), one normalization for all.
     """
-    from .data.normalize import Normalization  # numpy-only helper
+    from .data.normalize import Normalization
 
-    device = torch.device(device)
-    n_t = data.shape[0]
-    sp = spatial_shape(data.shape)
-    grid = flow_grid_shape(sp, stride)
     norm = Normalization.fit(data)
-    per_pair = int(np.prod(grid))
-    batch = max(1, batch_voxels // per_pair)
-    for i0 in range(0, n_t - 1, batch):
-        i1 = min(n_t - 1, i0 + batch)
-        frames = torch.from_numpy(
-            np.ascontiguousarray(norm.apply(data[i0 : i1 + 1]).reshape(i1 - i0 + 1, *sp))
-        ).to(device=device, dtype=torch.float32)
-        small = subsample(frames, grid)
-        with torch.no_grad():
-            v = tvl1(small[:-1], small[1:])
-        yield i0, v.to(torch.float16).cpu().numpy()
+    n_pairs = data.shape[0] - 1
+    batch = pairs_per_batch(data.shape, stride, batch_voxels)
+    for i0 in range(0, n_pairs, batch):
+        yield i0, solve_pairs(data, i0, min(n_pairs, i0 + batch), stride, device, norm)
 
 
 def spatial_shape(shape: tuple[int, ...]) -> tuple[int, ...]:

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from .. import flow
+from ..data.normalize import Normalization
 from ..model.histopolation import cell_mean_matrix
 from ..model.presets import resolve_params
 from ..model_dir import ModelDir
@@ -84,6 +85,10 @@ class MotionRenderer:
             except StopIteration as end:
                 flows = end.value
         self.flows = flows["gap1"]
+        self.stride = int(flows["stride"])
+        self.computed = np.array(flows["computed"], dtype=bool)
+        self._raw = data  # for pairs whose flow training left out (its time budget was spent)
+        self._flow_norm: Normalization | None = None
         self.lock = threading.Lock()
         self._cache: OrderedDict[tuple[int, float], np.ndarray] = OrderedDict()
         self._flow_cache: OrderedDict[int, torch.Tensor] = OrderedDict()
@@ -108,6 +113,13 @@ class MotionRenderer:
         if i in self._flow_cache:
             self._flow_cache.move_to_end(i)
             return self._flow_cache[i]
+        if not self.computed[i]:  # solved once, here, when first needed
+            if self._flow_norm is None:
+                self._flow_norm = Normalization.fit(self._raw)
+            self.flows[i] = flow.solve_pairs(
+                self._raw, i, i + 1, self.stride, self.device, self._flow_norm
+            )[0]
+            self.computed[i] = True
         v = flow.full_flow(self.flows[i], self.sp).to(self.device)
         self._flow_cache[i] = v
         while len(self._flow_cache) > 2:

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from .. import flow
+from ..data.normalize import Normalization
 from ..model_dir import ModelDir
 from .losses import psnr
 from .progress import Progress
@@ -45,6 +46,8 @@ CROP_Z = 16
 FLOW_SHARE = 0.4
 #: coarsest flow grid: y and x subsampled by at most this
 MAX_STRIDE = 16
+#: with a time budget, pairs are solved in about this many batches (the budget is checked between)
+FLOW_BATCHES = 4
 
 
 def compute_flows(
@@ -56,56 +59,81 @@ def compute_flows(
 ) -> Generator[Progress, None, dict[str, np.ndarray] | None]:
     """Torch TV-L1 flows between neighbouring frames (:mod:`napari_spatimeinr.flow`).
 
-    Returns ``{"gap1": (T-1, ndim, *grid) float16, "stride": ()}``: the flow of pair ``i`` on the
-    frame grid subsampled by ``stride`` in y and x (:func:`flow.full_flow` brings it to the voxels).
-    ``stride`` None: :func:`flow.auto_stride`, made coarser when the first pair shows that all pairs
-    would take more than ``budget`` seconds. A generator yielding one Progress per batch of pairs;
+    Returns ``{"gap1": (T-1, ndim, *grid) float16, "stride": (), "computed": (T-1,) bool}``: the
+    flow of pair ``i`` on the frame grid subsampled by ``stride`` in y and x (:func:`flow.full_flow`
+    brings it to the voxels). ``stride`` None: :func:`flow.auto_stride`.
+
+    With a ``budget`` (seconds) the flow keeps to it: the first pair is timed and the grid made
+    coarser while all pairs would not fit; pairs are then solved in batches, and once the budget is
+    spent the remaining pairs are left out (``computed`` False: training learns from the others,
+    rendering solves them when it first needs them). A generator yielding one Progress per batch;
     returns None if ``stop()`` turned True.
     """
     n_t = data.shape[0]
     sp = flow.spatial_shape(data.shape)
     stride = int(stride or flow.auto_stride(sp))
-    if n_t < 2:
-        return {"gap1": np.zeros((0, len(sp), *sp), np.float16), "stride": np.asarray(stride)}
+    n_pairs = max(n_t - 1, 0)
+    computed = np.zeros(n_pairs, dtype=bool)
+    if n_pairs == 0:
+        gap1 = np.zeros((0, len(sp), *sp), np.float16)
+        return {"gap1": gap1, "stride": np.asarray(stride), "computed": computed}
+    norm = Normalization.fit(data)
     t0 = time.perf_counter()
     probe = None
-    if budget is not None and n_t > 2:  # time one pair, then choose a grid that fits the budget
-        _, probe = next(flow.iter_frame_flows(data[:2], stride, device))
+    if budget is not None and n_pairs > 1:  # time one pair, then choose a grid that fits
+        probe = flow.solve_pairs(data, 0, 1, stride, device, norm)
         per_pair = time.perf_counter() - t0
-        while per_pair * (n_t - 1) > budget and stride < MAX_STRIDE:
+        while per_pair * n_pairs > budget and stride < MAX_STRIDE:
             stride *= 2
-            per_pair /= 4  # the solver's cost scales with the grid's voxels
+            per_pair /= 4  # the solver's cost falls with the grid's voxels (less on small grids)
             probe = None
     grid = flow.flow_grid_shape(sp, stride)
-    out = np.zeros((n_t - 1, len(sp), *grid), dtype=np.float16)
+    out = np.zeros((n_pairs, len(sp), *grid), dtype=np.float16)
     i0 = 0
     if probe is not None:
         out[0] = probe[0]
+        computed[0] = True
         i0 = 1
-    if stop():
-        return None
-    for j0, v in flow.iter_frame_flows(data[i0:], stride, device):
-        out[i0 + j0 : i0 + j0 + len(v)] = v
-        done = i0 + j0 + len(v)
+    label = "x".join(map(str, grid))
+    batch = flow.pairs_per_batch(data.shape, stride)
+    if budget is not None:  # several batches, so that the budget is checked as flows go
+        batch = min(batch, max(1, math.ceil(n_pairs / FLOW_BATCHES)))
+    while i0 < n_pairs:
+        if stop():
+            return None
+        if budget is not None and time.perf_counter() - t0 > budget:
+            break
+        i1 = min(n_pairs, i0 + batch)
+        out[i0:i1] = flow.solve_pairs(data, i0, i1, stride, device, norm)
+        computed[i0:i1] = True
+        i0 = i1
         yield Progress(
             step=0,
             total=None,
             seconds=time.perf_counter() - t0,
-            message=f"motion: flow {done}/{n_t - 1} (grid {'x'.join(map(str, grid))})",
+            message=f"motion: flow {i0}/{n_pairs} (grid {label})",
         )
-        if stop():
-            return None
-    assert out is not None
-    return {"gap1": out, "stride": np.asarray(stride)}
+    if not computed.all():
+        yield Progress(
+            step=0,
+            total=None,
+            seconds=time.perf_counter() - t0,
+            message=f"motion: flow budget spent, {int((~computed).sum())} of {n_pairs} pairs "
+            "left for rendering to solve",
+        )
+    return {"gap1": out, "stride": np.asarray(stride), "computed": computed}
 
 
 def load_flows(model_dir: ModelDir) -> dict[str, np.ndarray] | None:
-    """The stored flows, or None when there are none yet."""
+    """The stored flows, or None when there are none yet (older directories: all computed)."""
     path = model_dir.path / FLOWS_FILE
     if not path.is_file():
         return None
     with np.load(path) as f:
-        return {k: f[k] for k in f.files}
+        flows = {k: f[k] for k in f.files}
+    flows.setdefault("computed", np.ones(len(flows["gap1"]), dtype=bool))
+    flows.setdefault("stride", np.asarray(1))
+    return flows
 
 
 def ensure_flows(
@@ -129,31 +157,36 @@ def ensure_flows(
 
 
 def training_pairs(
-    data: np.ndarray, gap1: np.ndarray, device: torch.device | str = "cpu"
+    data: np.ndarray,
+    gap1: np.ndarray,
+    device: torch.device | str = "cpu",
+    computed: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(warped frames (2(T-1), Z, Y, X), index of the measured target frame of each).
 
     Frame i warped to frame i+1's instant, then frame i+1 warped to frame i's, for every i
-    (``gap1``: stored flows on any grid, see :func:`compute_flows`).
+    (``gap1``: stored flows on any grid, see :func:`compute_flows`; pairs whose flow was not
+    ``computed`` are left out).
     """
     n_t = data.shape[0]
-    if n_t < 2:
+    pairs = [i for i in range(n_t - 1) if computed is None or bool(computed[i])]
+    if not pairs:
         return np.zeros((0, *data.shape[1:]), np.float32), np.zeros(0, np.int64)
-    warped = np.empty((2 * (n_t - 1), *data.shape[1:]), dtype=np.float32)
-    targets = np.empty(2 * (n_t - 1), dtype=np.int64)
+    warped = np.empty((2 * len(pairs), *data.shape[1:]), dtype=np.float32)
+    targets = np.empty(2 * len(pairs), dtype=np.int64)
     sp = flow.spatial_shape(data.shape)
     frames = torch.from_numpy(np.array(data, dtype=np.float32)).to(device)
     frames = frames.reshape(n_t, *sp)
     with torch.no_grad():
-        for i in range(n_t - 1):
+        for j, i in enumerate(pairs):
             v = flow.full_flow(gap1[i], sp).to(device)
             to_b, to_a = (
                 flow.warp_pair(frames[i], frames[i + 1], v, 1.0),
                 flow.warp_pair(frames[i], frames[i + 1], v, 0.0),
             )
-            warped[2 * i] = to_b[0].cpu().numpy().reshape(data.shape[1:])
-            warped[2 * i + 1] = to_a[1].cpu().numpy().reshape(data.shape[1:])
-            targets[2 * i], targets[2 * i + 1] = i + 1, i
+            warped[2 * j] = to_b[0].cpu().numpy().reshape(data.shape[1:])
+            warped[2 * j + 1] = to_a[1].cpu().numpy().reshape(data.shape[1:])
+            targets[2 * j], targets[2 * j + 1] = i + 1, i
     return warped, targets
 
 
@@ -169,10 +202,11 @@ class MotionTask:
         target_voxels: int,
         device: torch.device,
         seed: int,
+        computed: np.ndarray | None = None,
     ):
         _, n_z, n_y, n_x = data.shape
         self.device = device
-        warped, target_idx = training_pairs(data, gap1, device)
+        warped, target_idx = training_pairs(data, gap1, device, computed)
         self.n = len(target_idx)
         self.inputs = torch.from_numpy(warped)
         self.targets = torch.from_numpy(np.ascontiguousarray(data[target_idx], dtype=np.float32))

@@ -137,6 +137,7 @@ def train(model_dir: ModelDir, config: TrainConfig, stop: Callable[[], bool]) ->
                 params.batch_size,
                 device,
                 config.seed,
+                flows.get("computed"),
             )
         net: torch.nn.Module = make_refiner(params, shape).to(device)
 
