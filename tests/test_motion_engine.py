@@ -12,13 +12,13 @@ from conftest import run_generator
 from napari_spatimeinr import api
 from napari_spatimeinr.data.stack import Stack4D
 from napari_spatimeinr.evaluate.baselines import motion_interpolate
+from napari_spatimeinr.evaluate.metrics import flicker_ratio
 from napari_spatimeinr.methods.motion_render import MotionRenderer, resample_space
 from napari_spatimeinr.model.histopolation import cell_mean_matrix, resample_axis
 from napari_spatimeinr.model.refiner import Refiner
 from napari_spatimeinr.model_dir import ModelDir
 from napari_spatimeinr.motion import motion_pair, tvl1_flow, warp, warp_pair
 from napari_spatimeinr.render.lazy import clear_renderer_cache, get_renderer
-from napari_spatimeinr.evaluate.metrics import flicker_ratio
 from napari_spatimeinr.train.motion_task import (
     MAX_STRIDE,
     MotionTask,
