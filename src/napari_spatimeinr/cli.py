@@ -120,6 +120,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             + (f", {', '.join(budget)}" if budget else "")
             + f". Model → {args.output}",
         )
+        if cfg.method == "spatimeinr":
+            from .model.presets import resolve_params
+
+            if resolve_params(cfg).motion:
+                from .train.motion_task import flow_plan
+
+                _say(args, "Plan: " + flow_plan(source.shape, cfg.time_limit))
     with _graceful_stop() as stop:
         gen = api.train(
             source, args.output, cfg, overwrite=args.overwrite, resume=args.resume, stop=stop

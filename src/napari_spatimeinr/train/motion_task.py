@@ -50,6 +50,39 @@ MAX_STRIDE = 16
 FLOW_BATCHES = 4
 
 
+#: TV-L1 flow-grid voxels solved per second on one CPU core (benchmarks/flow.py: tz_yeast's
+#: 17 x 72 x 112 grid 0.65 s per pair, t_ctc2d's 128 x 128 grid 0.03 s); a first estimate only:
+#: training times the first pair and adapts (compute_flows)
+FLOW_VOXELS_PER_S = {2: 5.0e5, 3: 2.1e5}
+
+
+def flow_plan(shape: tuple[int, int, int, int], time_limit: float | None = None) -> str:
+    """One line for the cost estimate of training: the flow grid, its time and its size on disk.
+
+    Says when the flows for all pairs would not fit the flow's share of ``time_limit``, and what
+    training will do then (a coarser grid; pairs left for rendering to solve).
+    """
+    n_pairs = max(shape[0] - 1, 0)
+    if n_pairs == 0:
+        return "a single frame: no optical flow (space only)"
+    sp = flow.spatial_shape(shape)
+    stride = flow.auto_stride(sp)
+    grid = flow.flow_grid_shape(sp, stride)
+    rate = FLOW_VOXELS_PER_S[len(sp)]
+    seconds = n_pairs * (0.02 + float(np.prod(grid)) / rate)
+    size = n_pairs * len(sp) * float(np.prod(grid)) * 2
+    line = (
+        f"optical flow for {n_pairs} frame pairs on a {'x'.join(map(str, grid))} grid, "
+        f"about {seconds:.0f} s on one CPU core, {size / 1e6:.1f} MB stored"
+    )
+    if time_limit and seconds > FLOW_SHARE * time_limit:
+        line += (
+            f"; more than {FLOW_SHARE:.0%} of the time limit: a coarser grid will be used, and "
+            "pairs still unsolved then are solved when rendering"
+        )
+    return line
+
+
 def compute_flows(
     data: np.ndarray,
     stop: Callable[[], bool],
