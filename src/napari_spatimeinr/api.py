@@ -13,6 +13,7 @@ Typical use::
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,7 @@ def train(
     returned True. ``resume=True`` continues the training stored in ``out_dir`` (``source`` is then
     only checked to be the same data, when given as a path).
     """
+    t_setup = time.perf_counter()
     cfg = train_config(config)
     should_stop = stop or (lambda: False)
     if resume:
@@ -115,6 +117,9 @@ def train(
     else:
         stack = source if isinstance(source, Stack4D) else read(source, **(read_options or {}))
         md = create_model_dir(out_dir, stack, cfg, overwrite=overwrite)
+    if cfg.time_limit is not None:  # the limit covers reading and writing the input too
+        spent = time.perf_counter() - t_setup
+        cfg = cfg.model_copy(update={"time_limit": max(cfg.time_limit - spent, 1.0)})
     yield from get_method(cfg.method).train(md, cfg, should_stop)
 
 

@@ -35,8 +35,9 @@ from .progress import Progress
 
 FLOWS_FILE = "flows.npz"
 N_VALIDATION = 4
-#: validation crops: up to this side in y and x (whole frames of most stacks), CROP_Z slices
-VALIDATION_SIDE = 256
+#: validation crops: at most this many voxels each (a 256 x 256 plane, 16 x 64 x 64), whole frames
+#: of small stacks; the held-out 2% of them score the weights
+VALIDATION_VOXELS = 1 << 16
 #: training steps between two validations (a validation costs about as much as 10 steps)
 VALIDATE_EVERY = 100
 MIN_CROPS = 2
@@ -213,12 +214,9 @@ def training_pairs(
     with torch.no_grad():
         for j, i in enumerate(pairs):
             v = flow.full_flow(gap1[i], sp).to(device)
-            to_b, to_a = (
-                flow.warp_pair(frames[i], frames[i + 1], v, 1.0),
-                flow.warp_pair(frames[i], frames[i + 1], v, 0.0),
-            )
-            warped[2 * j] = to_b[0].cpu().numpy().reshape(data.shape[1:])
-            warped[2 * j + 1] = to_a[1].cpu().numpy().reshape(data.shape[1:])
+            # frame i carried to frame i+1's instant (α = 1), frame i+1 back to frame i's (α = 0)
+            both = flow.warp(torch.stack([frames[i], frames[i + 1]]), torch.stack([-v, v]))
+            warped[2 * j : 2 * j + 2] = both.cpu().numpy().reshape(2, *data.shape[1:])
             targets[2 * j], targets[2 * j + 1] = i + 1, i
     return warped, targets
 
@@ -249,7 +247,9 @@ class MotionTask:
         # at least 2 crops: torch's CPU 3D convolution is several times slower at batch size 1
         self.n_crops = max(MIN_CROPS, math.ceil(target_voxels / float(np.prod(self.crop))))
         g = torch.Generator().manual_seed(seed + 104729)
-        side = (min(n_z, CROP_Z), min(n_y, VALIDATION_SIDE), min(n_x, VALIDATION_SIDE))
+        cz = min(n_z, CROP_Z)
+        plane = max(16, int(math.sqrt(VALIDATION_VOXELS / cz)))
+        side = (cz, min(n_y, plane), min(n_x, plane))
         self.val = [self._draw(g, side) for _ in range(N_VALIDATION)] if self.n else []
 
     @property
