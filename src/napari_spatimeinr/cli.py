@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import os
 import signal
 import sys
 import time
@@ -98,9 +96,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         "frame_interval": args.frame_interval,
     }
     if not args.resume:  # refuse before reading a possibly large input
+        from .limits import check_writable
         from .model_dir import check_new_output
 
         check_new_output(Path(args.output), args.overwrite)
+        check_writable(args.output, "model directory")
     if args.resume:
         source: Any = args.input
         _say(args, f"Resuming training in {args.output}")
@@ -122,7 +122,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     with _graceful_stop() as stop:
         gen = api.train(
-            source, args.output, cfg, overwrite=args.overwrite, resume=args.resume, stop=stop
+            source,
+            args.output,
+            cfg,
+            overwrite=args.overwrite,
+            resume=args.resume,
+            stop=stop,
+            force=args.force,
         )
         bar = None
         last = None
@@ -169,37 +175,53 @@ def _dask_client(args: argparse.Namespace):
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    """Render a model into a file. The gate of :mod:`.limits` runs first, from the shape alone:
+    writable target, format and disk (``--force`` skips the disk check), plan, peak memory."""
     from . import api
-    from .io.write import estimate_output_bytes
+    from .limits import check_export, check_writable, render_cost
 
     sz = sy = sx = args.scale
     sz = args.scale_z if args.scale_z is not None else sz
     sy = args.scale_y if args.scale_y is not None else sy
     sx = args.scale_x if args.scale_x is not None else sx
-    plan = api.plan_render(
-        args.model_dir,
-        args.scale_t,
-        (sz, sy, sx),
-        tuple(args.t_range) if args.t_range else None,
-        tuple(args.roi) if args.roi else None,
-        chunk_mb=args.chunk_mb,
-        device=args.device,
-    )
     out = Path(args.output)
     if out.exists() and not args.overwrite:
         raise SpatimeINRError(
             f"{out} already exists: choose another name, or pass --overwrite to replace it."
         )
-    disk = estimate_output_bytes(plan.shape, args.dtype, str(out))
-    chunk_bytes = 4 * math.prod(c[0] for c in plan.chunks)
+    from .io.formats import write_family
+
+    write_family(out)  # an unknown suffix is refused before the model is opened
+    check_writable(out)
+    md = api.open_model(args.model_dir)
+    t_range = tuple(args.t_range) if args.t_range else None
+    roi = tuple(args.roi) if args.roi else None
+    workers = args.workers or None
+    cost = render_cost(
+        md.shape, args.scale_t, (sz, sy, sx), t_range, roi, chunk_mb=args.chunk_mb, workers=workers
+    )
+    model_bytes = (md.path / "input.npy").stat().st_size
+    check_export(
+        cost, out, args.dtype, force=args.force, model_bytes=model_bytes, check_target=False
+    )
+    plan = api.plan_render(
+        md,
+        args.scale_t,
+        (sz, sy, sx),
+        t_range,  # type: ignore[arg-type]
+        roi,  # type: ignore[arg-type]
+        chunk_mb=args.chunk_mb,
+        device=args.device,
+    )
+    disk = cost.disk_bytes(args.dtype, str(out))
     with _dask_client(args):
         est = api.estimate_seconds(plan) if not (args.scheduler or args.workers) else None
         t, z, y, x = plan.shape
         _say(
             args,
             f"Output T={t} Z={z} Y={y} X={x} ({args.dtype}), about {_fmt_bytes(disk)} on disk; "
-            f"chunks of {_fmt_bytes(chunk_bytes)}, memory about "
-            f"{_fmt_bytes(chunk_bytes * 4 * (os.cpu_count() or 1))}; estimated time "
+            f"chunks of {_fmt_bytes(cost.chunk_bytes)}, peak memory about "
+            f"{_fmt_bytes(cost.peak_bytes(model_bytes))}; estimated time "
             f"{_fmt_seconds(est) if est is not None else 'unknown (cluster)'}",
         )
         arr = api.render_plan(plan)
@@ -221,6 +243,7 @@ def cmd_render(args: argparse.Namespace) -> int:
                     overwrite=args.overwrite,
                     progress=progress,
                     cancel=stop,
+                    force=args.force,
                 )
             except StopRequested:
                 bar.close()
@@ -253,6 +276,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from . import api
 
     if args.output:  # refuse a report that cannot be written before any work
+        from .limits import check_writable
+
         report_path = Path(args.output)
         if not report_path.parent.is_dir():
             raise SpatimeINRError(
@@ -262,6 +287,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             raise SpatimeINRError(
                 f"{report_path} already exists: choose another name, or pass --overwrite."
             )
+        check_writable(report_path, "report")
     stack = api.read(args.input, **read_options)
     result = None
     with _graceful_stop() as stop:
@@ -277,6 +303,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             steps=args.steps,
             seed=args.seed,
             stop=stop,
+            force=args.force,
         ):
             if isinstance(item, Progress):
                 stage = _stage(item.message)
@@ -410,19 +437,31 @@ def _add_read_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+FORCE_HELP = (
+    "go on even if the free disk space looks too small (memory and format limits still apply)"
+)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors in one line on stderr (exit status 2), like every other error."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 class StackOptionsHelp:
     axes = "axis order of the file, e.g. TZYX, ZYX, TYX, TCZYX (default: from the file)"
 
 
 def build_parser() -> argparse.ArgumentParser:
     fields = TrainConfig.model_fields
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="spatimeinr",
         description="Continuous 4D super-resolution of fluorescence time-lapses (SpatimeINR).",
     )
     p.add_argument("--version", action="store_true", help="print the version and exit")
     p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
-    sub = p.add_subparsers(dest="command")
+    sub = p.add_subparsers(dest="command", parser_class=OneLineParser)
 
     t = sub.add_parser("train", help="build a model of a stack")
     t.add_argument("input", help="stack: .tif/.ome.tif/.nii(.gz)/.zarr/.npy")
@@ -445,6 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--resume", action="store_true", help="continue the training in MODEL_DIR")
     t.add_argument("--overwrite", action="store_true", help="replace an existing model directory")
+    t.add_argument("--force", action="store_true", help=FORCE_HELP)
     t.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     t.set_defaults(func=cmd_train)
 
@@ -502,6 +542,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="render on a local dask cluster of N worker processes",
     )
     r.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    r.add_argument("--force", action="store_true", help=FORCE_HELP)
     r.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     r.set_defaults(func=cmd_render)
 
@@ -518,6 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_read_options(e)
     e.add_argument("-o", "--output", metavar="REPORT.json", help="write the report (JSON+CSV+PNG)")
     e.add_argument("--overwrite", action="store_true", help="replace an existing report")
+    e.add_argument("--force", action="store_true", help=FORCE_HELP)
     e.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     e.set_defaults(func=cmd_evaluate)
 

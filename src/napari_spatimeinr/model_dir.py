@@ -220,7 +220,13 @@ def create_model_dir(
             f"The folder {parent} does not exist: create it or choose another -o."
         )
     norm = Normalization.fit(stack.data)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
+    except OSError as exc:
+        raise SpatimeINRError(
+            f"Cannot write the model directory {path}: the folder {parent} is not writable "
+            f"({exc.strerror or type(exc).__name__}). Choose another -o."
+        ) from None
     os.chmod(tmp, default_mode(directory=True))  # readable by cluster workers like any folder
     try:
         np.save(tmp / "input.npy", norm.apply(stack.data))

@@ -185,8 +185,19 @@ def plan_render(
     chunk_mb: float = 8.0,
     device: str = "auto",
 ) -> RenderPlan:
-    """Plan a render: output grid, chunking and output metadata (no computation)."""
+    """Plan a render: output grid, chunking and output metadata (no computation).
+
+    The plan's own cost (coordinates, one graph task per chunk) is checked first by
+    :func:`napari_spatimeinr.limits.check_plan`: an absurd factor is refused with one line before
+    anything of its size exists. Exports and layers add their own checks (disk, peak memory,
+    one displayed plane); see :mod:`napari_spatimeinr.limits`.
+    """
+    from ..limits import check_plan, render_cost
+
     md = model_dir if isinstance(model_dir, ModelDir) else ModelDir(model_dir)
+    check_plan(
+        render_cost(md.shape, scale_t, scale_zyx, t_range, roi, chunks=chunks, chunk_mb=chunk_mb)
+    )
     grid = make_grid(md.shape, scale_t, scale_zyx, t_range, roi)
     ratio = grid.spacing_ratio(md.shape)
     vz, vy, vx = md.voxel_size
