@@ -39,6 +39,12 @@ from .errors import LimitError, SpatimeINRError
 TASK_BYTES = 2048
 #: Most chunks in one lazy render: above this, building the graph alone takes minutes.
 MAX_CHUNKS = 1_000_000
+#: Most chunks of a lazy layer (one per displayed plane part): its graph is built in the GUI
+#: thread (about 8 µs and 1 KB per chunk).
+MAX_VIEW_CHUNKS = 250_000
+#: Largest (y, x) plane a lazy layer shows: napari loads a whole plane before it downsamples it
+#: to the screen (16,384², 1 GB as float32).
+MAX_VIEW_PLANE_VOXELS = 16384 * 16384
 #: Renderer scratch memory per output voxel of a chunk being computed, in bytes (coordinates,
 #: weights and intermediate features; float32 output is 4 bytes).
 RENDER_WORK_BYTES = 32
@@ -284,20 +290,26 @@ def render_cost(
 _LESS = "Render less: smaller factors, --t-range or --roi."
 
 
-def check_plan(cost: RenderCost) -> None:
+def check_plan(cost: RenderCost, max_chunks: int = MAX_CHUNKS) -> None:
     """Refuse a lazy render whose plan alone (coordinates, task graph) is absurd."""
-    if cost.n_chunks > MAX_CHUNKS:
+    if cost.n_chunks > max_chunks:
         raise LimitError(
             f"The render {cost.describe()} would be {_fmt_bytes(cost.nbytes)} as float32, split "
-            f"into {cost.n_chunks:.3g} chunks: over the limit of {MAX_CHUNKS:,} chunks. {_LESS}"
+            f"into {cost.n_chunks:.3g} chunks: over the limit of {max_chunks:,} chunks. {_LESS}"
         )
     check_memory(cost.plan_bytes, f"the plan of the render {cost.describe()}", _LESS)
 
 
 def check_view(cost: RenderCost) -> None:
-    """Refuse a lazy layer whose single displayed plane would not fit in memory."""
-    check_plan(cost)
+    """Refuse a lazy layer whose graph or single displayed plane would not fit in memory."""
+    check_plan(cost, MAX_VIEW_CHUNKS)
     _, _, y, x = cost.shape
+    if y * x > MAX_VIEW_PLANE_VOXELS:
+        raise LimitError(
+            f"One plane of the render is {y:,} × {x:,} = {y * x:.3g} voxels "
+            f"({_fmt_bytes(4 * y * x)}), over the {MAX_VIEW_PLANE_VOXELS:.3g} voxels (16,384²) a "
+            "layer can show: use smaller y, x factors or a region (export it instead)."
+        )
     check_memory(
         VIEW_BYTES_PER_VOXEL * y * x + cost.plan_bytes,
         f"showing one {y:,} × {x:,} plane of the render",
