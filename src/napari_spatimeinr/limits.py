@@ -351,8 +351,9 @@ def check_export(
     limit = memory_limit()
     if cost.row_bytes > limit:
         raise LimitError(
-            f"One row of the render ({cost.shape[3]:,} voxels across x, {_fmt_bytes(cost.row_bytes)}) "
-            f"cannot be computed in the {_fmt_bytes(limit)} of memory available: use a smaller x "
+            f"The smallest part of the render the writers compute (one row of chunks across all "
+            f"{cost.shape[3]:,} x voxels, {_fmt_bytes(cost.row_bytes)}) does not fit in the "
+            f"{_fmt_bytes(limit)} of memory available: use a smaller --chunk-mb, a smaller x "
             "factor or a region (--roi)."
         )
     check_memory(
