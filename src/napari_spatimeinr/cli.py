@@ -103,6 +103,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         check_writable(args.output, "model directory")
     if args.resume:
         source: Any = args.input
+        api.open_model(args.output)  # refuse a missing or incomplete model before saying more
         _say(args, f"Resuming training in {args.output}")
     else:
         source = api.read(args.input, **read_options)
