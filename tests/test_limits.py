@@ -160,3 +160,16 @@ def test_reading_refuses_what_memory_cannot_hold(tmp_path, monkeypatch):
     monkeypatch.setattr(limits, "memory_margin", lambda: 512 * 2**20)
     with pytest.raises(LimitError, match=r"reading a\.npy \(shape 2 × 2 × 8 × 8\)"):
         read_stack(path)
+
+
+def test_napari_reader_refuses_an_incomplete_tiff(tmp_path):
+    from napari_spatimeinr._reader import get_reader
+
+    full = tmp_path / "full.tif"
+    tifffile.imwrite(full, np.ones((4, 4, 32, 32), np.float32), imagej=True)
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 3])
+    reader = get_reader(str(cut))
+    assert reader is not None
+    with pytest.raises(SpatimeINRError, match="incomplete"):
+        reader(str(cut))
