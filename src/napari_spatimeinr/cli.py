@@ -1,6 +1,9 @@
 """Command line: ``spatimeinr train | render | evaluate | info`` (DESIGN.md, "CLI contract").
 
-Errors print one line to stderr and exit with status 2; progress goes to stderr; results to files.
+Errors print one line to stderr and exit with status 2 (usage errors too); progress goes to stderr;
+results to files. Limits before work (DESIGN.md, "CLI contract"): every command runs the gate of
+:mod:`napari_spatimeinr.limits` from shapes alone before it allocates or writes anything (writable
+target, format and free disk, plan, peak memory); ``--force`` skips the free-disk check only.
 """
 
 from __future__ import annotations
