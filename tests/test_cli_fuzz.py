@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -67,8 +68,18 @@ def files(tmp_path_factory):
     (d / "exists.tif").write_bytes(b"")
     (d / "incomplete.model").mkdir()
     (d / "incomplete.model" / "meta.json").write_text("{}")
+    np.save(d / "complex.npy", np.ones((2, 2, 4, 4), np.complex64))
+    (d / "notzarr.zarr").mkdir()
+    (d / "notzarr.zarr" / "x").write_text("x")
     model = d / "m.linear"
     list(api.train(d / "good.tif", model, {"method": "linear"}))
+    for name, damage in (
+        ("badjson.model", lambda m: (m / "meta.json").write_text("{not json")),
+        ("badinput.model", lambda m: (m / "input.npy").write_bytes(b"garbage")),
+        ("badyaml.model", lambda m: (m / "config.yaml").write_text("method: [")),
+    ):
+        shutil.copytree(model, d / name)
+        damage(d / name)
     return d
 
 
@@ -107,6 +118,11 @@ def _cases(d: Path) -> list[list[str]]:
         ["render", str(d / "missing.model"), "-o", "out.tif"],
         ["render", str(d / "good.tif"), "-o", "out.tif"],
         ["render", m, "-o", "out.tif", "--bogus"],
+        ["render", m, "-o", "out.tif", "--workers", "0"],
+        ["render", m, "-o", "notzarr.zarr", "--overwrite"],
+        ["render", str(d / "badjson.model"), "-o", "out.tif"],
+        ["render", str(d / "badinput.model"), "-o", "out.tif"],
+        ["render", str(d / "badyaml.model"), "-o", "out.tif"],
         ["info", str(d / "missing.model")],
         # inputs
         ["train", "trunc.tif", "-o", "new.m", "--method", "linear"],
@@ -121,6 +137,7 @@ def _cases(d: Path) -> list[list[str]]:
         ["train", "nan.npy", "-o", "new.m", "--method", "linear"],
         ["train", "const.npy", "-o", "new.m", "--method", "linear"],
         ["train", "six_d.npy", "-o", "new.m", "--method", "linear"],
+        ["train", "complex.npy", "-o", "new.m", "--method", "linear"],
         # axes, channels, physical sizes
         ["train", "good.tif", "-o", "new.m", "--axes", "TZQX"],
         ["train", "good.tif", "-o", "new.m", "--axes", "ZYX"],
@@ -148,6 +165,9 @@ def _cases(d: Path) -> list[list[str]]:
         ["evaluate", "trunc.tif", "--task", "temporal", "--factor", "2"],
         ["evaluate", "good.tif", "--task", "temporal", "--factor", "2", "-o", "/proc/r.json"],
         ["evaluate", "good.tif", "--task", "sideways", "--factor", "2"],
+        ["evaluate", "good.tif", "--task", "temporal", "--factor", "2", "--time-limit", "nan"],
+        ["evaluate", "good.tif", "--task", "temporal", "--factor", "2", "-o", "report.png"],
+        ["demo", "-o", "/proc/demo"],
     ]
 
 

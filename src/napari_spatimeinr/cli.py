@@ -98,6 +98,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         "voxel_size": tuple(args.voxel_size) if args.voxel_size else None,
         "frame_interval": args.frame_interval,
     }
+    if cfg.device == "cuda":  # refuse a missing GPU before reading anything
+        from .render.lazy import resolve_device
+
+        resolve_device("cuda")
     if not args.resume:  # refuse before reading a possibly large input
         from .limits import check_writable
         from .model_dir import check_new_output
@@ -194,9 +198,13 @@ def cmd_render(args: argparse.Namespace) -> int:
             f"{out} already exists: choose another name, or pass --overwrite to replace it."
         )
     from .io.formats import write_family
+    from .io.write import check_target
 
     write_family(out)  # an unknown suffix is refused before the model is opened
+    check_target(out, args.overwrite)
     check_writable(out)
+    if args.workers is not None and args.workers < 1:
+        raise SpatimeINRError(f"--workers must be at least 1, got {args.workers}.")
     md = api.open_model(args.model_dir)
     t_range = tuple(args.t_range) if args.t_range else None
     roi = tuple(args.roi) if args.roi else None
@@ -279,10 +287,29 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     }
     from . import api
 
+    # the evaluated method's training settings, checked before any work
+    api.train_config(
+        {
+            k: v
+            for k, v in {
+                "method": args.method,
+                "preset": args.preset,
+                "time_limit": args.time_limit,
+                "steps": args.steps,
+                "seed": args.seed,
+            }.items()
+            if v is not None
+        }
+    )
     if args.output:  # refuse a report that cannot be written before any work
         from .limits import check_writable
 
         report_path = Path(args.output)
+        if report_path.suffix and report_path.suffix.lower() != ".json":
+            raise SpatimeINRError(
+                f"{report_path.name}: the report is JSON (a .csv and a .png are written beside "
+                "it): end the name with .json."
+            )
         if not report_path.parent.is_dir():
             raise SpatimeINRError(
                 f"The folder {report_path.parent} does not exist: create it or choose another -o."
@@ -344,11 +371,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from . import api
     from .data.synthetic import make_nuclei_timelapse
     from .io.meta import OutputMeta
+    from .limits import check_writable
 
     out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise SpatimeINRError(f"{out} is a file: choose a folder for the demo files.")
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise SpatimeINRError(f"{out} is not empty: choose another folder or pass --overwrite.")
-    out.mkdir(parents=True, exist_ok=True)
+    if not out.exists():
+        check_writable(out, "demo folder")
+    out.mkdir(exist_ok=True)
     stack = make_nuclei_timelapse(seed=args.seed)
     sample = out / "sample.tif"
     meta = OutputMeta(

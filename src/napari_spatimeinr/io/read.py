@@ -170,6 +170,12 @@ def _canonical(
             ) from None
     axes = check_axes(axes, len(shape))
     data, rest = select_channel(data, axes, channel)
+    kind = np.dtype(getattr(data, "dtype", np.float32)).kind
+    if kind not in "biuf":
+        raise SpatimeINRError(
+            f"Cannot use {name}: its values are of type {data.dtype}, not numbers of intensity "
+            "(integer or floating point). Save the image as integers or floats."
+        )
     from ..limits import check_read
 
     check_read(tuple(int(s) for s in data.shape), name)  # before the float32 copy exists

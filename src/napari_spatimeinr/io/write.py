@@ -116,6 +116,11 @@ def _check_target(path: Path, overwrite: bool) -> Path:
     return parent
 
 
+def check_target(path: str | Path, overwrite: bool) -> Path:
+    """Refuse an output path that cannot be written or replaced; returns its folder."""
+    return _check_target(Path(path), overwrite)
+
+
 def _check_disk(parent: Path, path: Path, need: int) -> None:
     free = shutil.disk_usage(parent).free
     if need + _DISK_MARGIN > free:
