@@ -191,6 +191,9 @@ def _load(tif: tifffile.TiffFile, path: Path) -> tuple[Any, bool]:
 
         return da.from_zarr(zarr.open(tif.series[0].aszarr(), mode="r")), True
     except Exception:
+        from ..limits import check_read
+
+        check_read(tuple(int(s) for s in tif.series[0].shape), path.name)  # before loading it
         return tif.series[0].asarray(), False
 
 
