@@ -61,15 +61,30 @@ def _fmt_bytes(n: float) -> str:
     return ""  # pragma: no cover
 
 
+class _FactorSpin(QDoubleSpinBox):
+    """A factor box as wide as one for factors up to 64: larger factors are accepted (the limits
+    gate refuses absurd ones with their size) without widening the form."""
+
+    hints: tuple[Any, Any] | None = None
+
+    def sizeHint(self) -> Any:  # noqa: N802 - Qt API
+        return self.hints[0] if self.hints else super().sizeHint()
+
+    def minimumSizeHint(self) -> Any:  # noqa: N802 - Qt API
+        return self.hints[1] if self.hints else super().minimumSizeHint()
+
+
 def _factor_spin(tip: str) -> QDoubleSpinBox:
-    s = QDoubleSpinBox()
-    s.setRange(0.05, 1e6)  # absurd factors are refused by the limits gate, with the size
+    s = _FactorSpin()
+    s.setRange(0.05, 64.0)
     s.setDecimals(2)
     s.setSingleStep(0.5)
     s.setValue(1.0)
     s.setPrefix("× ")
     s.setButtonSymbols(QDoubleSpinBox.ButtonSymbols.NoButtons)
     s.setToolTip(tip)
+    s.hints = (s.sizeHint(), s.minimumSizeHint())
+    s.setRange(0.05, 1e6)  # absurd factors are refused by the limits gate, with the size
     return s
 
 
