@@ -124,3 +124,17 @@ def test_advanced_greys_out_what_the_engine_ignores(viewer_with_sample, qtbot):
     assert not form.inputs["latent_dim"].isEnabled() and form.inputs["refine_depth"].isEnabled()
     for name in ("batch_size", "lr", "patch_size", "motion"):  # shared: always editable
         assert form.inputs[name].isEnabled()
+
+
+def test_limits_gate_greys_out_train(viewer_with_sample, qtbot, tmp_path, monkeypatch):
+    """Issue 13: a model that cannot fit the disk is refused before Train, with the numbers."""
+    from napari_spatimeinr import limits
+
+    w = TrainWidget(viewer_with_sample)
+    qtbot.addWidget(w)
+    w.out_edit.setText(str(tmp_path / "m.spatimeinr"))
+    assert w.validate() and w.train_btn.isEnabled()
+    monkeypatch.setattr(limits, "free_disk", lambda path: 1000)
+    assert not w.validate()
+    assert not w.train_btn.isEnabled()
+    assert "Not enough disk space" in w.error_label.text() and "1 KB free" in w.error_label.text()

@@ -215,8 +215,18 @@ def plan_render(
     included (no flicker between measured and new frames). ``keep_measured=True`` returns the
     measured frames as acquired at their own instants (learned engines; classical interpolation
     always does). The choice is recorded in the provenance.
+
+    The plan's own cost (coordinates, one graph task per chunk) is checked first by
+    :func:`napari_spatimeinr.limits.check_plan`: an absurd factor is refused with one line before
+    anything of its size exists. Exports and layers add their own checks (disk, peak memory,
+    one displayed plane); see :mod:`napari_spatimeinr.limits`.
     """
+    from ..limits import check_plan, render_cost
+
     md = model_dir if isinstance(model_dir, ModelDir) else ModelDir(model_dir)
+    check_plan(
+        render_cost(md.shape, scale_t, scale_zyx, t_range, roi, chunks=chunks, chunk_mb=chunk_mb)
+    )
     grid = make_grid(md.shape, scale_t, scale_zyx, t_range, roi)
     ratio = grid.spacing_ratio(md.shape)
     vz, vy, vx = md.voxel_size
