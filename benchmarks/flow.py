@@ -8,6 +8,9 @@ the left-out frames (PSNR, dB, intensities normalized by the truth's 0.1/99.9 pe
 size of the stored flows relative to the float32 input.
 
     python benchmarks/flow.py ../shared/data/t_ctc2d_timelapse.tif ../shared/data/tz_yeast_mito_nellie.tif
+    python benchmarks/flow.py ../shared/data/tz_yeast_mito_nellie.tif --factor 1   # all 30 frames
+
+``--factor 1`` keeps every frame (the flows training computes on a whole stack; nothing scored).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from napari_spatimeinr.motion import motion_pair, spatial_shape, tvl1_flow
 
 
 def score(data, truth, k, flows_full) -> float:
+    if k < 2:  # every frame kept: nothing left out to score
+        return float("nan")
     sp = spatial_shape(data.shape)
     lo, hi = truth_range(truth)
     se, n = 0.0, 0
@@ -44,7 +49,12 @@ def main() -> None:
     ap.add_argument("--factor", type=int, default=4)
     ap.add_argument("--stride", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--skip-skimage", action="store_true")
+    ap.add_argument(
+        "--threads", type=int, default=0, help="torch threads (0: torch's default, all cores)"
+    )
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"torch threads: {torch.get_num_threads()}")
     for path in args.stacks:
         stack = read_stack(path)

@@ -89,8 +89,10 @@ def test_plan_render_refuses_before_allocating(tmp_path, small_stack):
 
 
 def test_train_gate(tmp_path, small_stack, monkeypatch):
-    assert limits.flows_bytes((6, 5, 24, 20), "spatimeinr", "fast") == 4 * 5 * 3 * 5 * 24 * 20
-    assert limits.flows_bytes((6, 1, 24, 20), "spatimeinr", "fast") == 4 * 5 * 2 * 24 * 20
+    # float16 flows, on the frame grid (small frames) or y-x subsampled by 2 (y, x >= 64)
+    assert limits.flows_bytes((6, 5, 24, 20), "spatimeinr", "fast") == 2 * 5 * 3 * 5 * 24 * 20
+    assert limits.flows_bytes((6, 1, 24, 20), "spatimeinr", "fast") == 2 * 5 * 2 * 24 * 20
+    assert limits.flows_bytes((3, 1, 64, 96), "spatimeinr", "fast") == 2 * 2 * 2 * 32 * 48
     assert limits.flows_bytes((6, 5, 24, 20), "cubic", None) == 0
     monkeypatch.setattr(limits, "free_disk", lambda path: 1000)
     with pytest.raises(LimitError, match=r"model of a 6 × 5 × 24 × 20 input .*optical flows"):

@@ -19,7 +19,7 @@ from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
 from ..config import CLASSICAL_METHODS
-from ..coords import OutputGrid, make_grid
+from ..coords import OutputGrid, make_grid, temporal_coords
 from ..io.meta import OutputMeta
 from ..methods import get_method
 from ..methods.base import BlockRenderer
@@ -214,7 +214,9 @@ def plan_render(
     By default every output frame comes from the model at one noise level, measured instants
     included (no flicker between measured and new frames). ``keep_measured=True`` returns the
     measured frames as acquired at their own instants (learned engines; classical interpolation
-    always does). The choice is recorded in the provenance.
+    always does). A render with no new instant (every output frame is a measured one, e.g. space
+    only) has one noise level either way and keeps the measured frames. The choice is recorded in
+    the provenance (``measured_frames``).
 
     The plan's own cost (coordinates, one graph task per chunk) is checked first by
     :func:`napari_spatimeinr.limits.check_plan`: an absurd factor is refused with one line before
@@ -228,6 +230,8 @@ def plan_render(
         render_cost(md.shape, scale_t, scale_zyx, t_range, roi, chunks=chunks, chunk_mb=chunk_mb)
     )
     grid = make_grid(md.shape, scale_t, scale_zyx, t_range, roi)
+    full_t = temporal_coords(md.shape[0], scale_t)
+    new_instants = bool(np.any(np.abs(full_t - np.round(full_t)) > 1e-6))
     ratio = grid.spacing_ratio(md.shape)
     vz, vy, vx = md.voxel_size
     fi = md.frame_interval
@@ -250,7 +254,7 @@ def plan_render(
             "output_offset": list(grid.offset),
             "t_range": list(t_range) if t_range is not None else None,
             "roi": list(roi) if roi is not None else None,
-            "measured_frames": "as acquired" if keep_measured else "model estimate",
+            "measured_frames": _measured_frames(keep_measured, new_instants),
         }
     )
     factors = "x".join(f"{f:g}" for f in grid.scale)
@@ -269,8 +273,17 @@ def plan_render(
         meta=meta,
         chunks=_normalize_chunks(grid.shape, chunks, chunk_mb),
         device=check_device(device),  # "auto" is resolved by each process that renders
-        keep_measured=bool(keep_measured),
+        keep_measured=bool(keep_measured) or not new_instants,
     )
+
+
+def _measured_frames(keep_measured: bool, new_instants: bool) -> str:
+    """What the measured instants of a render are, for its provenance."""
+    if keep_measured:
+        return "as acquired"
+    if not new_instants:
+        return "as acquired (no new instant in this render)"
+    return "model estimate (one noise level with the new frames)"
 
 
 def render_plan(plan: RenderPlan) -> da.Array:
