@@ -255,3 +255,13 @@ def test_flows_left_out_by_the_budget_are_solved_when_rendering(tmp_path):
     assert task.n == 4  # two pairs, both directions
     r = MotionRenderer(md, "cpu")
     np.testing.assert_allclose(r.frame(2.5), whole, atol=1e-3)
+
+
+def test_2d_refiner_runs_its_planes_as_2d_convolutions_with_the_same_result():
+    net = Refiner(4, 3, z_kernel=1)
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    x = torch.rand(2, 1, 3, 10, 12)
+    with torch.no_grad():
+        as_3d = x[:, 0] + net.body(x)[:, 0]
+        np.testing.assert_allclose(net(x).numpy(), as_3d.numpy(), atol=1e-5)
