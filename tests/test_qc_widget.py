@@ -17,7 +17,13 @@ def viewer_and_widget(make_napari_viewer):
     from scipy import ndimage
 
     data = ndimage.gaussian_filter(rng.random((7, 3, 24, 20)), 1.5).astype(np.float32) * 1000
-    viewer.add_image(data, name="cells", scale=(5.0, 2.0, 0.5, 0.5), translate=(0, 1, 2, 3))
+    viewer.add_image(
+        data,
+        name="cells",
+        scale=(5.0, 2.0, 0.5, 0.5),
+        translate=(0, 1, 2, 3),
+        units=("s", "µm", "µm", "µm"),
+    )
     widget = QCWidget(viewer)
     return viewer, widget
 
@@ -53,6 +59,7 @@ def test_temporal_check_fills_table_plot_layers_and_saves(qtbot, viewer_and_widg
         assert tuple(ly.scale) == (5.0, 2.0, 0.5, 0.5)
         assert tuple(ly.translate) == (0, 1, 2, 3)
         assert ly.data.shape == (7, 3, 24, 20)
+        assert tuple(ly.units) == tuple(viewer.layers["cells"].units)  # no "inconsistent units"
     np.testing.assert_allclose(err.data, np.abs(recon.data - truth.data))
     np.testing.assert_array_equal(truth.data, viewer.layers["cells"].data)
     # saving

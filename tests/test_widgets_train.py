@@ -116,11 +116,17 @@ def test_advanced_greys_out_what_the_engine_ignores(viewer_with_sample, qtbot):
     form = w.advanced
     assert w.preset_combo.currentText() == "fast"  # the motion engine
     assert not form.inputs["latent_dim"].isEnabled() and form.inputs["refine_width"].isEnabled()
+    assert form.inputs["latent_dim"].isHidden() and form.labels["latent_dim"].isHidden()
+    assert not form.inputs["refine_width"].isHidden()  # only the chosen engine's fields are listed
     assert "Not used by the motion engine" in form.inputs["latent_dim"].toolTip()
+    assert "CPU" in w.engine_info.text()
     w.preset_combo.setCurrentText("paper")  # the INR
     assert form.inputs["latent_dim"].isEnabled() and not form.inputs["refine_width"].isEnabled()
+    assert not form.inputs["latent_dim"].isHidden() and form.inputs["refine_width"].isHidden()
+    assert "GPU" in w.engine_info.text()
     assert "Not used" not in form.inputs["latent_dim"].toolTip()
     form.set_value("motion", True)  # the Motion field overrides the preset's engine
     assert not form.inputs["latent_dim"].isEnabled() and form.inputs["refine_depth"].isEnabled()
+    assert "fast engine" in w.engine_info.text()
     for name in ("batch_size", "lr", "patch_size", "motion"):  # shared: always editable
         assert form.inputs[name].isEnabled()

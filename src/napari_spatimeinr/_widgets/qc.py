@@ -19,7 +19,6 @@ from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
-    QFormLayout,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -30,7 +29,6 @@ from qtpy.QtWidgets import (
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
-    QVBoxLayout,
     QWidget,
 )
 from superqt.utils import create_worker
@@ -42,6 +40,7 @@ from ..evaluate.protocol import METHODS, EvalResult, run_evaluation
 from ..evaluate.report import plot_report, write_report
 from ..io.axes import check_axes, to_tzyx
 from ..train.progress import Progress
+from .forms import fit_width, form_layout, relax_widths, scroll_layout
 
 if TYPE_CHECKING:
     import napari
@@ -120,6 +119,16 @@ def tzyx_to_axes(values: tuple[float, ...], axes: str) -> tuple[float, ...]:
     return tuple(values["TZYX".index(c)] for c in axes)
 
 
+def layer_units(layer: Any) -> dict[str, Any]:
+    """``axis_labels`` and ``units`` of a layer (napari ignores units when layers disagree)."""
+    out: dict[str, Any] = {}
+    for key in ("axis_labels", "units"):
+        value = getattr(layer, key, None)
+        if value is not None:
+            out[key] = tuple(value)
+    return out
+
+
 # -- the widget --------------------------------------------------------------------------------
 class QCWidget(QWidget):
     """Hold-out quality control of a reconstruction against interpolation baselines."""
@@ -162,7 +171,7 @@ class QCWidget(QWidget):
         self.time_spin.setSpecialValueText("preset default")
         self.time_spin.setToolTip("Stop training after this many seconds (0: the preset's steps).")
 
-        form = QFormLayout()
+        form = form_layout()
         form.addRow("Layer", self.layer_combo)
         form.addRow("Axes", self.axes_edit)
         task_row = QHBoxLayout()
@@ -206,7 +215,7 @@ class QCWidget(QWidget):
         self.save_button = QPushButton("Save report…")
         self.save_button.setEnabled(False)
 
-        layout = QVBoxLayout(self)
+        layout = scroll_layout(self)
         layout.addLayout(form)
         layout.addWidget(self.plan_label)
         layout.addLayout(buttons)
@@ -215,6 +224,9 @@ class QCWidget(QWidget):
         layout.addWidget(self.table)
         layout.addWidget(self.canvas)
         layout.addWidget(self.save_button)
+        layout.addStretch(1)
+        relax_widths(self)
+        fit_width(self)
 
         self.run_button.clicked.connect(self.run)
         self.stop_button.clicked.connect(self.stop)
@@ -351,6 +363,7 @@ class QCWidget(QWidget):
         self._stop = False
         self._axes = req["axes"]
         self._layer_translate = tuple(self.selected_layer().translate)
+        self._layer_units = layer_units(self.selected_layer())
         kwargs = {k: req[k] for k in ("task", "factor", "z_only", "method", "preset", "time_limit")}
 
         def job():
@@ -473,7 +486,7 @@ class QCWidget(QWidget):
         if name in self.viewer.layers:
             layer = self.viewer.layers[name]
             layer.data = data
-            for key in ("scale", "translate", "contrast_limits"):
+            for key in ("scale", "translate", "contrast_limits", "axis_labels", "units"):
                 if key in kwargs:
                     setattr(layer, key, kwargs[key])
             return layer
@@ -487,7 +500,11 @@ class QCWidget(QWidget):
         scale = tzyx_to_axes(res.truth_scale, axes)
         translate = getattr(self, "_layer_translate", None) or (0.0,) * len(axes)
         low, high = rep["intensity_range"]
-        common = {"scale": scale, "translate": translate}
+        common = {
+            "scale": scale,
+            "translate": translate,
+            **getattr(self, "_layer_units", {}),  # the input's: no "inconsistent units"
+        }
         k = rep["factor"]
         tag = f"{rep['task']} ×{k}"
         layers = [

@@ -22,7 +22,6 @@ from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
-    QFormLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -38,7 +37,15 @@ from .._layers import METHOD_LABELS, browse_plan, model_input_kwargs, render_lay
 from ..errors import SpatimeINRError, StopRequested
 from ..io.formats import SUPPORTED_WRITE_SUFFIXES, suffix_of
 from .async_layer import AsyncArray, add_async_layer
-from .forms import fit_width, fmt_duration, fmt_seconds, layer_meta, scroll_layout
+from .forms import (
+    fit_width,
+    fmt_duration,
+    fmt_seconds,
+    form_layout,
+    layer_meta,
+    relax_widths,
+    scroll_layout,
+)
 from .models import registry
 
 if TYPE_CHECKING:
@@ -100,7 +107,8 @@ class RenderWidget(QWidget):
         )
         self.open_btn = QPushButton("Open…")
         self.open_btn.setToolTip("Choose a model folder (it holds meta.json and config.yaml).")
-        self.model_info = QLabel("")  # fixed lines (no word wrap: keeps the layout's height exact)
+        self.model_info = QLabel("")
+        self.model_info.setWordWrap(True)
 
         # -- factors ----------------------------------------------------------------------------
         self.scale_t = _factor_spin(
@@ -140,6 +148,7 @@ class RenderWidget(QWidget):
         self.grid_btn.setCheckable(True)
         self.grid_btn.setToolTip("Show the layers next to each other (napari grid view).")
         self.output_info = QLabel("")
+        self.output_info.setWordWrap(True)
         self.output_info.setToolTip(
             "Shape (frames × z × y × x voxels), size and physical sampling of the output. The "
             "export time comes from the speed measured while slices of this model were shown, "
@@ -182,9 +191,9 @@ class RenderWidget(QWidget):
         model_row = QHBoxLayout()
         model_row.addWidget(self.model_combo, 1)
         model_row.addWidget(self.open_btn)
-        form = QFormLayout()
+        form = form_layout()
         form.addRow(self._label("Model", self.model_combo.toolTip()), model_row)
-        form3 = QFormLayout()
+        form3 = form_layout()
         form3.addRow(self._label("Time factor", self.scale_t.toolTip()), self.scale_t)
         space_row = QHBoxLayout()
         for s in (self.scale_z, self.scale_y, self.scale_x):
@@ -202,7 +211,7 @@ class RenderWidget(QWidget):
         view_row = QHBoxLayout()
         view_row.addWidget(self.add_btn)
         view_row.addWidget(self.grid_btn)
-        ef = QFormLayout()
+        ef = form_layout()
         path_row = QHBoxLayout()
         path_row.addWidget(self.path_edit, 1)
         path_row.addWidget(self.browse_btn)
@@ -224,6 +233,7 @@ class RenderWidget(QWidget):
         lay.addWidget(self.status)
         lay.addWidget(self.error_label)
         lay.addStretch(1)
+        relax_widths(self)
         fit_width(self)
 
         # -- wiring -----------------------------------------------------------------------------
@@ -487,6 +497,9 @@ class RenderWidget(QWidget):
     def set_grid(self, on: bool) -> None:
         """Side-by-side view of the layers (one column per layer), or back to overlay."""
         grid = self.grid()
+        if on:  # a training preview is transient: it never takes a panel of the grid
+            for ly in [ly for ly in self.viewer.layers if "preview" in ly.metadata]:
+                self.viewer.layers.remove(ly)
         grid.enabled = bool(on)
         if on:
             grid.shape = (1, max(1, len(self.viewer.layers)))
