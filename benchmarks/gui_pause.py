@@ -162,16 +162,22 @@ def measure(key: str, args) -> list[dict]:
     else:
         rd.add_model(args.model)
 
-    # control: the same slider steps over the input alone (nothing to compute): the machine's floor
-    nt, nz = viewer.layers[0].data.shape[:2] if viewer.layers[0].ndim == 4 else (1, 1)
+    # control: the same slider steps over two in-memory layers (nothing to compute, as much to
+    # draw as input + render): the floor set by napari's drawing and the machine's load
+    inp = viewer.layers[0]
+    copy = viewer.add_image(
+        inp.data.copy(), scale=inp.scale, translate=inp.translate, name="copy", blending="additive"
+    )
+    nt, nz = inp.data.shape[:2] if inp.ndim == 4 else (1, 1)
     rows.append(
         {
             "stack": key,
             "source": source,
-            "phase": "browsing the input (control)",
+            "phase": "browsing two in-memory layers (control)",
             **browse(viewer, meter, nt, nz, args.browse_steps),
         }
     )
+    viewer.layers.remove(copy)
     rd.scale_t.setValue(2.0)
     layer = rd.add_layer()
     run_until(lambda: not layer.data.busy, 120)

@@ -100,6 +100,7 @@ def test_stop_keeps_usable_model(make_napari_viewer, qtbot, tmp_path, monkeypatc
                 return
 
     monkeypatch.setattr(api, "train", slow_train)
+    monkeypatch.setattr(TrainWidget, "in_process", False)  # the patched api.train, here
     viewer = make_napari_viewer()
     viewer.open_sample("napari-spatimeinr", "nuclei_timelapse")
     train, render = _docked(viewer)

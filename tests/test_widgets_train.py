@@ -69,6 +69,7 @@ def test_training_error_shown(viewer_with_sample, qtbot, tmp_path, monkeypatch):
         yield  # pragma: no cover
 
     monkeypatch.setattr(api, "train", boom)
+    monkeypatch.setattr(TrainWidget, "in_process", False)  # the patched api.train, here
     w = TrainWidget(viewer_with_sample)
     qtbot.addWidget(w)
     w.method_combo.setCurrentText("linear")
@@ -130,3 +131,17 @@ def test_advanced_greys_out_what_the_engine_ignores(viewer_with_sample, qtbot):
     assert "fast engine" in w.engine_info.text()
     for name in ("batch_size", "lr", "patch_size", "motion"):  # shared: always editable
         assert form.inputs[name].isEnabled()
+
+
+def test_training_process_error_shown(viewer_with_sample, qtbot, tmp_path):
+    """A failure in the training process comes back to the widget with its reason."""
+    w = TrainWidget(viewer_with_sample)
+    qtbot.addWidget(w)
+    assert w.in_process
+    (tmp_path / "a_file").write_text("not a folder")
+    w.method_combo.setCurrentText("linear")
+    w.out_edit.setText(str(tmp_path / "a_file" / "m.spatimeinr"))
+    w.start()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60000)
+    assert w.error_label.text().startswith("Training failed:"), w.error_label.text()
+    assert "a_file" in w.error_label.text()

@@ -473,6 +473,7 @@ class RenderWidget(QWidget):
             self.viewer,
             api.render_plan(plan),
             on_error=self._fail,
+            processes=True,  # slices computed in the render process: napari never waits
             **kw,
         )
         layer.data.ready.connect(self.update_info)  # the measured speed improves the estimate

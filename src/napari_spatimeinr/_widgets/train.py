@@ -13,7 +13,6 @@ import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -51,6 +50,7 @@ from .forms import (
     scroll_layout,
 )
 from .models import registry
+from .processes import compute
 
 if TYPE_CHECKING:
     import napari
@@ -180,6 +180,8 @@ class TrainWidget(QWidget):
     preview_ready = Signal(object)  #: the preview layer, after each refresh
     #: seconds between checkpoints (and so preview refreshes) when the preview is on
     preview_every = 10.0
+    #: train in a child process (:mod:`.processes`): the GUI thread never waits for the GIL
+    in_process = True
 
     def __init__(self, napari_viewer: napari.viewer.Viewer, parent: QWidget | None = None):
         super().__init__(parent)
@@ -585,7 +587,12 @@ class TrainWidget(QWidget):
         time_limit = cfg.time_limit
 
         def run() -> Any:
-            yield from api.train(stack, out, cfg, stop=lambda: self._stop)
+            if self.in_process:
+                from .processes import train_in_process
+
+                yield from train_in_process(stack, out, cfg, stop=lambda: self._stop)
+            else:
+                yield from api.train(stack, out, cfg, stop=lambda: self._stop)
 
         worker = create_worker(run, _start_thread=False, _ignore_errors=True)
         worker.yielded.connect(lambda p: self._on_progress(p, time_limit))
@@ -674,7 +681,7 @@ class TrainWidget(QWidget):
             nt, nz, ny, nx = md.shape
             tt, zz = min(max(t, 0), nt - 1), min(max(z, 0), nz - 1)
             plan = api.plan_render(md, 1.0, (1.0, 1.0, 1.0), (tt, tt), (zz, zz + 1, 0, ny, 0, nx))
-            plane = np.asarray(api.render_plan(plan)[0, 0].compute(scheduler="threads"))
+            [plane] = compute([api.render_plan(plan)[0, 0]])  # in the render process
             return plane, md, (tt, zz)
 
         worker = create_worker(run, _start_thread=False, _ignore_errors=True)
