@@ -126,6 +126,7 @@ def measure(key: str, args) -> list[dict]:
     import napari
 
     from napari_spatimeinr import _napari_launch as launch
+    from napari_spatimeinr._widgets.forms import remove_layers
     from napari_spatimeinr._widgets.workflow import WorkflowWidget
 
     viewer = napari.Viewer(title="gui pause benchmark")
@@ -166,7 +167,13 @@ def measure(key: str, args) -> list[dict]:
     # draw as input + render): the floor set by napari's drawing and the machine's load
     inp = viewer.layers[0]
     copy = viewer.add_image(
-        inp.data.copy(), scale=inp.scale, translate=inp.translate, name="copy", blending="additive"
+        inp.data.copy(),
+        scale=inp.scale,
+        translate=inp.translate,
+        units=inp.units,
+        axis_labels=inp.axis_labels,
+        name="copy",
+        blending="additive",
     )
     nt, nz = inp.data.shape[:2] if inp.ndim == 4 else (1, 1)
     rows.append(
@@ -177,7 +184,7 @@ def measure(key: str, args) -> list[dict]:
             **browse(viewer, meter, nt, nz, args.browse_steps),
         }
     )
-    viewer.layers.remove(copy)
+    remove_layers(viewer, [copy])
     rd.scale_t.setValue(2.0)
     layer = rd.add_layer()
     run_until(lambda: not layer.data.busy, 120)

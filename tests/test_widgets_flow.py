@@ -121,8 +121,8 @@ def test_spatimeinr_few_steps_then_stop(make_napari_viewer, qtbot, tmp_path):
     )
     viewer.add_image(data, name="tiny", scale=(30.0, 1.0, 0.2, 0.2))
     train, render = _docked(viewer)
-    train.time_spin.setValue(8)
-    train.steps_spin.setValue(10**6)  # the time limit ends the run; Stop ends it sooner
+    train.time_spin.setValue(120)
+    train.steps_spin.setValue(10**6)  # Stop ends the run once a preview was shown
     for name, v in {
         "latent_dim": 8,
         "encoder_features": 8,
@@ -138,7 +138,7 @@ def test_spatimeinr_few_steps_then_stop(make_napari_viewer, qtbot, tmp_path):
     train._out_auto = False
     assert train.validate(), train.error_label.text()
     with qtbot.waitSignal(train.model_ready, timeout=60000):
-        with qtbot.waitSignal(train.preview_ready, timeout=30000) as shown:
+        with qtbot.waitSignal(train.preview_ready, timeout=90000) as shown:
             train.start()
         preview = shown.args[0]  # shown while training, from a checkpoint
         assert preview in viewer.layers and train.running

@@ -44,6 +44,7 @@ from .forms import (
     form_layout,
     layer_meta,
     relax_widths,
+    remove_layers,
     scroll_layout,
 )
 from .models import registry
@@ -499,8 +500,9 @@ class RenderWidget(QWidget):
         """Side-by-side view of the layers (one column per layer), or back to overlay."""
         grid = self.grid()
         if on:  # a training preview is transient: it never takes a panel of the grid
-            for ly in [ly for ly in self.viewer.layers if "preview" in ly.metadata]:
-                self.viewer.layers.remove(ly)
+            remove_layers(
+                self.viewer, [ly for ly in self.viewer.layers if "preview" in ly.metadata]
+            )
         grid.enabled = bool(on)
         if on:
             grid.shape = (1, max(1, len(self.viewer.layers)))

@@ -47,10 +47,11 @@ from .forms import (
     layer_physical,
     layer_to_stack,
     relax_widths,
+    remove_layers,
     scroll_layout,
 )
 from .models import registry
-from .processes import compute
+from .processes import compute, warm_up
 
 if TYPE_CHECKING:
     import napari
@@ -594,6 +595,8 @@ class TrainWidget(QWidget):
             else:
                 yield from api.train(stack, out, cfg, stop=lambda: self._stop)
 
+        if self.preview_check.isChecked() and cfg.method == "spatimeinr":
+            warm_up()  # the render process of the previews starts while the model trains
         worker = create_worker(run, _start_thread=False, _ignore_errors=True)
         worker.yielded.connect(lambda p: self._on_progress(p, time_limit))
         worker.errored.connect(self._on_error)
@@ -701,8 +704,8 @@ class TrainWidget(QWidget):
     def remove_preview(self) -> None:
         """Take the preview layer out of the viewer (training ended, or the side-by-side view)."""
         layer, self._preview_layer = self._preview_layer, None
-        if layer is not None and layer in self.viewer.layers:
-            self.viewer.layers.remove(layer)
+        if layer is not None:
+            remove_layers(self.viewer, [layer])
 
     def _show_preview(self, plane: Any, md: Any, tz: tuple[int, int]) -> None:
         if self.worker is None or self._grid_on():  # training ended, or side by side: no preview
