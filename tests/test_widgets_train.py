@@ -145,3 +145,26 @@ def test_training_process_error_shown(viewer_with_sample, qtbot, tmp_path):
     qtbot.waitUntil(lambda: w.worker is None, timeout=60000)
     assert w.error_label.text().startswith("Training failed:"), w.error_label.text()
     assert "a_file" in w.error_label.text()
+
+
+def test_loss_plot_waits_for_two_steps_log_loss_own_psnr_axis(qtbot):
+    import numpy as np
+
+    from napari_spatimeinr._widgets.train import LossPlot
+    from napari_spatimeinr.train.progress import Progress
+
+    plot = LossPlot()
+    qtbot.addWidget(plot)
+    assert not plot.shown and plot.waiting.isVisibleTo(plot)  # no empty axes
+    plot.add(Progress(step=1, total=None, loss=0.1, psnr=20.0))
+    assert not plot.shown  # a single dot says nothing
+    plot.add(Progress(step=2, total=None, loss=0.01, psnr=25.0))
+    assert plot.shown and not plot.waiting.isVisibleTo(plot)
+    _, y = plot._loss_curve.getData()
+    np.testing.assert_allclose(y, [-1.0, -2.0])  # log10(loss) on a log-labelled axis
+    _, psnr = plot._psnr_curve.getData()
+    np.testing.assert_allclose(psnr, [20.0, 25.0])  # dB, on the linear right axis
+    axes = plot.graph.getPlotItem()
+    assert axes.getAxis("left").logMode and not axes.getAxis("right").logMode
+    plot.clear()
+    assert not plot.shown and plot.steps == []

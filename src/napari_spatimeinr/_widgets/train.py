@@ -13,6 +13,7 @@ import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -105,12 +106,17 @@ class LossPlot(QWidget):
         self.waiting.setStyleSheet("color: grey;")
         self.graph = pg.PlotWidget(background=None)
         self.graph.setMinimumSize(160, 170)
+        self.graph.setMaximumHeight(300)
         item = self.graph.getPlotItem()
-        item.setLogMode(x=False, y=True)
+        # the loss is drawn as log10(loss) on a left axis labelled in powers of ten; the PSNR has
+        # its own linear right axis (a plot-wide log mode would make that one logarithmic too)
+        item.getAxis("left").setLogMode(True)
         item.setLabel("bottom", "step")
         item.setLabel("left", "loss", color=LOSS_COLOR)
         item.showAxis("right")
         item.setLabel("right", "PSNR (dB)", color=PSNR_COLOR)
+        for side in ("left", "right", "bottom"):
+            item.getAxis(side).enableAutoSIPrefix(False)
         item.setMenuEnabled(False)
         item.hideButtons()
         self.psnr_view = pg.ViewBox()
@@ -167,7 +173,7 @@ class LossPlot(QWidget):
         if p.psnr is not None:
             self.psnr_steps.append(p.step)
             self.psnr.append(float(p.psnr))
-        self._loss_curve.setData(self.steps, self.loss)
+        self._loss_curve.setData(self.steps, np.log10(self.loss))
         self._psnr_curve.setData(self.psnr_steps, self.psnr)
         self.psnr_view.enableAutoRange()
         if len(set(self.steps) | set(self.psnr_steps)) >= 2 and not self.shown:
