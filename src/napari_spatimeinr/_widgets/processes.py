@@ -98,14 +98,12 @@ def compute(parts: list[Any], fallback: Callable[[list[Any]], list[np.ndarray]] 
         ) from None
 
 
-# -- training --------------------------------------------------------------------------------------
-def _train_child(out_q: Any, stop_evt: Any, source: Any, out_dir: Any, config: Any) -> None:
+# -- generators: training, hold-out checks ----------------------------------------------------------
+def _iterate_child(out_q: Any, stop_evt: Any, fn: Any, args: tuple, kwargs: dict) -> None:
     _lower_priority()
-    from .. import api
-
     try:
-        for p in api.train(source, out_dir, config, stop=stop_evt.is_set):
-            out_q.put(("progress", p))
+        for item in fn(*args, stop=stop_evt.is_set, **kwargs):
+            out_q.put(("item", item))
     except BaseException as err:  # noqa: BLE001 - every failure goes back to the GUI
         try:
             pickle.dumps(err)
@@ -116,21 +114,26 @@ def _train_child(out_q: Any, stop_evt: Any, source: Any, out_dir: Any, config: A
     out_q.put(("done", None))
 
 
-def train_in_process(
-    source: Any, out_dir: Any, config: Any, stop: Callable[[], bool]
-) -> Iterator[Any]:
-    """:func:`napari_spatimeinr.api.train` in a child process; yields its progress records.
+def iterate_in_process(
+    fn: Callable[..., Iterator[Any]], *args: Any, stop: Callable[[], bool], **kwargs: Any
+):
+    """``fn(*args, stop=..., **kwargs)``, a generator, run in a child process; yields its items.
 
-    ``stop()`` is polled ten times a second and passed on: the child finishes its current step and
-    saves a usable model, as in this process.
+    ``stop()`` is polled ten times a second and passed on as the child's ``stop``. A ``fn`` that
+    cannot be sent to a process (a local function, e.g. a test's stand-in) runs here instead.
     """
+    try:
+        pickle.dumps(fn)
+    except Exception:
+        yield from fn(*args, stop=stop, **kwargs)
+        return
     ctx = _spawn()
     out_q = ctx.Queue()
     stop_evt = ctx.Event()
     child = ctx.Process(
-        target=_train_child,
-        args=(out_q, stop_evt, source, out_dir, config),
-        name="spatimeinr-train",
+        target=_iterate_child,
+        args=(out_q, stop_evt, fn, args, kwargs),
+        name=f"spatimeinr-{getattr(fn, '__name__', 'job')}",
         daemon=True,
     )
     child.start()
@@ -143,11 +146,11 @@ def train_in_process(
             except queue.Empty:
                 if not child.is_alive():
                     raise SpatimeINRError(
-                        f"The training process ended unexpectedly (exit code {child.exitcode}; "
+                        f"The background process ended unexpectedly (exit code {child.exitcode}; "
                         "out of memory?)."
                     ) from None
                 continue
-            if kind == "progress":
+            if kind == "item":
                 yield item
             elif kind == "error":
                 raise item
@@ -160,3 +163,16 @@ def train_in_process(
             if child.is_alive():
                 child.terminate()
         out_q.close()
+
+
+def train_in_process(
+    source: Any, out_dir: Any, config: Any, stop: Callable[[], bool]
+) -> Iterator[Any]:
+    """:func:`napari_spatimeinr.api.train` in a child process; yields its progress records.
+
+    The child finishes its current step when ``stop()`` turns true and saves a usable model, as in
+    this process.
+    """
+    from .. import api
+
+    yield from iterate_in_process(api.train, source, out_dir, config, stop=stop)

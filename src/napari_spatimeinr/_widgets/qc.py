@@ -41,6 +41,7 @@ from ..evaluate.report import plot_report, write_report
 from ..io.axes import check_axes, to_tzyx
 from ..train.progress import Progress
 from .forms import fit_width, form_layout, relax_widths, scroll_layout
+from .processes import iterate_in_process
 
 if TYPE_CHECKING:
     import napari
@@ -367,7 +368,8 @@ class QCWidget(QWidget):
         kwargs = {k: req[k] for k in ("task", "factor", "z_only", "method", "preset", "time_limit")}
 
         def job():
-            yield from run_evaluation(stack, stop=lambda: self._stop, **kwargs)
+            # in a child process: the check trains and renders, which would stall napari's GUI
+            yield from iterate_in_process(run_evaluation, stack, stop=lambda: self._stop, **kwargs)
 
         self.worker = create_worker(job, _start_thread=False)
         self.worker.yielded.connect(self._on_item)
