@@ -176,3 +176,42 @@ def train_in_process(
     from .. import api
 
     yield from iterate_in_process(api.train, source, out_dir, config, stop=stop)
+
+
+def export_steps(
+    darr: Any, path: Any, meta: Any, *, dtype: str, overwrite: bool, stop: Callable[[], bool]
+) -> Iterator[tuple[Any, ...]]:
+    """:func:`napari_spatimeinr.api.export` as a generator (for :func:`iterate_in_process`).
+
+    Yields ``("progress", done, total)`` as chunks are written, then ``("done", path)``; ``stop``
+    cancels (the export raises :class:`~napari_spatimeinr.errors.StopRequested`).
+    """
+    from .. import api
+
+    events: queue.Queue = queue.Queue()
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            result["path"] = api.export(
+                darr,
+                path,
+                meta,
+                dtype=dtype,
+                overwrite=overwrite,
+                progress=lambda done, total: events.put((int(done), int(total))),
+                cancel=stop,
+            )
+        except BaseException as err:  # noqa: BLE001 - raised below, in the generator
+            result["error"] = err
+        finally:
+            events.put(None)
+
+    writer = threading.Thread(target=run, name="spatimeinr-export")
+    writer.start()
+    while (item := events.get()) is not None:
+        yield ("progress", *item)
+    writer.join()
+    if "error" in result:
+        raise result["error"]
+    yield ("done", result["path"])

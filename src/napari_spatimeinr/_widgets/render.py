@@ -48,6 +48,7 @@ from .forms import (
     scroll_layout,
 )
 from .models import registry
+from .processes import export_steps, iterate_in_process
 
 if TYPE_CHECKING:
     import napari
@@ -562,15 +563,21 @@ class RenderWidget(QWidget):
         self.export_bar.setRange(0, 0)  # busy until the first chunk
 
         def run() -> Path:
-            return api.export(
+            # in a child process: rendering holds the GIL for long stretches (napari would stall)
+            for kind, *rest in iterate_in_process(
+                export_steps,
                 darr,
                 path,
                 plan.meta,
                 dtype=dtype,
                 overwrite=overwrite,
-                progress=lambda done, total: self.export_progress.emit(int(done), int(total)),
-                cancel=lambda: self._cancel,
-            )
+                stop=lambda: self._cancel,
+            ):
+                if kind == "progress":
+                    self.export_progress.emit(*rest)
+                else:
+                    return Path(rest[0])
+            raise SpatimeINRError("The export ended without writing the file.")
 
         worker = create_worker(run, _start_thread=False, _ignore_errors=True)
         self._export_t0 = time.perf_counter()
