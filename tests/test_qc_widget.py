@@ -39,11 +39,14 @@ def test_temporal_check_fills_table_plot_layers_and_saves(qtbot, viewer_and_widg
     w.factor_spin.setValue(2)
     w.method_combo.setCurrentText("linear")
     assert w.run_button.isEnabled()
+    assert "no training" in w.engine_info.text()
+    assert not w.canvas.isVisibleTo(w) and not w.table.isVisibleTo(w)  # no empty plot or table
     assert "scored" in w.plan_label.text()
     w.run_button.click()
     wait_done(qtbot, w)
     res = w.result
     assert res is not None, w.status_label.text()
+    assert w.canvas.isVisibleTo(w) and w.table.isVisibleTo(w)
     rep = res.report
     names = [w.table.item(r, 0).text() for r in range(w.table.rowCount())]
     assert names == list(rep["results"]) == ["linear", "nearest", "cubic", "motion", "smoothed"]

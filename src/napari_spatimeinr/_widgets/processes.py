@@ -6,8 +6,9 @@ releases and re-acquires it, so drawing one frame can wait hundreds of milliseco
 (``benchmarks/gui_pause.py`` measured 830 ms while training and 260 ms while browsing with threads).
 Here:
 
-- :func:`train_in_process` runs :func:`napari_spatimeinr.api.train` in a child process and yields
-  its :class:`Progress` records back (a superqt worker thread iterates it; Stop is passed through);
+- :func:`iterate_in_process` runs a generator (training: :func:`train_in_process`; the QC check;
+  an export: :func:`export_steps`) in a child process and yields its items back (a superqt worker
+  thread iterates it; Stop/Cancel is passed through);
 - :func:`compute` computes dask arrays (render chunks, previews) in a long-lived child process that
   keeps its loaded renderers (cached per model file, so a new checkpoint is picked up).
 

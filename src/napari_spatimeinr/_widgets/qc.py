@@ -42,6 +42,7 @@ from ..io.axes import check_axes, to_tzyx
 from ..train.progress import Progress
 from .forms import fit_width, form_layout, relax_widths, scroll_layout
 from .processes import iterate_in_process
+from .train import METHOD_TIPS, PRESET_INFO
 
 if TYPE_CHECKING:
     import napari
@@ -183,6 +184,11 @@ class QCWidget(QWidget):
         form.addRow("Task", task_row)
         form.addRow("Method", self.method_combo)
         form.addRow("Preset", self.preset_combo)
+        #: what the chosen method/preset is, its speed and needs (as in the Train tab)
+        self.engine_info = QLabel("")
+        self.engine_info.setWordWrap(True)
+        self.engine_info.setStyleSheet("color: grey;")
+        form.addRow(self.engine_info)
         form.addRow("Time limit", self.time_spin)
 
         self.plan_label = QLabel()
@@ -213,6 +219,8 @@ class QCWidget(QWidget):
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.canvas.setMinimumHeight(210)
+        self.canvas.setVisible(False)  # no empty axes: shown with the first result
+        self.table.setVisible(False)
         self.save_button = QPushButton("Save report…")
         self.save_button.setEnabled(False)
 
@@ -322,6 +330,11 @@ class QCWidget(QWidget):
 
     def _update_plan(self, *_: Any) -> None:
         method = self.method_combo.currentText()
+        self.engine_info.setText(
+            PRESET_INFO.get(self.preset_combo.currentText(), "")
+            if method == "spatimeinr"
+            else METHOD_TIPS.get(method, f"{method}: a baseline (no training).")
+        )
         self.preset_combo.setEnabled(method == "spatimeinr")
         self.time_spin.setEnabled(method == "spatimeinr")
         busy = self.worker is not None
@@ -429,6 +442,8 @@ class QCWidget(QWidget):
     # -- results --------------------------------------------------------------------------------
     def _show_result(self, res: EvalResult) -> None:
         rep = res.report
+        self.table.setVisible(True)
+        self.canvas.setVisible(True)
         self.fill_table(rep)
         self.draw_plot(rep)
         self.add_layers(res)
