@@ -89,6 +89,8 @@ def _run_one(path: Path, task: str, z_only: bool, args, work: Path) -> dict:
         "render_voxels_per_s": render_rate,
         "heldout_psnr": json.loads((work / "model" / "meta.json").read_text()).get("heldout_psnr"),
         "wall_seconds": time.perf_counter() - t0,
+        "flicker": ours.get("flicker"),
+        "flicker_truth": ours.get("flicker_truth"),
     }
     if row["train_steps"] and row["train_seconds"]:
         row["train_steps_per_s"] = row["train_steps"] / row["train_seconds"]
@@ -103,16 +105,20 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--only", help="substring of the file names to run")
+    ap.add_argument("--task", choices=["temporal", "spatial"], help="run only this task")
     ap.add_argument("--json", type=Path, help="append the rows to this JSON-lines file")
     args = ap.parse_args()
     for path, task, z_only in tasks(args.data, args.only):
+        if args.task and task != args.task:
+            continue
         row = run_one(path, task, z_only, args)
         base = ", ".join(f"{k} {v:.2f}" for k, v in row["baselines"].items() if v is not None)
         print(
             f"{row['stack']} {row['task']} [{row['preset']}, {row['time_limit']:g} s]: "
             f"spatimeinr {row['psnr']:.2f} dB; {base}; gain over best ({row['best_baseline']}) "
             f"{row['gain_db']:+.2f} dB; train {row.get('train_steps_per_s', float('nan')):.2f} "
-            f"steps/s; render {row['render_voxels_per_s']:.3g} voxels/s",
+            f"steps/s; render {row['render_voxels_per_s']:.3g} voxels/s"
+            + (f"; flicker {row['flicker']:.2f}" if row.get("flicker") else ""),
             flush=True,
         )
         if args.json:

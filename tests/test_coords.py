@@ -65,3 +65,12 @@ def test_temporal_factor_on_single_frame_is_refused():
 def test_roi_out_of_range_is_refused():
     with pytest.raises(SpatimeINRError, match="ROI"):
         make_grid((2, 4, 5, 6), 1, roi=(0, 9, 0, 5, 0, 6))
+
+
+def test_t_range_between_output_frames_is_a_clear_error():
+    import pytest
+
+    from napari_spatimeinr.errors import SpatimeINRError
+
+    with pytest.raises(SpatimeINRError, match="holds no output frame"):
+        make_grid((5, 1, 4, 4), 1, (1, 1, 1), t_range=(0.5, 0.6))

@@ -85,3 +85,31 @@ def test_bad_suffix_refused(widget):
     widget.path_edit.setText("/tmp/out.png")
     assert not widget.export()
     assert ".tif" in widget.error_label.text()
+
+
+@pytest.mark.parametrize("axis", ["scale_y", "scale_t"])
+def test_absurd_factor_is_refused_without_allocation(widget, axis):
+    """Issue 13: ×1e6 greys out Add layer and Export, says why in the info line, allocates
+    nothing, and the viewer stays usable."""
+    import resource
+
+    w = widget
+    w.path_edit.setText(str(w.model_combo.currentData()) + "_x.tif")
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for s in (w.scale_t, w.scale_z, w.scale_y, w.scale_x):
+        s.setValue(1.0)
+    getattr(w, axis).setValue(1e6)
+    assert getattr(w, axis).value() == 1e6  # the gate refuses, not the spin box
+    info = w.output_info.text()
+    assert "B" in info and ("limit" in info or "available" in info), info
+    assert not w.add_btn.isEnabled() and not w.export_btn.isEnabled()
+    n_layers = len(w.viewer.layers)
+    assert w.add_layer() is None  # the button is grey; a direct call is refused too
+    assert not w.export()
+    assert len(w.viewer.layers) == n_layers
+    assert w.error_label.text()  # the refusal is shown
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
+    assert grown_mb < 200, grown_mb
+    getattr(w, axis).setValue(2.0)  # back to a sane factor: both buttons come back
+    assert w.add_btn.isEnabled() and w.export_btn.isEnabled()
+    assert w.add_layer() is not None

@@ -106,9 +106,27 @@ def browse_chunks(shape: tuple[int, ...], max_voxels: int = 2**20) -> tuple[int,
     return (1, 1, max(1, min(ny, max_voxels // max(1, nx))), nx)
 
 
+def browse_cost(plan: Any) -> Any:
+    """The :class:`~napari_spatimeinr.limits.RenderCost` of ``plan`` browsed as a lazy layer."""
+    import math
+
+    from .limits import RenderCost
+
+    chunk = browse_chunks(plan.shape)
+    n = math.prod(-(-int(s) // c) for s, c in zip(plan.shape, chunk, strict=True))
+    return RenderCost(tuple(plan.shape), tuple(plan.grid.full_shape), chunk, n, 1)
+
+
 def browse_plan(plan: Any) -> Any:
-    """``plan`` with :func:`browse_chunks` (same grid and metadata) for a lazy layer."""
+    """``plan`` with :func:`browse_chunks` (same grid and metadata) for a lazy layer.
+
+    Refused (:func:`napari_spatimeinr.limits.check_view`) before the layer's task graph is built
+    when one displayed plane, or the graph itself, would not fit in memory.
+    """
     import dask.array as da
 
+    from .limits import check_view
+
+    check_view(browse_cost(plan))
     chunks = da.core.normalize_chunks(browse_chunks(plan.shape), plan.shape)
     return dataclasses.replace(plan, chunks=chunks)

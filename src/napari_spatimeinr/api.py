@@ -13,6 +13,7 @@ Typical use::
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,7 @@ def train(
     resume: bool = False,
     stop: Callable[[], bool] | None = None,
     read_options: dict[str, Any] | None = None,
+    force: bool = False,
 ) -> Iterator[Progress]:
     """Train a model of ``source`` into ``out_dir``: a generator of :class:`Progress` records.
 
@@ -96,7 +98,14 @@ def train(
     method's first checkpoint is written and always when the generator ends, also after ``stop()``
     returned True. ``resume=True`` continues the training stored in ``out_dir`` (``source`` is then
     only checked to be the same data, when given as a path).
+
+    Before any work, :func:`napari_spatimeinr.limits.check_train` refuses a model that would not
+    fit the disk (the input, its flows) or a training that would not fit the memory;
+    ``force=True`` skips the disk check only. An unwritable ``out_dir`` is refused by name.
     """
+    t_setup = time.perf_counter()
+    from .limits import check_train, check_writable
+
     cfg = train_config(config)
     should_stop = stop or (lambda: False)
     if resume:
@@ -113,8 +122,13 @@ def train(
                 stored[key] = value
         cfg = build(TrainConfig, stored, "training configuration")
     else:
+        check_writable(out_dir, "model directory")
         stack = source if isinstance(source, Stack4D) else read(source, **(read_options or {}))
+        check_train(stack.shape, cfg.method, cfg.preset, out_dir, force=force)
         md = create_model_dir(out_dir, stack, cfg, overwrite=overwrite)
+    if cfg.time_limit is not None:  # the limit covers reading and writing the input too
+        spent = time.perf_counter() - t_setup
+        cfg = cfg.model_copy(update={"time_limit": max(cfg.time_limit - spent, 1.0)})
     yield from get_method(cfg.method).train(md, cfg, should_stop)
 
 
@@ -132,12 +146,24 @@ def export(
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
+    force: bool = False,
 ) -> Path:
-    """Write a lazy TZYX array chunk by chunk; the format follows the suffix of ``path``."""
+    """Write a lazy TZYX array chunk by chunk; the format follows the suffix of ``path``.
+
+    Refused before any work when it cannot fit (see :mod:`napari_spatimeinr.limits`);
+    ``force=True`` skips the free-disk check only.
+    """
     from .io.write import write_array
 
     return write_array(
-        darr, path, meta, dtype=dtype, overwrite=overwrite, progress=progress, cancel=cancel
+        darr,
+        path,
+        meta,
+        dtype=dtype,
+        overwrite=overwrite,
+        progress=progress,
+        cancel=cancel,
+        force=force,
     )
 
 

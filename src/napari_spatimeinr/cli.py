@@ -1,14 +1,15 @@
 """Command line: ``spatimeinr train | render | evaluate | info`` (DESIGN.md, "CLI contract").
 
-Errors print one line to stderr and exit with status 2; progress goes to stderr; results to files.
+Errors print one line to stderr and exit with status 2 (usage errors too); progress goes to stderr;
+results to files. Limits before work (DESIGN.md, "CLI contract"): every command runs the gate of
+:mod:`napari_spatimeinr.limits` from shapes alone before it allocates or writes anything (writable
+target, format and free disk, plan, peak memory); ``--force`` skips the free-disk check only.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
-import os
 import signal
 import sys
 import time
@@ -97,12 +98,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         "voxel_size": tuple(args.voxel_size) if args.voxel_size else None,
         "frame_interval": args.frame_interval,
     }
+    if cfg.device == "cuda":  # refuse a missing GPU before reading anything
+        from .render.lazy import resolve_device
+
+        resolve_device("cuda")
     if not args.resume:  # refuse before reading a possibly large input
+        from .limits import check_writable
         from .model_dir import check_new_output
 
         check_new_output(Path(args.output), args.overwrite)
+        check_writable(args.output, "model directory")
     if args.resume:
         source: Any = args.input
+        api.open_model(args.output)  # refuse a missing or incomplete model before saying more
         _say(args, f"Resuming training in {args.output}")
     else:
         source = api.read(args.input, **read_options)
@@ -120,9 +128,22 @@ def cmd_train(args: argparse.Namespace) -> int:
             + (f", {', '.join(budget)}" if budget else "")
             + f". Model → {args.output}",
         )
+        if cfg.method == "spatimeinr":
+            from .model.presets import resolve_params
+
+            if resolve_params(cfg).motion:
+                from .train.motion_task import flow_plan
+
+                _say(args, "Plan: " + flow_plan(source.shape, cfg.time_limit))
     with _graceful_stop() as stop:
         gen = api.train(
-            source, args.output, cfg, overwrite=args.overwrite, resume=args.resume, stop=stop
+            source,
+            args.output,
+            cfg,
+            overwrite=args.overwrite,
+            resume=args.resume,
+            stop=stop,
+            force=args.force,
         )
         bar = None
         last = None
@@ -169,37 +190,58 @@ def _dask_client(args: argparse.Namespace):
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    """Render a model into a file. The gate of :mod:`.limits` runs first, from the shape alone:
+    writable target, format and disk (``--force`` skips the disk check), plan, peak memory."""
     from . import api
-    from .io.write import estimate_output_bytes
+    from .limits import check_export, check_writable, render_cost
 
     sz = sy = sx = args.scale
     sz = args.scale_z if args.scale_z is not None else sz
     sy = args.scale_y if args.scale_y is not None else sy
     sx = args.scale_x if args.scale_x is not None else sx
-    plan = api.plan_render(
-        args.model_dir,
-        args.scale_t,
-        (sz, sy, sx),
-        tuple(args.t_range) if args.t_range else None,
-        tuple(args.roi) if args.roi else None,
-        chunk_mb=args.chunk_mb,
-        device=args.device,
-    )
     out = Path(args.output)
     if out.exists() and not args.overwrite:
         raise SpatimeINRError(
             f"{out} already exists: choose another name, or pass --overwrite to replace it."
         )
-    disk = estimate_output_bytes(plan.shape, args.dtype, str(out))
-    chunk_bytes = 4 * math.prod(c[0] for c in plan.chunks)
+    from .io.formats import write_family
+    from .io.write import check_target
+
+    write_family(out)  # an unknown suffix is refused before the model is opened
+    check_target(out, args.overwrite)
+    check_writable(out)
+    if args.workers is not None and args.workers < 1:
+        raise SpatimeINRError(f"--workers must be at least 1, got {args.workers}.")
+    md = api.open_model(args.model_dir)
+    t_range = tuple(args.t_range) if args.t_range else None
+    roi = tuple(args.roi) if args.roi else None
+    workers = args.workers or None
+    cost = render_cost(
+        md.shape, args.scale_t, (sz, sy, sx), t_range, roi, chunk_mb=args.chunk_mb, workers=workers
+    )
+    model_bytes = (md.path / "input.npy").stat().st_size
+    check_export(
+        cost, out, args.dtype, force=args.force, model_bytes=model_bytes, check_target=False
+    )
+    plan = api.plan_render(
+        md,
+        args.scale_t,
+        (sz, sy, sx),
+        t_range,  # type: ignore[arg-type]
+        roi,  # type: ignore[arg-type]
+        chunk_mb=args.chunk_mb,
+        device=args.device,
+        keep_measured=args.keep_measured,
+    )
+    disk = cost.disk_bytes(args.dtype, str(out))
     with _dask_client(args):
         est = api.estimate_seconds(plan) if not (args.scheduler or args.workers) else None
         t, z, y, x = plan.shape
         _say(
             args,
             f"Output T={t} Z={z} Y={y} X={x} ({args.dtype}), about {_fmt_bytes(disk)} on disk; "
-            f"chunks of {_fmt_bytes(chunk_bytes)}, memory about "
-            f"{_fmt_bytes(chunk_bytes * 4 * (os.cpu_count() or 1))}; estimated time "
+            f"chunks of {_fmt_bytes(cost.chunk_bytes)}, peak memory about "
+            f"{_fmt_bytes(cost.peak_bytes(model_bytes))}; estimated time "
             f"{_fmt_seconds(est) if est is not None else 'unknown (cluster)'}",
         )
         arr = api.render_plan(plan)
@@ -221,6 +263,7 @@ def cmd_render(args: argparse.Namespace) -> int:
                     overwrite=args.overwrite,
                     progress=progress,
                     cancel=stop,
+                    force=args.force,
                 )
             except StopRequested:
                 bar.close()
@@ -252,8 +295,29 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     }
     from . import api
 
+    # the evaluated method's training settings, checked before any work
+    api.train_config(
+        {
+            k: v
+            for k, v in {
+                "method": args.method,
+                "preset": args.preset,
+                "time_limit": args.time_limit,
+                "steps": args.steps,
+                "seed": args.seed,
+            }.items()
+            if v is not None
+        }
+    )
     if args.output:  # refuse a report that cannot be written before any work
+        from .limits import check_writable
+
         report_path = Path(args.output)
+        if report_path.suffix and report_path.suffix.lower() != ".json":
+            raise SpatimeINRError(
+                f"{report_path.name}: the report is JSON (a .csv and a .png are written beside "
+                "it): end the name with .json."
+            )
         if not report_path.parent.is_dir():
             raise SpatimeINRError(
                 f"The folder {report_path.parent} does not exist: create it or choose another -o."
@@ -262,6 +326,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             raise SpatimeINRError(
                 f"{report_path} already exists: choose another name, or pass --overwrite."
             )
+        check_writable(report_path, "report")
     stack = api.read(args.input, **read_options)
     result = None
     with _graceful_stop() as stop:
@@ -277,6 +342,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             steps=args.steps,
             seed=args.seed,
             stop=stop,
+            force=args.force,
         ):
             if isinstance(item, Progress):
                 stage = _stage(item.message)
@@ -313,11 +379,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from . import api
     from .data.synthetic import make_nuclei_timelapse
     from .io.meta import OutputMeta
+    from .limits import check_writable
 
     out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise SpatimeINRError(f"{out} is a file: choose a folder for the demo files.")
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise SpatimeINRError(f"{out} is not empty: choose another folder or pass --overwrite.")
-    out.mkdir(parents=True, exist_ok=True)
+    if not out.exists():
+        check_writable(out, "demo folder")
+    out.mkdir(exist_ok=True)
     stack = make_nuclei_timelapse(seed=args.seed)
     sample = out / "sample.tif"
     meta = OutputMeta(
@@ -410,19 +481,31 @@ def _add_read_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+FORCE_HELP = (
+    "go on even if the free disk space looks too small (memory and format limits still apply)"
+)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors in one line on stderr (exit status 2), like every other error."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 class StackOptionsHelp:
     axes = "axis order of the file, e.g. TZYX, ZYX, TYX, TCZYX (default: from the file)"
 
 
 def build_parser() -> argparse.ArgumentParser:
     fields = TrainConfig.model_fields
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="spatimeinr",
         description="Continuous 4D super-resolution of fluorescence time-lapses (SpatimeINR).",
     )
     p.add_argument("--version", action="store_true", help="print the version and exit")
     p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
-    sub = p.add_subparsers(dest="command")
+    sub = p.add_subparsers(dest="command", parser_class=OneLineParser)
 
     t = sub.add_parser("train", help="build a model of a stack")
     t.add_argument("input", help="stack: .tif/.ome.tif/.nii(.gz)/.zarr/.npy")
@@ -445,6 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--resume", action="store_true", help="continue the training in MODEL_DIR")
     t.add_argument("--overwrite", action="store_true", help="replace an existing model directory")
+    t.add_argument("--force", action="store_true", help=FORCE_HELP)
     t.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     t.set_defaults(func=cmd_train)
 
@@ -471,6 +555,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["float32", "uint16"],
         default="float32",
         help="output type (uint16 maps the input's intensity range back)",
+    )
+    r.add_argument(
+        "--keep-measured",
+        action="store_true",
+        help="measured frames as acquired (default: every frame from the model, one noise level)",
     )
     r.add_argument(
         "--t-range",
@@ -502,6 +591,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="render on a local dask cluster of N worker processes",
     )
     r.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    r.add_argument("--force", action="store_true", help=FORCE_HELP)
     r.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     r.set_defaults(func=cmd_render)
 
@@ -518,6 +608,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_read_options(e)
     e.add_argument("-o", "--output", metavar="REPORT.json", help="write the report (JSON+CSV+PNG)")
     e.add_argument("--overwrite", action="store_true", help="replace an existing report")
+    e.add_argument("--force", action="store_true", help=FORCE_HELP)
     e.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     e.set_defaults(func=cmd_evaluate)
 

@@ -205,6 +205,11 @@ class RenderConfig(_Model):
         description="float32 (default) or uint16 (the input's intensity range mapped back).",
     )
     device: Device = Field("auto", description="Where to render: auto, cpu or cuda.")
+    keep_measured: bool = Field(
+        False,
+        description="Return measured frames as acquired. Default: every frame, measured ones "
+        "included, comes from the model at one noise level (no flicker in a movie).",
+    )
     chunk_mb: float = Field(8.0, gt=0, description="Target size of one computed chunk, in MB.")
 
     @property

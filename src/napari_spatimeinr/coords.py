@@ -15,6 +15,7 @@ Every module (classical interpolation, the neural field, evaluation, writers) us
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,6 +98,106 @@ class OutputGrid:
         return (rt, zn / fz, yn / fy, xn / fx)
 
 
+def _validate(
+    input_shape: tuple[int, int, int, int],
+    scale_t: float,
+    scale_zyx: tuple[float, float, float],
+    t_range: tuple[float, float] | None,
+    roi: tuple[int, int, int, int, int, int] | None,
+) -> tuple[float, float, float, float]:
+    """The factors (t, z, y, x) as floats; one clear error for any unusable request."""
+    tn, zn, yn, xn = (int(v) for v in input_shape)
+    st = check_factor("The temporal factor", scale_t)
+    sz, sy, sx = (check_factor(f"The {a} factor", s) for a, s in zip("zyx", scale_zyx, strict=True))
+    if tn == 1 and st != 1.0:
+        raise SpatimeINRError(
+            "This stack has a single time point (T=1), so it cannot be resampled in time: "
+            "use a temporal factor of 1, or load a time-lapse."
+        )
+    if t_range is not None:
+        a, b = (float(v) for v in t_range)
+        if not (0 <= a <= b <= tn - 1):
+            raise SpatimeINRError(
+                f"The T range {a:g}..{b:g} is outside the stack's frames 0..{tn - 1}: "
+                "give two frame indices A <= B within it."
+            )
+    if roi is not None:
+        if len(roi) != 6:
+            raise SpatimeINRError("The ROI needs six numbers: Z0 Z1 Y0 Y1 X0 X1.")
+        for k, (name, n) in enumerate(zip("ZYX", (zn, yn, xn), strict=True)):
+            lo, hi = int(roi[2 * k]), int(roi[2 * k + 1])
+            if not (0 <= lo < hi <= n):
+                raise SpatimeINRError(
+                    f"The ROI's {name} range {lo}..{hi} is outside 0..{n}: give {name}0 < {name}1 "
+                    f"within the stack's {n} voxels (half-open, input voxel indices)."
+                )
+    return st, sz, sy, sx
+
+
+def _first(m: int, pred: Callable[[int], bool]) -> int:
+    """The first index j in [0, m] where ``pred(j)`` holds (``pred`` monotonic), by bisection."""
+    lo, hi = 0, m
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if pred(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def _count_in(m: int, ratio: float, lo: int, hi: int) -> int:
+    """How many of the ``m`` spatial centres ``(j + 0.5) * ratio - 0.5`` lie in [lo-0.5, hi-0.5)."""
+
+    def at_least(v: float) -> int:
+        return _first(m, lambda j: (float(j) + 0.5) * ratio - 0.5 >= v)
+
+    return at_least(hi - 0.5) - at_least(lo - 0.5)
+
+
+def _empty_t_range(t_range: tuple[float, float], scale_t: float) -> SpatimeINRError:
+    a, b = (float(v) for v in t_range)
+    return SpatimeINRError(
+        f"The T range {a:g}..{b:g} holds no output frame at the temporal factor {scale_t:g}: "
+        "widen it (e.g. to whole frame numbers)."
+    )
+
+
+def grid_shape(
+    input_shape: tuple[int, int, int, int],
+    scale_t: float = 1.0,
+    scale_zyx: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    t_range: tuple[float, float] | None = None,
+    roi: tuple[int, int, int, int, int, int] | None = None,
+) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]]:
+    """(shape, full_shape) of :func:`make_grid`'s grid, computed without building it.
+
+    The same validation and the same floating-point coordinates as :func:`make_grid` (each
+    coordinate evaluated on its own, by bisection), so the cost of an absurd factor can be known
+    before any array of that size exists (see :mod:`napari_spatimeinr.limits`).
+    """
+    tn, zn, yn, xn = (int(v) for v in input_shape)
+    st, sz, sy, sx = _validate(input_shape, scale_t, scale_zyx, t_range, roi)
+    full = (temporal_size(tn, st), spatial_size(zn, sz), spatial_size(yn, sy), spatial_size(xn, sx))
+    shape = list(full)
+    if t_range is not None:
+        m = full[0]
+        step = (tn - 1) / (m - 1) if m > 1 else 0.0
+
+        def tc(j: int) -> float:
+            return float(tn - 1) if j == m - 1 and m > 1 else float(j) * step
+
+        a, b = (float(v) for v in t_range)
+        shape[0] = _first(m, lambda j: tc(j) > b + 1e-9) - _first(m, lambda j: tc(j) >= a - 1e-9)
+    if roi is not None:
+        for k, n in enumerate((zn, yn, xn)):
+            count = _count_in(full[k + 1], n / full[k + 1], int(roi[2 * k]), int(roi[2 * k + 1]))
+            shape[k + 1] = max(1, count)  # a tiny ROI at a coarse factor: the nearest voxel
+    if shape[0] == 0:
+        raise _empty_t_range(t_range, scale_t)  # type: ignore[arg-type]
+    return tuple(shape), full  # type: ignore[return-value]
+
+
 def make_grid(
     input_shape: tuple[int, int, int, int],
     scale_t: float = 1.0,
@@ -134,6 +235,8 @@ def make_grid(
                 "give two frame indices A <= B within it."
             )
         idx = np.nonzero((full[0] >= a - 1e-9) & (full[0] <= b + 1e-9))[0]
+        if idx.size == 0:
+            raise _empty_t_range((a, b), st)
         keep[0] = slice(int(idx[0]), int(idx[-1]) + 1)
     if roi is not None:
         if len(roi) != 6:

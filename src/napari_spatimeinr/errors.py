@@ -12,3 +12,8 @@ class SpatimeINRError(ValueError):
 
 class StopRequested(Exception):  # noqa: N818 - a signal, not an error
     """Raised inside long work when the user asked it to stop."""
+
+
+class LimitError(SpatimeINRError):
+    """A request refused by :mod:`napari_spatimeinr.limits` before any work: too large for the
+    disk, the memory or the format. The message names the number and the limit."""

@@ -107,7 +107,15 @@ class ModelDir:
                     f"{self.path} is not a complete model directory ({name} is missing): train it "
                     "again with --overwrite."
                 )
-        self.meta: dict[str, Any] = json.loads((self.path / "meta.json").read_text())
+        try:
+            self.meta: dict[str, Any] = json.loads((self.path / "meta.json").read_text())
+            if not isinstance(self.meta, dict):
+                raise ValueError("not a JSON object")
+        except (ValueError, OSError) as exc:
+            raise SpatimeINRError(
+                f"{self.path} is not a complete model directory (meta.json is unreadable: {exc}): "
+                "train it again with --overwrite."
+            ) from None
         if int(self.meta.get("format_version", 0)) > FORMAT_VERSION:
             raise SpatimeINRError(
                 f"{self.path} was written by a newer napari-spatimeinr (format "
@@ -116,8 +124,35 @@ class ModelDir:
         self.config: TrainConfig = build(
             TrainConfig, load_yaml(self.path / "config.yaml"), "config.yaml"
         )
-        self.norm = Normalization.from_dict(self.meta["normalization"])
+        self._check_meta()
+        try:
+            self.norm = Normalization.from_dict(self.meta["normalization"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise self._broken(f"its normalization is unreadable: {exc}") from None
         self._input: np.ndarray | None = None
+
+    def _broken(self, why: str) -> SpatimeINRError:
+        return SpatimeINRError(
+            f"{self.path} is not a complete model directory ({why}): train it again with "
+            "--overwrite."
+        )
+
+    def _check_meta(self) -> None:
+        """Refuse a meta.json without a usable shape, voxel size, frame interval, normalization."""
+        m = self.meta
+        try:
+            shape = [int(s) for s in m["shape"]]
+            vs = [float(v) for v in m["voxel_size"]]
+            fi = float(m["frame_interval"])
+            m["normalization"]  # noqa: B018 - presence
+        except KeyError as exc:
+            raise self._broken(f"meta.json has no {exc.args[0]!r}") from None
+        except (TypeError, ValueError) as exc:
+            raise self._broken(f"meta.json is inconsistent: {exc}") from None
+        if len(shape) != 4 or min(shape) < 1:
+            raise self._broken(f"meta.json's shape {m['shape']} is not four positive sizes T Z Y X")
+        if len(vs) != 3 or not all(v > 0 for v in vs) or not fi > 0:
+            raise self._broken("meta.json's voxel size or frame interval is not positive")
 
     # -- properties -----------------------------------------------------------------------------
     @property
@@ -128,7 +163,15 @@ class ModelDir:
     def input(self) -> np.ndarray:
         """The normalized input, TZYX float32, memory-mapped read-only."""
         if self._input is None:
-            self._input = np.load(self.path / "input.npy", mmap_mode="r")
+            try:
+                arr = np.load(self.path / "input.npy", mmap_mode="r", allow_pickle=False)
+            except (ValueError, OSError, EOFError) as exc:
+                raise self._broken(f"input.npy is unreadable: {exc}") from None
+            if tuple(arr.shape) != self.shape:
+                raise self._broken(
+                    f"input.npy has shape {tuple(arr.shape)}, meta.json says {self.shape}"
+                )
+            self._input = arr
         return self._input
 
     @property
@@ -220,7 +263,13 @@ def create_model_dir(
             f"The folder {parent} does not exist: create it or choose another -o."
         )
     norm = Normalization.fit(stack.data)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
+    except OSError as exc:
+        raise SpatimeINRError(
+            f"Cannot write the model directory {path}: the folder {parent} is not writable "
+            f"({exc.strerror or type(exc).__name__}). Choose another -o."
+        ) from None
     os.chmod(tmp, default_mode(directory=True))  # readable by cluster workers like any folder
     try:
         np.save(tmp / "input.npy", norm.apply(stack.data))

@@ -11,6 +11,7 @@ to a file (format from the suffix) chunk by chunk in a worker, with a progress b
 from __future__ import annotations
 
 import math
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,7 +35,7 @@ from superqt.utils import create_worker
 
 from .. import api
 from .._layers import METHOD_LABELS, browse_plan, model_input_kwargs, render_layer_kwargs
-from ..errors import SpatimeINRError, StopRequested
+from ..errors import LimitError, SpatimeINRError, StopRequested
 from ..io.formats import SUPPORTED_WRITE_SUFFIXES, suffix_of
 from .async_layer import AsyncArray, add_async_layer
 from .forms import (
@@ -69,8 +70,21 @@ def _fmt_bytes(n: float) -> str:
     return ""  # pragma: no cover
 
 
+class _FactorSpin(QDoubleSpinBox):
+    """A factor box as wide as one for factors up to 64: larger factors are accepted (the limits
+    gate refuses absurd ones with their size) without widening the form."""
+
+    hints: tuple[Any, Any] | None = None
+
+    def sizeHint(self) -> Any:  # noqa: N802 - Qt API
+        return self.hints[0] if self.hints else super().sizeHint()
+
+    def minimumSizeHint(self) -> Any:  # noqa: N802 - Qt API
+        return self.hints[1] if self.hints else super().minimumSizeHint()
+
+
 def _factor_spin(tip: str) -> QDoubleSpinBox:
-    s = QDoubleSpinBox()
+    s = _FactorSpin()
     s.setRange(0.05, 64.0)
     s.setDecimals(2)
     s.setSingleStep(0.5)
@@ -78,6 +92,8 @@ def _factor_spin(tip: str) -> QDoubleSpinBox:
     s.setPrefix("× ")
     s.setButtonSymbols(QDoubleSpinBox.ButtonSymbols.NoButtons)
     s.setToolTip(tip)
+    s.hints = (s.sizeHint(), s.minimumSizeHint())
+    s.setRange(0.05, 1e6)  # absurd factors are refused by the limits gate, with the size
     return s
 
 
@@ -150,7 +166,7 @@ class RenderWidget(QWidget):
         self.grid_btn.setCheckable(True)
         self.grid_btn.setToolTip("Show the layers next to each other (napari grid view).")
         self.output_info = QLabel("")
-        self.output_info.setWordWrap(True)
+        self.output_info.setWordWrap(True)  # a refusal by the limits gate is one long line
         self.output_info.setToolTip(
             "Shape (frames × z × y × x voxels), size and physical sampling of the output. The "
             "export time comes from the speed measured while slices of this model were shown, "
@@ -404,19 +420,61 @@ class RenderWidget(QWidget):
             roi=self.roi(md),
         )
 
+    def refusals(self, plan: Any, probe: bool = False) -> tuple[str, str]:
+        """Why the limits gate refuses (Add layer, Export) of ``plan``: '' when it allows it.
+
+        ``probe`` also checks that the export folder takes a new file (done on Export only).
+        """
+        from .._layers import browse_cost
+        from ..limits import RenderCost, check_export, check_view
+
+        try:
+            check_view(browse_cost(plan))
+            view = ""
+        except SpatimeINRError as err:
+            view = str(err)
+        text = self.path_edit.text().strip()
+        if not text or suffix_of(text) not in SUPPORTED_WRITE_SUFFIXES:
+            return view, ""
+        chunk = tuple(max(c) for c in plan.chunks)
+        cost = RenderCost(
+            plan.shape,
+            plan.grid.full_shape,
+            chunk,
+            math.prod(len(c) for c in plan.chunks),
+            max(1, os.cpu_count() or 1),
+        )
+        try:
+            check_export(
+                cost, Path(text).expanduser(), self.dtype_combo.currentText(), check_target=probe
+            )
+            return view, ""
+        except SpatimeINRError as err:
+            return view, str(err)
+
     def update_info(self, *_: Any) -> None:
         try:
             plan = self.plan()
+        except LimitError as err:  # the plan alone is absurd: say so in the info line
+            self.output_info.setText(str(err))
+            self.error_label.setText("")
+            self.add_btn.setEnabled(False)
+            self.export_btn.setEnabled(False)
+            return
         except SpatimeINRError as err:
             self.output_info.setText("")
             self.error_label.setText(str(err))
             self.add_btn.setEnabled(False)
             self.export_btn.setEnabled(False)
             return
-        self.output_info.setText(self.plan_text(plan))
+        view, export = self.refusals(plan)
+        info = self.plan_text(plan)
+        for refusal in dict.fromkeys(r for r in (view, export) if r):
+            info += "\n" + refusal
+        self.output_info.setText(info)
         self.error_label.setText("")
-        self.add_btn.setEnabled(True)
-        self.export_btn.setEnabled(self.export_worker is None)
+        self.add_btn.setEnabled(not view)
+        self.export_btn.setEnabled(self.export_worker is None and not export)
 
     def plan_text(self, plan: Any) -> str:
         """Shape, physical sampling, size on disk and estimated export time of a render."""
@@ -467,10 +525,15 @@ class RenderWidget(QWidget):
         except SpatimeINRError as err:
             self._fail(str(err))
             return None
+        try:
+            browsed = browse_plan(plan)  # one plane per chunk: a slider step computes one plane
+        except SpatimeINRError as err:  # refused by the limits gate before any allocation
+            self._fail(str(err))
+            return None
         md = api.open_model(plan.model_dir)
         self._ensure_input_layer(md)
         kw = render_layer_kwargs(plan, md)
-        plan = browse_plan(plan)  # one plane per chunk: a slider step computes one plane
+        plan = browsed
         layer = add_async_layer(
             self.viewer,
             api.render_plan(plan),
@@ -549,6 +612,10 @@ class RenderWidget(QWidget):
             plan = self.plan()
         except SpatimeINRError as err:
             self._fail(str(err))
+            return False
+        refused = self.refusals(plan, probe=True)[1]
+        if refused:
+            self._fail(refused)
             return False
         overwrite = False
         if path.exists():
@@ -638,7 +705,7 @@ class RenderWidget(QWidget):
     def _on_export_finished(self) -> None:
         self.export_worker = None
         self.cancel_btn.setEnabled(False)
-        self.export_btn.setEnabled(self.add_btn.isEnabled())
+        self.update_info()
 
     def _fail(self, text: str) -> None:
         self.error_label.setText(text)

@@ -524,13 +524,17 @@ class TrainWidget(QWidget):
                 raise SpatimeINRError("No image layer: open a stack or a sample first.")
             from ..io.axes import check_axes
 
-            check_axes(self.axes_edit.text().upper(), layer.ndim)
-            self.config()
+            axes = check_axes(self.axes_edit.text().upper(), layer.ndim)
+            cfg = self.config()
             out = self.out_edit.text().strip()
             if not out:
                 raise SpatimeINRError("Choose a folder to save the model to.")
             if Path(out).exists():
                 raise SpatimeINRError(f"{out} exists already: choose a new folder name.")
+            from ..limits import check_train  # the gate of the CLI and the API, up front
+
+            size = dict(zip(axes, layer.data.shape, strict=False))
+            check_train(tuple(size.get(a, 1) for a in "TZYX"), cfg.method, cfg.preset, out)
         except SpatimeINRError as err:
             problem = str(err)
         running = self.worker is not None

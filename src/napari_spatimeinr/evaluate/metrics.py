@@ -126,3 +126,33 @@ def score(
         "ssim": _num(float(np.mean(all_ssim))),
         "per_frame": per_frame,
     }
+
+
+#: Gaussian blur (y, x) whose residual measures a frame's high-frequency (noise, fine detail) energy
+FLICKER_SIGMA = 1.0
+
+
+def high_frequency(frame: np.ndarray) -> float:
+    """Std of ``frame`` minus its Gaussian blur (σ = 1 in y and x): its high-frequency energy."""
+    from scipy.ndimage import gaussian_filter
+
+    f = np.asarray(frame, dtype=np.float64)
+    sigma = [0.0] * (f.ndim - 2) + [FLICKER_SIGMA, FLICKER_SIGMA]
+    return float(np.std(f - gaussian_filter(f, sigma)))
+
+
+def flicker_ratio(render: np.ndarray, measured: Sequence[int]) -> float | None:
+    """Mean high-frequency energy of the frames at measured instants over that of the others.
+
+    About 1 when measured and new frames share one noise level (a smooth movie); well above 1 when
+    measured frames are raw and new ones denoised (every k-th frame pulses with noise). None
+    without both kinds of frames.
+    """
+    measured_set = {int(i) for i in measured}
+    new = [i for i in range(render.shape[0]) if i not in measured_set]
+    kept = [i for i in sorted(measured_set) if 0 <= i < render.shape[0]]
+    if not new or not kept:
+        return None
+    hf_kept = np.mean([high_frequency(render[i]) for i in kept])
+    hf_new = np.mean([high_frequency(render[i]) for i in new])
+    return float(hf_kept / hf_new) if hf_new > 0 else None

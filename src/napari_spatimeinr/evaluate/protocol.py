@@ -28,7 +28,7 @@ from ..errors import SpatimeINRError
 from ..train.progress import Progress
 from .baselines import CLASSICAL, baselines_for, best_smoothed, interpolate, motion_interpolate
 from .degrade import Degraded, degrade
-from .metrics import score, truth_range
+from .metrics import flicker_ratio, score, truth_range
 
 METHODS = ("spatimeinr", *CLASSICAL)
 
@@ -193,6 +193,7 @@ def run_evaluation(
     *,
     device: str = "auto",
     read_options: dict[str, Any] | None = None,
+    force: bool = False,
 ) -> Iterator[Progress | EvalResult]:
     """Hold-out evaluation of ``method`` against the baselines (DESIGN.md, "Evaluation protocol").
 
@@ -207,6 +208,10 @@ def run_evaluation(
             default all of them.
         work_dir: keep the trained model in ``work_dir/model`` (default: a temporary folder).
         stop: polled between steps; when it returns True the generator returns without a result.
+        force: skip the free-disk check of the temporary model (only that check).
+
+    Before any work, :func:`napari_spatimeinr.limits.check_evaluate` refuses a stack whose
+    predictions and model would not fit the memory or the disk.
 
     Yields:
         Progress records, then one :class:`EvalResult` (the last item).
@@ -214,6 +219,9 @@ def run_evaluation(
     should_stop = stop or (lambda: False)
     wanted = check_method_and_baselines(task, method, baselines)
     stack = _read(source, read_options).validate()
+    from ..limits import check_evaluate
+
+    check_evaluate(stack.shape, method, preset, work_dir, force=force)
     deg = degrade(stack, task, factor, z_only)
     k = int(factor)
     truth = deg.truth
@@ -284,6 +292,10 @@ def run_evaluation(
     entry_method = score(pred, truth, deg.scored, low, high)
     entry_method["train_seconds"] = float(train_seconds)
     entry_method["seconds"] = float(time.perf_counter() - t0)
+    if task == "temporal":  # one noise level for measured and new frames (a movie without pulses)
+        kept = [t for t in range(truth.shape[0]) if t not in set(deg.scored.tolist())]
+        entry_method["flicker"] = flicker_ratio(pred, kept)
+        entry_method["flicker_truth"] = flicker_ratio(truth, kept)
     results = {method: entry_method, **{k_: v for k_, v in results.items() if k_ != method}}
     recon = {method: pred, **{k_: v for k_, v in recon.items() if k_ != method}}
 

@@ -63,7 +63,9 @@ def select_channel(data: np.ndarray, axes: str, channel: int | None) -> tuple[np
         channel = 0
     elif channel is None:
         raise SpatimeINRError(
-            f"The image has {n} channels (axes {axes}): choose one with --channel N (0..{n - 1})."
+            f"The image has {n} channels (axes {axes}): choose one with --channel N (0..{n - 1}), "
+            f"or, if that axis is not colour but z or time, give the axes to read it as a stack "
+            f"(e.g. --axes {'TZYX'[-len(axes) :] if len(axes) <= 4 else 'TCZYX'})."
         )
     if not 0 <= channel < n:
         raise SpatimeINRError(

@@ -170,6 +170,15 @@ def _canonical(
             ) from None
     axes = check_axes(axes, len(shape))
     data, rest = select_channel(data, axes, channel)
+    kind = np.dtype(getattr(data, "dtype", np.float32)).kind
+    if kind not in "biuf":
+        raise SpatimeINRError(
+            f"Cannot use {name}: its values are of type {data.dtype}, not numbers of intensity "
+            "(integer or floating point). Save the image as integers or floats."
+        )
+    from ..limits import check_read
+
+    check_read(tuple(int(s) for s in data.shape), name)  # before the float32 copy exists
     if not hasattr(data, "compute"):
         data = np.asanyarray(data)
     for a in "TZ":
@@ -177,9 +186,17 @@ def _canonical(
             data = data[np.newaxis]
             rest = a + rest
     data = data.transpose([rest.index(a) for a in "TZYX"])
-    if hasattr(data, "compute"):
-        data = data.astype(np.float32).compute()
-    out = np.ascontiguousarray(data, dtype=np.float32)
+    try:
+        if hasattr(data, "compute"):
+            data = data.astype(np.float32).compute()
+        out = np.ascontiguousarray(data, dtype=np.float32)
+    except (SpatimeINRError, MemoryError):
+        raise
+    except Exception as exc:  # a decoder or file error while the data is read
+        raise SpatimeINRError(
+            f"Cannot read the image data of {name} ({type(exc).__name__}: {exc}): the file is "
+            "probably incomplete or damaged; copy or save it again."
+        ) from None
     if not out.flags.writeable or np.shares_memory(out, data) and not out.flags.owndata:
         out = out.copy()  # never hand out a view of a memory-mapped file
     return out, axes

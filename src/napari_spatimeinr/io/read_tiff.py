@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,23 +23,139 @@ from .units import length_factor_um, positive, time_factor_s
 _RESUNIT_UM = {3: 1e4}  # CENTIMETER
 
 
-def read_tiff(path: Path) -> SourceImage:
-    """Read the first series of a TIFF file; OME and ImageJ metadata are recognized by content."""
+#: What tifffile logs about a damaged file (pages or values past its end, broken metadata).
+_DAMAGE = (
+    "invalid page offset",
+    "invalid value offset",
+    "corrupted",
+    "truncated",
+    "incomplete",
+    "not enough data",
+    "invalid tag",
+)
+
+
+class _TiffLog(logging.Handler):
+    """Collects what tifffile logs while a file is opened (instead of printing it)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.messages.append(record.getMessage())
+        except Exception:  # pragma: no cover
+            self.messages.append(str(record.msg))
+
+
+@contextmanager
+def _tifffile_log() -> Iterator[_TiffLog]:
+    logger = logging.getLogger("tifffile")
+    handler = _TiffLog()
+    propagate = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
     try:
-        tif = tifffile.TiffFile(path)
-    except Exception as exc:  # tifffile raises many types for broken files
-        raise SpatimeINRError(
-            f"Cannot read {path.name} as TIFF ({exc}): check that the file is complete and is a "
-            "TIFF image."
-        ) from None
-    try:
-        if not tif.series:
-            raise SpatimeINRError(
-                f"Cannot read {path.name} as TIFF: it holds no image (empty or damaged file). "
-                "Check that the file is complete (e.g. open it in Fiji)."
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+def _incomplete(path: Path, why: str) -> SpatimeINRError:
+    return SpatimeINRError(
+        f"{path.name} is incomplete or damaged ({why}): copy or save it again (e.g. after an "
+        "interrupted transfer) and check that it opens fully in Fiji."
+    )
+
+
+def _check_complete(tif: tifffile.TiffFile, path: Path, log: _TiffLog) -> None:
+    """Refuse a file that is shorter than its pages, or whose pages disagree with its metadata."""
+    for msg in log.messages:
+        low = msg.lower()
+        if any(k in low for k in _DAMAGE):
+            raise _incomplete(path, msg.rsplit("> ", 1)[-1].strip(" .'\")"))
+    size = path.stat().st_size
+    series = tif.series[0]
+    offset = getattr(series, "dataoffset", None)
+    if offset is not None and offset + series.nbytes > size:
+        raise _incomplete(
+            path,
+            f"its image data needs {offset + series.nbytes:,} bytes but the file has {size:,}",
+        )
+    pages = [tif.pages.first] if offset is not None else list(getattr(series, "pages", []))
+    for i, page in enumerate(pages):
+        if page is None or not hasattr(page, "dataoffsets"):
+            continue
+        for off, count in zip(page.dataoffsets, page.databytecounts, strict=False):
+            if off + count > size:
+                raise _incomplete(
+                    path, f"page {i + 1}'s data ends past the end of the file ({size:,} bytes)"
+                )
+    if tif.is_imagej:
+        ij = tif.imagej_metadata or {}
+        planes = math.prod(int(s) for s in series.shape[:-2])
+        if "S" in series.axes[-1:]:
+            planes = math.prod(int(s) for s in series.shape[:-3])
+        images = ij.get("images")
+        try:
+            images = int(images) if images is not None else None
+        except (TypeError, ValueError):
+            images = None
+        if images is not None and images > planes:
+            raise _incomplete(
+                path, f"its ImageJ metadata lists {images} planes but only {planes} can be read"
             )
-        series = tif.series[0]
-        data, lazy = _load(tif, path)
+    if tif.is_ome and tif.ome_metadata:
+        try:
+            pixels = ET.fromstring(tif.ome_metadata).find("{*}Image/{*}Pixels")
+        except ET.ParseError:
+            pixels = None
+        if pixels is not None:
+            try:
+                want = math.prod(int(pixels.attrib.get(f"Size{a}", 1)) for a in "TCZYX")
+            except ValueError:
+                want = 0
+            have = math.prod(int(s) for s in series.shape)
+            if want > have:
+                raise _incomplete(
+                    path,
+                    f"its OME metadata describes {want:,} values but only {have:,} can be read",
+                )
+
+
+def read_tiff(path: Path) -> SourceImage:
+    """Read the first series of a TIFF file; OME and ImageJ metadata are recognized by content.
+
+    A file shorter than its pages or inconsistent with its ImageJ/OME metadata (as after an
+    interrupted copy) is refused as incomplete, never read as the part that survived.
+    """
+    with _tifffile_log() as log:
+        try:
+            tif = tifffile.TiffFile(path)
+        except Exception as exc:  # tifffile raises many types for broken files
+            raise SpatimeINRError(
+                f"Cannot read {path.name} as TIFF ({exc}): check that the file is complete and is "
+                "a TIFF image."
+            ) from None
+        try:
+            if not tif.series:
+                raise SpatimeINRError(
+                    f"Cannot read {path.name} as TIFF: it holds no image (empty or damaged file). "
+                    "Check that the file is complete (e.g. open it in Fiji)."
+                )
+            series = tif.series[0]
+            _check_complete(tif, path, log)
+            data, lazy = _load(tif, path)
+            _check_complete(tif, path, log)
+        except tifffile.TiffFileError as exc:
+            tif.close()
+            raise _incomplete(path, str(exc).rsplit("> ", 1)[-1].strip(" .'\")")) from None
+        except BaseException:
+            tif.close()
+            raise
+    try:
         file_axes = series.axes
         if tif.is_ome:
             src = _ome(tif, data, file_axes)
@@ -45,6 +165,9 @@ def read_tiff(path: Path) -> SourceImage:
             src = _plain(tif, data, file_axes)
         # Values mapped through a calibration are no longer the stored integers.
         src.source_dtype = str(np.dtype(series.dtype)) if src.value_scale is None else "float32"
+    except tifffile.TiffFileError as exc:
+        tif.close()
+        raise _incomplete(path, str(exc).rsplit("> ", 1)[-1].strip(" .'\")")) from None
     except BaseException:
         tif.close()
         raise
@@ -68,6 +191,9 @@ def _load(tif: tifffile.TiffFile, path: Path) -> tuple[Any, bool]:
 
         return da.from_zarr(zarr.open(tif.series[0].aszarr(), mode="r")), True
     except Exception:
+        from ..limits import check_read
+
+        check_read(tuple(int(s) for s in tif.series[0].shape), path.name)  # before loading it
         return tif.series[0].asarray(), False
 
 

@@ -116,6 +116,11 @@ def _check_target(path: Path, overwrite: bool) -> Path:
     return parent
 
 
+def check_target(path: str | Path, overwrite: bool) -> Path:
+    """Refuse an output path that cannot be written or replaced; returns its folder."""
+    return _check_target(Path(path), overwrite)
+
+
 def _check_disk(parent: Path, path: Path, need: int) -> None:
     free = shutil.disk_usage(parent).free
     if need + _DISK_MARGIN > free:
@@ -124,6 +129,17 @@ def _check_disk(parent: Path, path: Path, need: int) -> None:
             f"{_fmt(free)} free. Free some space, write to another disk, or render less "
             "(--t-range, --roi, smaller factors)."
         )
+
+
+def _check_limits(darr: da.Array, path: Path, dtype: str, force: bool) -> None:
+    """The gate of :mod:`napari_spatimeinr.limits` for this array's shape and chunking."""
+    from ..limits import RenderCost, check_export
+    from .slabs import workers
+
+    shape = tuple(int(s) for s in darr.shape)
+    chunk = tuple(max(int(c) for c in cs) for cs in darr.chunks)
+    cost = RenderCost(shape, shape, chunk, math.prod(darr.numblocks), workers())  # type: ignore[arg-type]
+    check_export(cost, path, dtype, force=force)
 
 
 def _temp_path(path: Path, tag: str = "tmp") -> Path:
@@ -214,6 +230,7 @@ def write_array(
     overwrite: bool = False,
     progress: Progress | None = None,
     cancel: Cancel | None = None,
+    force: bool = False,
 ) -> Path:
     """Write the lazy TZYX array ``darr`` (float32, input intensity units) to ``path``.
 
@@ -226,6 +243,9 @@ def write_array(
         progress: called as ``progress(done, total)`` as slabs are written.
         cancel: polled between slabs; when it returns True the temporary output is removed and
             :class:`~napari_spatimeinr.errors.StopRequested` is raised.
+        force: skip the free-disk check (only that one) of :mod:`napari_spatimeinr.limits`,
+            which refuses before any work an output that cannot be written, does not fit its
+            format or disk, or whose chunking would exceed the available memory.
 
     Returns:
         The path written.
@@ -238,6 +258,7 @@ def write_array(
     enc = Encoder.for_output(dtype, meta)
     shape = tuple(int(s) for s in darr.shape)
     parent = _check_target(path, overwrite)
+    _check_limits(darr, path, enc.dtype, force)
     need = estimate_output_bytes(shape, enc.dtype, suffix)
     if fam == "tiff":
         from .write_tiff import IMAGEJ_MAX_BYTES
@@ -252,7 +273,8 @@ def write_array(
     slabs = plan_slabs(darr.chunks, 4)
     gz_direct = suffix == ".nii.gz" and all(s.is_one_run(shape) for s in slabs)  # type: ignore[arg-type]
     scratch = need if suffix == ".nii.gz" and not gz_direct else 0
-    _check_disk(parent, path, need + scratch)
+    if not force:
+        _check_disk(parent, path, need + scratch)
 
     tmp = _temp_path(path)
     extra: list[Path] = []

@@ -30,7 +30,8 @@ class BlockRenderer(Protocol):
     the block is their outer product. Returns float32 of shape (len(t), len(z), len(y), len(x)) in
     *normalized* intensity units (the caller maps back to input units). ``spacing`` is the output
     grid's spacing per axis (t, z, y, x) in input index units (methods that integrate over an output
-    voxel, like SpatimeINR's hypercube, need it).
+    voxel, like SpatimeINR's hypercube, need it). ``keep_measured``: at a measured instant return the
+    measured frame as acquired instead of the model's estimate.
     """
 
     def render_block(
@@ -40,6 +41,7 @@ class BlockRenderer(Protocol):
         y: np.ndarray,
         x: np.ndarray,
         spacing: tuple[float, float, float, float],
+        keep_measured: bool = False,
     ) -> np.ndarray: ...
 
 

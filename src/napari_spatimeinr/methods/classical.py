@@ -100,7 +100,8 @@ class ClassicalRenderer:
         self.data = data
         self.order = order
 
-    def render_block(self, t, z, y, x, spacing=None) -> np.ndarray:  # noqa: ARG002
+    def render_block(self, t, z, y, x, spacing=None, keep_measured=True) -> np.ndarray:  # noqa: ARG002
+        """Interpolation: measured frames are always returned as acquired."""
         return interpolate_block(self.data, t, z, y, x, self.order)
 
 

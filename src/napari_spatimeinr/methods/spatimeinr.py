@@ -72,15 +72,30 @@ class SpatimeINRRenderer:
             start = end
         return out
 
-    def render_block(self, t, z, y, x, spacing=(1.0, 1.0, 1.0, 1.0)) -> np.ndarray:
+    def render_block(
+        self, t, z, y, x, spacing=(1.0, 1.0, 1.0, 1.0), keep_measured: bool = False
+    ) -> np.ndarray:
+        """The INR everywhere; with ``keep_measured``, a block on the input's own voxels at a
+        measured instant is the measured data."""
         t, z, y, x = (np.asarray(v, dtype=np.float64).reshape(-1) for v in (t, z, y, x))
         out = np.empty((len(t), len(z), len(y), len(x)), dtype=np.float32)
         sp = torch.tensor([float(s) for s in spacing], device=self.device, dtype=torch.float32)
         gz, gy, gx = np.meshgrid(z, y, x, indexing="ij")
         p = torch.from_numpy(np.stack([gz, gy, gx], -1).reshape(-1, 3).astype(np.float32))
         p = p.to(self.device)
+        on_voxels = all(abs(float(s) - 1.0) < 1e-9 for s in spacing[1:]) and all(
+            np.allclose(c, np.round(c)) for c in (z, y, x)
+        )
         with self.lock, torch.no_grad():
             for j, tv in enumerate(t):
+                if keep_measured and on_voxels and abs(tv - round(tv)) < 1e-6:
+                    idx = [
+                        np.clip(np.round(c).astype(np.int64), 0, n - 1)
+                        for c, n in zip((z, y, x), self.data.shape[1:], strict=True)
+                    ]
+                    frame = self.data[min(max(int(round(tv)), 0), self.n_frames - 1)].cpu().numpy()
+                    out[j] = frame[np.ix_(*idx)]
+                    continue
                 i = min(max(int(math.floor(tv)), 0), max(self.n_frames - 2, 0))
                 frac = 0.0 if self.n_frames == 1 else float(tv - i)
                 latent, window = self._features(i)

@@ -30,7 +30,11 @@ class Refiner(nn.Module):
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
         self.body = nn.Sequential(*layers, last)
+        # channels-last: torch's CPU 3D convolutions run 1.4-1.8x faster in this layout
+        # (benchmarks/engine_speed.py; also on the GPU's cuDNN)
+        self.to(memory_format=torch.channels_last_3d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 1, Z, Y, X) -> (B, Z, Y, X): the input plus the residual."""
-        return x[:, 0] + self.body(x)[:, 0]
+        residual = self.body(x.contiguous(memory_format=torch.channels_last_3d))
+        return x[:, 0] + residual[:, 0]

@@ -19,7 +19,7 @@ from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
 from ..config import CLASSICAL_METHODS
-from ..coords import OutputGrid, make_grid
+from ..coords import OutputGrid, make_grid, temporal_coords
 from ..io.meta import OutputMeta
 from ..methods import get_method
 from ..methods.base import BlockRenderer
@@ -111,10 +111,31 @@ def _render_task(
     y: np.ndarray,
     x: np.ndarray,
     spacing: tuple[float, float, float, float],
+    keep_measured: bool = False,
 ) -> np.ndarray:
     md, renderer = get_renderer(path, device)
-    out = renderer.render_block(t, z, y, x, spacing)
-    return md.norm.invert(out)
+    out = md.norm.invert(renderer.render_block(t, z, y, x, spacing, keep_measured=keep_measured))
+    if keep_measured:
+        _exact_measured(out, md, t, (z, y, x), spacing)
+    return out
+
+
+def _exact_measured(out: np.ndarray, md: ModelDir, t, zyx, spacing) -> None:
+    """Measured frames of an integer-typed source exactly as acquired (in place).
+
+    The model directory keeps the input normalized; mapping it back is exact to float rounding,
+    which rounding to the nearest integer removes for uint8/uint16/... sources. Rows of ``out``
+    at measured instants on the input's own voxels are rounded.
+    """
+    if not np.issubdtype(np.dtype(str(md.meta.get("source_dtype", "float32"))), np.integer):
+        return
+    if any(abs(float(s) - 1.0) > 1e-9 for s in spacing[1:]):
+        return
+    if not all(np.allclose(c, np.round(c), atol=1e-9) for c in zyx):
+        return
+    for j, tv in enumerate(np.asarray(t, dtype=np.float64)):
+        if abs(tv - round(tv)) < 1e-6 and 0 <= round(tv) < md.shape[0]:
+            np.rint(out[j], out=out[j])
 
 
 @dataclass
@@ -126,6 +147,8 @@ class RenderPlan:
     meta: OutputMeta
     chunks: tuple[tuple[int, ...], ...]
     device: str
+    #: measured frames as acquired instead of the model's estimate (see :func:`plan_render`)
+    keep_measured: bool = False
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
@@ -184,10 +207,31 @@ def plan_render(
     chunks: tuple[int, int, int, int] | None = None,
     chunk_mb: float = 8.0,
     device: str = "auto",
+    keep_measured: bool = False,
 ) -> RenderPlan:
-    """Plan a render: output grid, chunking and output metadata (no computation)."""
+    """Plan a render: output grid, chunking and output metadata (no computation).
+
+    By default every output frame comes from the model at one noise level, measured instants
+    included (no flicker between measured and new frames). ``keep_measured=True`` returns the
+    measured frames as acquired at their own instants (learned engines; classical interpolation
+    always does). A render with no new instant (every output frame is a measured one, e.g. space
+    only) has one noise level either way and keeps the measured frames. The choice is recorded in
+    the provenance (``measured_frames``).
+
+    The plan's own cost (coordinates, one graph task per chunk) is checked first by
+    :func:`napari_spatimeinr.limits.check_plan`: an absurd factor is refused with one line before
+    anything of its size exists. Exports and layers add their own checks (disk, peak memory,
+    one displayed plane); see :mod:`napari_spatimeinr.limits`.
+    """
+    from ..limits import check_plan, render_cost
+
     md = model_dir if isinstance(model_dir, ModelDir) else ModelDir(model_dir)
+    check_plan(
+        render_cost(md.shape, scale_t, scale_zyx, t_range, roi, chunks=chunks, chunk_mb=chunk_mb)
+    )
     grid = make_grid(md.shape, scale_t, scale_zyx, t_range, roi)
+    full_t = temporal_coords(md.shape[0], scale_t)
+    new_instants = bool(np.any(np.abs(full_t - np.round(full_t)) > 1e-6))
     ratio = grid.spacing_ratio(md.shape)
     vz, vy, vx = md.voxel_size
     fi = md.frame_interval
@@ -210,6 +254,7 @@ def plan_render(
             "output_offset": list(grid.offset),
             "t_range": list(t_range) if t_range is not None else None,
             "roi": list(roi) if roi is not None else None,
+            "measured_frames": _measured_frames(keep_measured, new_instants),
         }
     )
     factors = "x".join(f"{f:g}" for f in grid.scale)
@@ -228,7 +273,17 @@ def plan_render(
         meta=meta,
         chunks=_normalize_chunks(grid.shape, chunks, chunk_mb),
         device=check_device(device),  # "auto" is resolved by each process that renders
+        keep_measured=bool(keep_measured) or not new_instants,
     )
+
+
+def _measured_frames(keep_measured: bool, new_instants: bool) -> str:
+    """What the measured instants of a render are, for its provenance."""
+    if keep_measured:
+        return "as acquired"
+    if not new_instants:
+        return "as acquired (no new instant in this render)"
+    return "model estimate (one noise level with the new frames)"
 
 
 def render_plan(plan: RenderPlan) -> da.Array:
@@ -237,7 +292,7 @@ def render_plan(plan: RenderPlan) -> da.Array:
     spacing = plan.spacing
     path = str(Path(plan.model_dir).resolve())
     name = "spatimeinr-render-" + tokenize(
-        _model_key(Path(path)), g.t, g.z, g.y, g.x, plan.chunks, plan.device
+        _model_key(Path(path)), g.t, g.z, g.y, g.x, plan.chunks, plan.device, plan.keep_measured
     )
     bounds = [np.concatenate([[0], np.cumsum(c)]) for c in plan.chunks]
     dsk = {}
@@ -250,7 +305,14 @@ def render_plan(plan: RenderPlan) -> da.Array:
                         ax[b[i] : b[i + 1]].copy()
                         for ax, b, i in zip(g.axes, bounds, idx, strict=True)
                     ]
-                    dsk[(name, *idx)] = (_render_task, path, plan.device, *vecs, spacing)
+                    dsk[(name, *idx)] = (
+                        _render_task,
+                        path,
+                        plan.device,
+                        *vecs,
+                        spacing,
+                        plan.keep_measured,
+                    )
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=[])
     return da.Array(graph, name, plan.chunks, dtype=np.float32)
 
@@ -265,6 +327,7 @@ def render(
     chunks: tuple[int, int, int, int] | None = None,
     chunk_mb: float = 8.0,
     device: str = "auto",
+    keep_measured: bool = False,
 ) -> da.Array:
     """Render a model directory lazily: a dask array (T, Z, Y, X) float32 in input intensity units.
 
@@ -272,7 +335,15 @@ def render(
     and metadata (output voxel size, frame interval, origin, provenance).
     """
     plan = plan_render(
-        model_dir, scale_t, scale_zyx, t_range, roi, chunks=chunks, chunk_mb=chunk_mb, device=device
+        model_dir,
+        scale_t,
+        scale_zyx,
+        t_range,
+        roi,
+        chunks=chunks,
+        chunk_mb=chunk_mb,
+        device=device,
+        keep_measured=keep_measured,
     )
     return render_plan(plan)
 

@@ -124,7 +124,8 @@ def train(model_dir: ModelDir, config: TrainConfig, stop: Callable[[], bool]) ->
     mask_np = holdout_mask(shape, config.seed)
     torch.manual_seed(config.seed)
     if params.motion:
-        flows = yield from motion_task.ensure_flows(model_dir, stop)
+        budget = motion_task.FLOW_SHARE * config.time_limit if config.time_limit else None
+        flows = yield from motion_task.ensure_flows(model_dir, stop, device, budget)
         data_np = np.asarray(model_dir.input, dtype=np.float32)
         task = None
         if flows is not None:
@@ -136,6 +137,7 @@ def train(model_dir: ModelDir, config: TrainConfig, stop: Callable[[], bool]) ->
                 params.batch_size,
                 device,
                 config.seed,
+                flows.get("computed"),
             )
         net: torch.nn.Module = make_refiner(params, shape).to(device)
 
@@ -175,7 +177,10 @@ def train(model_dir: ModelDir, config: TrainConfig, stop: Callable[[], bool]) ->
     gen = torch.Generator().manual_seed(config.seed)
     step, prior_seconds = 0, 0.0
     history = []
+    t_val = time.perf_counter()
     best_psnr = None if nothing_to_learn else validate()  # the untrained model (its base)
+    # time kept back at the end of a time-limited run: the last validation and the writes
+    reserve = 1.5 * (time.perf_counter() - t_val) + 0.5
     best = {k: v.detach().clone() for k, v in net.state_dict().items()}
     state = checkpoint.load_state(model_dir)
     if state is not None:
@@ -233,6 +238,7 @@ def train(model_dir: ModelDir, config: TrainConfig, stop: Callable[[], bool]) ->
         return
 
     start_step = step
+    loop_start = time.perf_counter() - t_start
     last_report = last_ckpt = time.perf_counter()
     val_psnr = best_psnr
     loss_v = float("nan")
@@ -253,7 +259,11 @@ def train(model_dir: ModelDir, config: TrainConfig, stop: Callable[[], bool]) ->
         step += 1
         loss_v = float(loss.detach())
         elapsed = time.perf_counter() - t_start
-        at_end = step >= total or (config.time_limit is not None and elapsed >= config.time_limit)
+        at_end = step >= total or (
+            config.time_limit is not None
+            and elapsed + reserve + (elapsed - loop_start) / max(step - start_step, 1)
+            >= config.time_limit
+        )
         finished = at_end or stop()
         if step % validate_every == 0 or finished:
             val_psnr = validate()

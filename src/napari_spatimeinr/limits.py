@@ -1,0 +1,471 @@
+"""Limits before work: the one gate that refuses an impossible request before anything is allocated.
+
+DESIGN.md ("CLI contract", Limits): before allocating, every command checks its plan against free
+disk and available memory and refuses with one line naming the number and the limit. The CLI, the
+Python API (:func:`~napari_spatimeinr.render.lazy.plan_render`, :func:`~napari_spatimeinr.api.train`,
+:func:`~napari_spatimeinr.io.write.write_array`, the evaluation) and the widgets all call this module,
+so a typo such as ``--scale 1e6`` ends in one clear line, never in the kernel's OOM killer.
+
+What is checked (all from shapes, with arithmetic only):
+
+* **Render plan** (:func:`check_plan`): the coordinate vectors and the task graph of the lazy array
+  (one task per chunk, about :data:`TASK_BYTES` each, at most :data:`MAX_CHUNKS` chunks).
+* **Export** (:func:`check_export`): the target folder is writable; the size on disk fits the format
+  (ImageJ TIFF: 4 GB) and the free space of the target's disk (``--force`` skips this check only);
+  the peak memory of the chosen chunking fits the available memory minus :func:`memory_margin`;
+  the smallest unit the writers compute (one output row of X voxels for a chunk row) is not too big.
+* **Lazy layer** (:func:`check_view`): one displayed (y, x) plane fits in memory.
+* **Training** (:func:`check_train`) and **evaluation** (:func:`check_evaluate`): the input, its
+  optical flows (:func:`flows_bytes`) and the model directory on disk; the working memory.
+* **Reading** (:func:`check_read`): the float32 copy of a stack fits in memory.
+
+The estimates are upper bounds with round factors (documented by each constant); they are meant to
+separate the possible from the absurd, not to predict the last megabyte.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import LimitError, SpatimeINRError
+
+#: Bytes of one task of a lazy render graph (its coordinate vectors, the dict entry and the
+#: slicing layer an export adds; measured about 1 KB per task for the graph alone).
+TASK_BYTES = 2048
+#: Most chunks in one lazy render: above this, building the graph alone takes minutes.
+MAX_CHUNKS = 1_000_000
+#: Most chunks of a lazy layer (one per displayed plane part): its graph is built in the GUI
+#: thread (about 8 µs and 1 KB per chunk).
+MAX_VIEW_CHUNKS = 250_000
+#: Largest (y, x) plane a lazy layer shows: napari loads a whole plane before it downsamples it
+#: to the screen (16,384², 1 GB as float32).
+MAX_VIEW_PLANE_VOXELS = 16384 * 16384
+#: Renderer scratch memory per output voxel of a chunk being computed, in bytes (coordinates,
+#: weights and intermediate features; float32 output is 4 bytes).
+RENDER_WORK_BYTES = 32
+#: Memory per voxel of a displayed plane in napari (the float32 plane, its cache and the
+#: texture/contrast copies).
+VIEW_BYTES_PER_VOXEL = 16
+#: Model directory extras beside ``input.npy`` (weights, config, history): an upper bound.
+MODEL_EXTRA_BYTES = 64 * 2**20
+
+
+def _fmt_bytes(n: float) -> str:
+    n = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB", "EB", "ZB"):
+        if abs(n) < 1000 or unit == "ZB":
+            return f"{n:.3g} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1000
+    return f"{n:.3g} YB"  # pragma: no cover
+
+
+fmt_bytes = _fmt_bytes
+
+
+def _fmt_shape(shape: tuple[int, ...]) -> str:
+    return " × ".join(f"{int(s):,}" for s in shape)
+
+
+# -- what the machine offers --------------------------------------------------------------------
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation (``psutil``, else ``/proc/meminfo``)."""
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except Exception:  # pragma: no cover - psutil missing
+        try:
+            with open("/proc/meminfo") as fh:
+                for line in fh:
+                    if line.startswith("MemAvailable:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return 8 * 2**30
+
+
+def memory_margin() -> int:
+    """Memory left to the rest of the machine (the GUI, other users): 10% of it, at least 512 MB."""
+    try:
+        import psutil
+
+        total = int(psutil.virtual_memory().total)
+    except Exception:  # pragma: no cover
+        total = 8 * 2**30
+    return max(512 * 2**20, total // 10)
+
+
+def memory_limit() -> int:
+    """Bytes a plan may use at its peak: available memory minus :func:`memory_margin`."""
+    return max(0, available_memory() - memory_margin())
+
+
+def nearest_existing(path: str | Path) -> Path:
+    """``path`` itself if it exists, else its nearest existing parent folder."""
+    p = Path(os.path.abspath(os.path.expanduser(str(path))))
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def free_disk(path: str | Path) -> int:
+    """Free bytes on the disk that would hold ``path`` (its nearest existing folder)."""
+    p = nearest_existing(path)
+    if not p.is_dir():
+        p = p.parent
+    return int(shutil.disk_usage(p).free)
+
+
+# -- checks shared by all commands ----------------------------------------------------------------
+
+
+def check_writable(path: str | Path, what: str = "output") -> None:
+    """Refuse, naming ``path`` as given, when its folder is missing or cannot take a new file.
+
+    The folder is probed by creating and removing a temporary file there (permission bits alone
+    mislead: root, read-only mounts, ``/proc``).
+    """
+    import errno
+
+    given = str(path)
+    target = Path(os.path.abspath(os.path.expanduser(given)))
+    parent = target.parent
+    if not parent.exists():
+        raise SpatimeINRError(
+            f"Cannot write the {what} {given}: the folder {parent} does not exist. Create it or "
+            "choose another path."
+        )
+    if not parent.is_dir():
+        raise SpatimeINRError(
+            f"Cannot write the {what} {given}: {parent} is a file, not a folder. Choose another path."
+        )
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".spatimeinr-probe-", dir=parent)
+    except OSError as exc:
+        reason = {
+            errno.EACCES: "permission denied",
+            errno.EPERM: "permission denied",
+            errno.EROFS: "read-only file system",
+            errno.ENOSPC: "the disk is full",
+            errno.EDQUOT: "disk quota exceeded",
+        }.get(exc.errno or 0, "it does not accept new files")
+        raise SpatimeINRError(
+            f"Cannot write the {what} {given}: the folder {parent} is not writable ({reason}). "
+            "Choose another path."
+        ) from None
+    os.close(fd)
+    try:
+        os.unlink(probe)
+    except OSError:  # pragma: no cover
+        pass
+
+
+def check_memory(need: int, what: str, hint: str) -> None:
+    """Refuse when ``need`` bytes exceed :func:`memory_limit`."""
+    limit = memory_limit()
+    if need > limit:
+        raise LimitError(
+            f"Not enough memory: {what} needs about {_fmt_bytes(need)} but only "
+            f"{_fmt_bytes(limit)} is available (free memory minus a {_fmt_bytes(memory_margin())} "
+            f"margin). {hint}"
+        )
+
+
+def check_disk(need: int, path: str | Path, what: str, hint: str, force: bool = False) -> None:
+    """Refuse when ``need`` bytes do not fit the free space of ``path``'s disk (unless ``force``)."""
+    if force:
+        return
+    free = free_disk(path)
+    if need > free:
+        raise LimitError(
+            f"Not enough disk space: {what} needs about {_fmt_bytes(need)} but "
+            f"{nearest_existing(path)} has {_fmt_bytes(free)} free. {hint} (--force skips this "
+            "check.)"
+        )
+
+
+def check_read(shape: tuple[int, ...], name: str) -> None:
+    """Refuse reading a stack whose float32 copy (and one temporary) would not fit in memory."""
+    need = 2 * 4 * math.prod(int(s) for s in shape)
+    check_memory(
+        need,
+        f"reading {name} (shape {_fmt_shape(shape)}) as float32",
+        "Crop the stack first (e.g. in Fiji), or use a machine with more memory.",
+    )
+
+
+# -- render ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RenderCost:
+    """The cost of a render, from its shape and chunking alone (nothing allocated)."""
+
+    shape: tuple[int, int, int, int]
+    full_shape: tuple[int, int, int, int]
+    chunk: tuple[int, int, int, int]
+    n_chunks: int
+    workers: int
+
+    @property
+    def voxels(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        """The float32 output."""
+        return 4 * self.voxels
+
+    @property
+    def chunk_bytes(self) -> int:
+        return 4 * math.prod(self.chunk)
+
+    @property
+    def plan_bytes(self) -> int:
+        """Memory of the lazy array itself: coordinate vectors (and their selection masks) and
+        one graph task per chunk."""
+        return 24 * sum(self.full_shape) + TASK_BYTES * self.n_chunks
+
+    @property
+    def row_bytes(self) -> int:
+        """The smallest unit the writers compute: one row of chunks across all of X (float32)."""
+        t, z, y, _ = self.chunk
+        return 4 * t * z * y * self.shape[3]
+
+    @property
+    def plane_bytes(self) -> int:
+        return 4 * self.shape[2] * self.shape[3]
+
+    def peak_bytes(self, model_bytes: int = 0) -> int:
+        """Peak memory of an export: the plan, the slab group being computed plus its encoded copy,
+        the chunks in flight in the renderers and the model's stored input."""
+        from .io.slabs import GROUP_BYTES
+
+        group = max(GROUP_BYTES, self.row_bytes)
+        in_flight = self.workers * math.prod(self.chunk) * RENDER_WORK_BYTES
+        return self.plan_bytes + 2 * group + in_flight + 2 * int(model_bytes)
+
+    def disk_bytes(self, dtype: str = "float32", suffix: str = ".ome.tif") -> int:
+        from .io.write import estimate_output_bytes
+
+        return estimate_output_bytes(self.shape, dtype, suffix)
+
+    def describe(self) -> str:
+        t, z, y, x = self.shape
+        return f"T={t:,} Z={z:,} Y={y:,} X={x:,} ({self.voxels:.3g} voxels)"
+
+
+def render_cost(
+    input_shape: tuple[int, int, int, int],
+    scale_t: float = 1.0,
+    scale_zyx: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    t_range: tuple[float, float] | None = None,
+    roi: tuple[int, int, int, int, int, int] | None = None,
+    *,
+    chunks: tuple[int, int, int, int] | None = None,
+    chunk_mb: float = 8.0,
+    workers: int | None = None,
+) -> RenderCost:
+    """The :class:`RenderCost` of a render (validates the request the way ``plan_render`` does)."""
+    from .coords import grid_shape
+    from .render.lazy import auto_chunks
+
+    if not (isinstance(chunk_mb, int | float) and math.isfinite(chunk_mb) and chunk_mb > 0):
+        raise SpatimeINRError(f"The chunk size must be a positive number of MB, got {chunk_mb!r}.")
+    shape, full = grid_shape(input_shape, scale_t, scale_zyx, t_range, roi)
+    c = auto_chunks(shape, chunk_mb) if chunks is None else tuple(int(v) for v in chunks)
+    c = tuple(max(1, min(n, ci if ci > 0 else n)) for n, ci in zip(shape, c, strict=True))
+    n_chunks = math.prod(-(-n // ci) for n, ci in zip(shape, c, strict=True))
+    w = workers if workers is not None else max(1, os.cpu_count() or 1)
+    return RenderCost(shape, full, c, n_chunks, w)  # type: ignore[arg-type]
+
+
+_LESS = "Render less: smaller factors, --t-range or --roi."
+
+
+def check_plan(cost: RenderCost, max_chunks: int = MAX_CHUNKS) -> None:
+    """Refuse a lazy render whose plan alone (coordinates, task graph) is absurd."""
+    if cost.n_chunks > max_chunks:
+        raise LimitError(
+            f"The render {cost.describe()} would be {_fmt_bytes(cost.nbytes)} as float32, split "
+            f"into {cost.n_chunks:.3g} chunks: over the limit of {max_chunks:,} chunks. {_LESS}"
+        )
+    check_memory(cost.plan_bytes, f"the plan of the render {cost.describe()}", _LESS)
+
+
+def check_view(cost: RenderCost) -> None:
+    """Refuse a lazy layer whose graph or single displayed plane would not fit in memory."""
+    check_plan(cost, MAX_VIEW_CHUNKS)
+    _, _, y, x = cost.shape
+    if y * x > MAX_VIEW_PLANE_VOXELS:
+        raise LimitError(
+            f"One plane of the render is {y:,} × {x:,} = {y * x:.3g} voxels "
+            f"({_fmt_bytes(4 * y * x)}), over the {MAX_VIEW_PLANE_VOXELS:.3g} voxels (16,384²) a "
+            "layer can show: use smaller y, x factors or a region (export it instead)."
+        )
+    check_memory(
+        VIEW_BYTES_PER_VOXEL * y * x + cost.plan_bytes,
+        f"showing one {y:,} × {x:,} plane of the render",
+        "Use smaller y, x factors or a region.",
+    )
+
+
+def check_export(
+    cost: RenderCost,
+    path: str | Path,
+    dtype: str = "float32",
+    *,
+    force: bool = False,
+    model_bytes: int = 0,
+    check_target: bool = True,
+) -> None:
+    """Refuse an export that cannot be written, does not fit its disk or format, or its memory.
+
+    Order: the target folder is writable; the format's own size limit; free disk (skipped with
+    ``force``); the plan (:func:`check_plan`); the smallest unit of work; the peak memory of the
+    chosen chunking.
+    """
+    from .io.formats import suffix_of, write_family
+    from .io.write_tiff import IMAGEJ_MAX_BYTES
+
+    if check_target:
+        check_writable(path)
+    suffix = suffix_of(path)
+    need = cost.disk_bytes(dtype, suffix)
+    if write_family(path) == "tiff" and need > IMAGEJ_MAX_BYTES:
+        raise LimitError(
+            f"{Path(path).name} would be about {_fmt_bytes(need)} ({cost.describe()}), over the "
+            "4 GB limit of ImageJ TIFF: write .ome.tif (BigTIFF) or .zarr instead, or render less "
+            "(--t-range, --roi, smaller factors)."
+        )
+    scratch = need if suffix == ".nii.gz" else 0  # .nii.gz may go through a raw temporary file
+    check_disk(need + scratch, path, f"the output {cost.describe()}", _LESS, force)
+    check_plan(cost)
+    limit = memory_limit()
+    if cost.row_bytes > limit:
+        raise LimitError(
+            f"The smallest part of the render the writers compute (one row of chunks across all "
+            f"{cost.shape[3]:,} x voxels, {_fmt_bytes(cost.row_bytes)}) does not fit in the "
+            f"{_fmt_bytes(limit)} of memory available: use a smaller --chunk-mb, a smaller x "
+            "factor or a region (--roi)."
+        )
+    check_memory(
+        cost.peak_bytes(model_bytes),
+        f"rendering {cost.describe()} in chunks of {_fmt_bytes(cost.chunk_bytes)} on "
+        f"{cost.workers} workers",
+        "Use fewer --workers, a smaller --chunk-mb, or render less.",
+    )
+
+
+# -- training and evaluation ----------------------------------------------------------------------
+
+
+def flows_bytes(shape: tuple[int, int, int, int], method: str, preset: str | None) -> int:
+    """Bytes of the optical flows a model stores (``flows.npz``), 0 when it stores none.
+
+    The fast SpatimeINR preset keeps one float16 flow per pair of neighbouring frames on the
+    frame grid subsampled in y and x (:func:`napari_spatimeinr.flow.flow_grid_shape` at
+    :func:`~napari_spatimeinr.flow.auto_stride`, the finest grid training starts from):
+    ``(T - 1) × ndim × grid`` with ndim = 3 for volumes, 2 for single planes.
+    """
+    if method != "spatimeinr" or preset != "fast":
+        return 0
+    t, z, y, x = (int(s) for s in shape)
+    ndim = 3 if z > 1 else 2
+    sp = (z, y, x) if z > 1 else (y, x)
+    stride = 2 if min(y, x) >= 64 else 1  # flow.auto_stride, without importing torch here
+    grid = [*sp[:-2], *(max(2, -(-n // stride)) if stride > 1 else n for n in sp[-2:])]
+    n = 1
+    for g in grid:
+        n *= int(g)
+    return 2 * max(t - 1, 0) * ndim * n
+
+
+@dataclass(frozen=True)
+class TrainCost:
+    """Disk and memory of training a model of an input of ``shape`` (T, Z, Y, X)."""
+
+    shape: tuple[int, int, int, int]
+    method: str
+    preset: str | None
+
+    @property
+    def input_bytes(self) -> int:
+        return 4 * math.prod(self.shape)
+
+    @property
+    def flow_bytes(self) -> int:
+        return flows_bytes(self.shape, self.method, self.preset)
+
+    @property
+    def disk_bytes(self) -> int:
+        """The model directory: normalized input, flows, weights and the rest."""
+        return self.input_bytes + self.flow_bytes + MODEL_EXTRA_BYTES
+
+    @property
+    def peak_bytes(self) -> int:
+        """The input with its normalized copy, the flows (kept and being saved) and the working
+        memory of one frame pair (optical flow or training crops)."""
+        t, z, y, x = self.shape
+        frame = 4 * z * y * x
+        return 3 * self.input_bytes + 2 * self.flow_bytes + 32 * frame + MODEL_EXTRA_BYTES
+
+
+def check_train(
+    shape: tuple[int, int, int, int],
+    method: str,
+    preset: str | None,
+    out_dir: str | Path,
+    *,
+    force: bool = False,
+) -> TrainCost:
+    """Refuse training whose model directory does not fit the disk or whose work the memory."""
+    cost = TrainCost(tuple(int(s) for s in shape), method, preset)  # type: ignore[arg-type]
+    what = f"the model of a {_fmt_shape(cost.shape)} input"
+    if cost.flow_bytes:
+        what += f" (with {_fmt_bytes(cost.flow_bytes)} of optical flows)"
+    check_disk(
+        cost.disk_bytes, out_dir, what, "Free some space or write the model elsewhere.", force
+    )
+    check_memory(
+        cost.peak_bytes,
+        f"training on a {_fmt_shape(cost.shape)} input",
+        "Crop the stack (fewer frames or a region) or use a machine with more memory.",
+    )
+    return cost
+
+
+def check_evaluate(
+    shape: tuple[int, int, int, int],
+    method: str,
+    preset: str | None,
+    work_dir: str | Path | None = None,
+    *,
+    force: bool = False,
+) -> None:
+    """Refuse an evaluation whose predictions (one per baseline) or model do not fit."""
+    n = 4 * math.prod(int(s) for s in shape)
+    cost = TrainCost(tuple(int(s) for s in shape), method, preset)  # type: ignore[arg-type]
+    # truth, degraded input, 5 baselines + smoothed variants + the method, and a training on the
+    # (smaller) degraded input
+    need = 12 * n + cost.peak_bytes
+    check_memory(
+        need,
+        f"evaluating on a {_fmt_shape(cost.shape)} stack",
+        "Crop the stack (fewer frames or a region) first.",
+    )
+    where = work_dir if work_dir is not None else tempfile.gettempdir()
+    check_disk(
+        cost.disk_bytes,
+        where,
+        "the evaluation's temporary model",
+        "Free some space (or set TMPDIR to a larger disk).",
+        force,
+    )
