@@ -68,7 +68,7 @@ class PauseMeter:
             if late > limit and self.last != reported:
                 reported = self.last
                 frame = sys._current_frames().get(main)
-                stack = "".join(traceback.format_stack(frame, limit=8)) if frame else "?"
+                stack = "".join(traceback.format_stack(frame, limit=40)) if frame else "?"
                 print(f"--- GUI thread late by {late * 1000:.0f} ms:\n{stack}", flush=True)
 
     def reset(self) -> None:

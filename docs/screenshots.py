@@ -1,6 +1,6 @@
 """Screenshots of napari with the plugin's dock for the README, at 1280 × 800 (run under Xvfb).
 
-    xvfb-run -a -s "-screen 0 1280x800x24" python docs/screenshots.py            # trains 20 s
+    xvfb-run -a -s "-screen 0 1280x800x24" python docs/screenshots.py            # trains 45 s
     xvfb-run -a -s "-screen 0 1280x800x24" python docs/screenshots.py --seconds 5
 
 The window is laid out as ``spatimeinr-napari`` lays it out on a 1280 × 800 screen. Writes
@@ -36,7 +36,7 @@ def _settle(app, seconds: float = 0.5) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seconds", type=float, default=20.0, help="SpatimeINR training time")
+    p.add_argument("--seconds", type=float, default=45.0, help="SpatimeINR training time")
     p.add_argument("--out", type=Path, default=HERE)
     args = p.parse_args()
 

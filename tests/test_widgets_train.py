@@ -168,6 +168,9 @@ def test_loss_plot_waits_for_two_steps_log_loss_own_psnr_axis(qtbot):
     assert axes.getAxis("left").logMode and not axes.getAxis("right").logMode
     plot.clear()
     assert not plot.shown and plot.steps == []
+    plot.add(Progress(step=1, total=None, loss=0.1, psnr=20.0))
+    plot.finish()  # a run that ended after one step says so, instead of "waiting"
+    assert "1 step" in plot.waiting.text() and not plot.shown
 
 
 def test_limits_gate_greys_out_train(viewer_with_sample, qtbot, tmp_path, monkeypatch):

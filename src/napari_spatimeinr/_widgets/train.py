@@ -65,6 +65,7 @@ METHOD_TIPS = {
 }
 
 
+WAITING = "Waiting for the first training steps…"
 LOSS_COLOR = "#4c9be8"
 PSNR_COLOR = "#f0a030"
 
@@ -101,7 +102,7 @@ class LossPlot(QWidget):
         super().__init__(parent)
         import pyqtgraph as pg
 
-        self.waiting = QLabel("Waiting for the first training steps…")
+        self.waiting = QLabel(WAITING)
         self.waiting.setWordWrap(True)
         self.waiting.setStyleSheet("color: grey;")
         self.graph = pg.PlotWidget(background=None)
@@ -155,7 +156,14 @@ class LossPlot(QWidget):
         self.psnr: list[float] = []
         self._loss_curve.setData([], [])
         self._psnr_curve.setData([], [])
+        self.waiting.setText(WAITING)
         self._show_graph(False)
+
+    def finish(self) -> None:
+        """The run ended: say so if it logged too few steps for a curve (no endless "waiting")."""
+        if not self.shown:
+            n = len(set(self.steps) | set(self.psnr_steps))
+            self.waiting.setText(f"The run logged {n} step(s): too few for a curve.")
 
     def _show_graph(self, on: bool) -> None:
         self.graph.setVisible(on)
@@ -714,8 +722,10 @@ class TrainWidget(QWidget):
     def remove_preview(self) -> None:
         """Take the preview layer out of the viewer (training ended, or the side-by-side view)."""
         layer, self._preview_layer = self._preview_layer, None
-        if layer is not None:
+        if layer is not None and layer in self.viewer.layers:
             remove_layers(self.viewer, [layer])
+            if self._train_layer in self.viewer.layers:  # its controls, not an empty panel
+                self.viewer.layers.selection.active = self._train_layer
 
     def _show_preview(self, plane: Any, md: Any, tz: tuple[int, int]) -> None:
         if self.worker is None or self._grid_on():  # training ended, or side by side: no preview
@@ -775,6 +785,7 @@ class TrainWidget(QWidget):
             registry().add(md.path)
             self.model_ready.emit(str(md.path))
         self.remove_preview()  # the model's own (lazy) layer replaces it: see Render & Export
+        self.plot.finish()
         self._out_auto = True
         layer = self.selected_layer()
         if layer is not None:
