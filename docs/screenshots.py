@@ -1,9 +1,12 @@
-"""Screenshots of the napari widgets for the README (run under Xvfb).
+"""Screenshots of napari with the plugin's dock for the README, at 1280 × 800 (run under Xvfb).
 
-    xvfb-run -a python docs/screenshots.py            # trains SpatimeINR for 20 s on the sample
-    xvfb-run -a python docs/screenshots.py --seconds 5
+    xvfb-run -a -s "-screen 0 1280x800x24" python docs/screenshots.py            # trains 45 s
+    xvfb-run -a -s "-screen 0 1280x800x24" python docs/screenshots.py --seconds 5
 
-Writes docs/train_widget.png, docs/render_widget.png and docs/side_by_side.png.
+The window is laid out as ``spatimeinr-napari`` lays it out on a 1280 × 800 screen. Writes
+docs/train_widget.png (the Train tab after a run: live plot, Advanced form of the fast engine),
+docs/render_widget.png (Render & Export, opened by itself when the run ended) and
+docs/side_by_side.png (input and lazy render in napari's grid).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+SIZE = (1280, 800)
 
 
 def _wait(app, cond, timeout: float) -> None:
@@ -23,34 +27,30 @@ def _wait(app, cond, timeout: float) -> None:
         time.sleep(0.02)
 
 
-def _content(widget):
-    """The whole content of a dock widget, also the part scrolled out of view."""
-    area = getattr(widget, "_scroll_area", None)
-    if area is None:
-        return widget
-    inner = area.widget()
-    inner.resize(inner.width(), max(inner.height(), inner.sizeHint().height()))
-    return inner
+def _settle(app, seconds: float = 0.5) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        app.processEvents()
+        time.sleep(0.02)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seconds", type=float, default=20.0, help="SpatimeINR training time")
+    p.add_argument("--seconds", type=float, default=45.0, help="SpatimeINR training time")
     p.add_argument("--out", type=Path, default=HERE)
     args = p.parse_args()
 
-    import napari
-    from qtpy.QtCore import Qt
     from qtpy.QtWidgets import QApplication
 
-    viewer = napari.Viewer(title="napari-spatimeinr")
-    viewer.window._qt_window.resize(1700, 1250)
-    viewer.open_sample("napari-spatimeinr", "nuclei_timelapse")
-    train_dock, train = viewer.window.add_plugin_dock_widget("napari-spatimeinr", "Train")
-    render_dock, render = viewer.window.add_plugin_dock_widget(
-        "napari-spatimeinr", "Render & Export"
-    )
+    from napari_spatimeinr import _napari_launch as launch
+    from napari_spatimeinr._widgets.workflow import WorkflowWidget
+
+    viewer = launch.build_viewer()
+    launch.fit_to_screen(viewer, SIZE)
+    wf = viewer.window._qt_window.findChild(WorkflowWidget)
+    train, render = wf.train, wf.render
     app = QApplication.instance()
+    win = viewer.window._qt_window
 
     tmp = Path(tempfile.mkdtemp(prefix="spatimeinr-shots-"))
     train.out_edit.setText(str(tmp / "nuclei.spatimeinr"))
@@ -61,15 +61,9 @@ def main() -> None:
     _wait(app, lambda: train.worker is None, args.seconds + 120)
     if train.error_label.text():
         raise SystemExit(train.error_label.text())
-    train.out_edit.setText(str(tmp / "nuclei_2.spatimeinr"))  # as after a run
-    win = viewer.window._qt_window
-    app.processEvents()
-    win.resizeDocks([train_dock, render_dock], [640, 560], Qt.Orientation.Vertical)
-    win.resizeDocks([train_dock], [560], Qt.Orientation.Horizontal)
+    _settle(app)
+    win.grab().save(str(args.out / "render_widget.png"))  # the tab that opened by itself
 
-    _wait(app, lambda: train._preview_worker is None, 30)
-    for ly in [ly for ly in viewer.layers if "preview" in ly.metadata]:
-        viewer.layers.remove(ly)  # the side-by-side view shows the input and the render only
     render.scale_t.setValue(4.0)
     render.scale_z.setValue(2.0)
     render.path_edit.setText(str(Path.home() / "nuclei_x4t_x2z.tif"))
@@ -84,18 +78,19 @@ def main() -> None:
         _wait(app, lambda: not layer.data.busy, 60)
     viewer.status = f"{layer.name}: frame at {viewer.dims.point[0]:g} s"
     render.set_grid(True)
-    for _ in range(20):
-        app.processEvents()
-        time.sleep(0.05)
+    _settle(app, 1.0)
     viewer.reset_view()
-    app.processEvents()
-    _content(render).grab().save(str(args.out / "render_widget.png"))
-    viewer.screenshot(str(args.out / "side_by_side.png"), canvas_only=False)
+    _settle(app)
+    win.grab().save(str(args.out / "side_by_side.png"))
+
+    render.set_grid(False)
+    wf.tabs.setCurrentIndex(wf.TAB_TRAIN)
     train.advanced_box.expand(animate=False)
-    for _ in range(10):
-        app.processEvents()
-        time.sleep(0.05)
-    _content(train).grab().save(str(args.out / "train_widget.png"))
+    _settle(app)
+    train._scroll_area.verticalScrollBar().setValue(10**6)  # the plot, under the form
+    viewer.reset_view()
+    _settle(app)
+    win.grab().save(str(args.out / "train_widget.png"))
     viewer.close()
     print(
         "wrote",

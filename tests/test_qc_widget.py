@@ -17,7 +17,13 @@ def viewer_and_widget(make_napari_viewer):
     from scipy import ndimage
 
     data = ndimage.gaussian_filter(rng.random((7, 3, 24, 20)), 1.5).astype(np.float32) * 1000
-    viewer.add_image(data, name="cells", scale=(5.0, 2.0, 0.5, 0.5), translate=(0, 1, 2, 3))
+    viewer.add_image(
+        data,
+        name="cells",
+        scale=(5.0, 2.0, 0.5, 0.5),
+        translate=(0, 1, 2, 3),
+        units=("s", "µm", "µm", "µm"),
+    )
     widget = QCWidget(viewer)
     return viewer, widget
 
@@ -33,11 +39,14 @@ def test_temporal_check_fills_table_plot_layers_and_saves(qtbot, viewer_and_widg
     w.factor_spin.setValue(2)
     w.method_combo.setCurrentText("linear")
     assert w.run_button.isEnabled()
+    assert "no training" in w.engine_info.text()
+    assert not w.canvas.isVisibleTo(w) and not w.table.isVisibleTo(w)  # no empty plot or table
     assert "scored" in w.plan_label.text()
     w.run_button.click()
     wait_done(qtbot, w)
     res = w.result
     assert res is not None, w.status_label.text()
+    assert w.canvas.isVisibleTo(w) and w.table.isVisibleTo(w)
     rep = res.report
     names = [w.table.item(r, 0).text() for r in range(w.table.rowCount())]
     assert names == list(rep["results"]) == ["linear", "nearest", "cubic", "motion", "smoothed"]
@@ -53,6 +62,7 @@ def test_temporal_check_fills_table_plot_layers_and_saves(qtbot, viewer_and_widg
         assert tuple(ly.scale) == (5.0, 2.0, 0.5, 0.5)
         assert tuple(ly.translate) == (0, 1, 2, 3)
         assert ly.data.shape == (7, 3, 24, 20)
+        assert tuple(ly.units) == tuple(viewer.layers["cells"].units)  # no "inconsistent units"
     np.testing.assert_allclose(err.data, np.abs(recon.data - truth.data))
     np.testing.assert_array_equal(truth.data, viewer.layers["cells"].data)
     # saving

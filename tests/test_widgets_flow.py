@@ -100,6 +100,7 @@ def test_stop_keeps_usable_model(make_napari_viewer, qtbot, tmp_path, monkeypatc
                 return
 
     monkeypatch.setattr(api, "train", slow_train)
+    monkeypatch.setattr(TrainWidget, "in_process", False)  # the patched api.train, here
     viewer = make_napari_viewer()
     viewer.open_sample("napari-spatimeinr", "nuclei_timelapse")
     train, render = _docked(viewer)
@@ -120,8 +121,8 @@ def test_spatimeinr_few_steps_then_stop(make_napari_viewer, qtbot, tmp_path):
     )
     viewer.add_image(data, name="tiny", scale=(30.0, 1.0, 0.2, 0.2))
     train, render = _docked(viewer)
-    train.time_spin.setValue(5)
-    train.steps_spin.setValue(20)
+    train.time_spin.setValue(120)
+    train.steps_spin.setValue(10**6)  # Stop ends the run once a preview was shown
     for name, v in {
         "latent_dim": 8,
         "encoder_features": 8,
@@ -132,12 +133,23 @@ def test_spatimeinr_few_steps_then_stop(make_napari_viewer, qtbot, tmp_path):
     train.advanced.set_value("batch_size", 256)
     train.preview_every = 1.0
     viewer.dims.set_current_step(0, 2)  # the preview follows the sliders
-    with qtbot.waitSignal(train.preview_ready, timeout=30000) as shown:
-        _train(qtbot, train, tmp_path, "spatimeinr", stop_after=1)
-    preview = shown.args[0]
+    train.method_combo.setCurrentText("spatimeinr")
+    train.out_edit.setText(str(tmp_path / "spatimeinr.spatimeinr"))
+    train._out_auto = False
+    assert train.validate(), train.error_label.text()
+    with qtbot.waitSignal(train.model_ready, timeout=60000):
+        with qtbot.waitSignal(train.preview_ready, timeout=90000) as shown:
+            train.start()
+        preview = shown.args[0]  # shown while training, from a checkpoint
+        assert preview in viewer.layers and train.running
+        train.stop()
+    assert not train.error_label.text()
     assert preview.data.shape == (24, 24) and preview.metadata["preview"]["t"] == 2
     np.testing.assert_allclose(preview.scale, (0.2, 0.2))
-    assert [str(u) for u in preview.units] == ["micrometer", "micrometer"]  # as the input's
+    assert tuple(preview.units) == tuple(viewer.layers["tiny"].units)[-2:]  # as the input's
+    assert preview not in viewer.layers  # training ended: the preview is gone
     layer = render.add_layer()
     assert layer.data.shape == (7, 6, 24, 24)
     qtbot.waitUntil(lambda: not layer.data.busy, timeout=30000)
+    render.set_grid(True)
+    assert render.grid().shape == (1, 2)  # the input and the render, no preview

@@ -69,6 +69,7 @@ def test_training_error_shown(viewer_with_sample, qtbot, tmp_path, monkeypatch):
         yield  # pragma: no cover
 
     monkeypatch.setattr(api, "train", boom)
+    monkeypatch.setattr(TrainWidget, "in_process", False)  # the patched api.train, here
     w = TrainWidget(viewer_with_sample)
     qtbot.addWidget(w)
     w.method_combo.setCurrentText("linear")
@@ -116,14 +117,60 @@ def test_advanced_greys_out_what_the_engine_ignores(viewer_with_sample, qtbot):
     form = w.advanced
     assert w.preset_combo.currentText() == "fast"  # the motion engine
     assert not form.inputs["latent_dim"].isEnabled() and form.inputs["refine_width"].isEnabled()
+    assert form.inputs["latent_dim"].isHidden() and form.labels["latent_dim"].isHidden()
+    assert not form.inputs["refine_width"].isHidden()  # only the chosen engine's fields are listed
     assert "Not used by the motion engine" in form.inputs["latent_dim"].toolTip()
+    assert "CPU" in w.engine_info.text()
     w.preset_combo.setCurrentText("paper")  # the INR
     assert form.inputs["latent_dim"].isEnabled() and not form.inputs["refine_width"].isEnabled()
+    assert not form.inputs["latent_dim"].isHidden() and form.inputs["refine_width"].isHidden()
+    assert "GPU" in w.engine_info.text()
     assert "Not used" not in form.inputs["latent_dim"].toolTip()
     form.set_value("motion", True)  # the Motion field overrides the preset's engine
     assert not form.inputs["latent_dim"].isEnabled() and form.inputs["refine_depth"].isEnabled()
+    assert "fast engine" in w.engine_info.text()
     for name in ("batch_size", "lr", "patch_size", "motion"):  # shared: always editable
         assert form.inputs[name].isEnabled()
+
+
+def test_training_process_error_shown(viewer_with_sample, qtbot, tmp_path):
+    """A failure in the training process comes back to the widget with its reason."""
+    w = TrainWidget(viewer_with_sample)
+    qtbot.addWidget(w)
+    assert w.in_process
+    (tmp_path / "a_file").write_text("not a folder")
+    w.method_combo.setCurrentText("linear")
+    w.out_edit.setText(str(tmp_path / "a_file" / "m.spatimeinr"))
+    w.start()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60000)
+    assert w.error_label.text().startswith("Training failed:"), w.error_label.text()
+    assert "a_file" in w.error_label.text()
+
+
+def test_loss_plot_waits_for_two_steps_log_loss_own_psnr_axis(qtbot):
+    import numpy as np
+
+    from napari_spatimeinr._widgets.train import LossPlot
+    from napari_spatimeinr.train.progress import Progress
+
+    plot = LossPlot()
+    qtbot.addWidget(plot)
+    assert not plot.shown and plot.waiting.isVisibleTo(plot)  # no empty axes
+    plot.add(Progress(step=1, total=None, loss=0.1, psnr=20.0))
+    assert not plot.shown  # a single dot says nothing
+    plot.add(Progress(step=2, total=None, loss=0.01, psnr=25.0))
+    assert plot.shown and not plot.waiting.isVisibleTo(plot)
+    _, y = plot._loss_curve.getData()
+    np.testing.assert_allclose(y, [-1.0, -2.0])  # log10(loss) on a log-labelled axis
+    _, psnr = plot._psnr_curve.getData()
+    np.testing.assert_allclose(psnr, [20.0, 25.0])  # dB, on the linear right axis
+    axes = plot.graph.getPlotItem()
+    assert axes.getAxis("left").logMode and not axes.getAxis("right").logMode
+    plot.clear()
+    assert not plot.shown and plot.steps == []
+    plot.add(Progress(step=1, total=None, loss=0.1, psnr=20.0))
+    plot.finish()  # a run that ended after one step says so, instead of "waiting"
+    assert "1 step" in plot.waiting.text() and not plot.shown
 
 
 def test_limits_gate_greys_out_train(viewer_with_sample, qtbot, tmp_path, monkeypatch):

@@ -78,7 +78,7 @@ def read_model_dir(path: str | Path) -> list[LayerData]:
     try:  # computed plane by plane off the GUI thread (needs Qt, as napari itself)
         from ._widgets.async_layer import async_array
 
-        data: Any = async_array(lazy)
+        data: Any = async_array(lazy, processes=True)
     except ImportError:  # pragma: no cover - no Qt binding: napari computes the dask array itself
         data = lazy
     kw = render_layer_kwargs(plan, md)

@@ -80,10 +80,13 @@ class AsyncArray(QObject):
         *,
         cache_mb: float = 512.0,
         debounce_ms: int = 30,
+        processes: bool = False,
         parent: QObject | None = None,
     ):
         super().__init__(parent)
         self.dask = darr
+        #: compute in the render process (:mod:`.processes`): the GUI never waits for the GIL
+        self.processes = processes
         self.cache_bytes = int(cache_mb * 1e6)
         self._bounds = [np.cumsum((0, *c)) for c in darr.chunks]
         self._cache: OrderedDict[Block, np.ndarray] = OrderedDict()
@@ -235,10 +238,19 @@ class AsyncArray(QObject):
         self._running = missing
         parts = [self.dask.blocks[blk] for blk in missing]
 
+        def here(parts: list[Any]) -> list[np.ndarray]:
+            values = dask.compute(*parts, scheduler="threads", pool=_pool())
+            return [np.asarray(v) for v in values]
+
         def compute() -> tuple[list[np.ndarray], float]:
             t0 = time.perf_counter()
-            values = dask.compute(*parts, scheduler="threads", pool=_pool())
-            return [np.asarray(v) for v in values], time.perf_counter() - t0
+            if self.processes:
+                from .processes import compute as in_process
+
+                values = in_process(parts, fallback=here)
+            else:
+                values = here(parts)
+            return values, time.perf_counter() - t0
 
         worker = create_worker(compute, _start_thread=False, _ignore_errors=True)
         worker.returned.connect(lambda result, b=missing: self._done(b, *result))
@@ -343,9 +355,16 @@ def connect_layer_updates(arr: AsyncArray) -> None:
     arr.ready.connect(ready)
 
 
-def async_array(darr: da.Array, cache_mb: float = 512.0) -> AsyncArray:
-    """An :class:`AsyncArray` over ``darr`` whose layers update themselves (reader layer data)."""
-    arr = AsyncArray(darr, cache_mb=cache_mb)
+def async_array(darr: da.Array, cache_mb: float = 512.0, processes: bool = False) -> AsyncArray:
+    """An :class:`AsyncArray` over ``darr`` whose layers update themselves (reader layer data).
+
+    ``processes``: compute the chunks in the render process (renders of a model), not in threads.
+    """
+    if processes:
+        from .processes import warm_up
+
+        warm_up()  # its start-up overlaps with adding the layer
+    arr = AsyncArray(darr, cache_mb=cache_mb, processes=processes)
     connect_layer_updates(arr)
     return arr
 
@@ -356,6 +375,7 @@ def add_async_layer(
     *,
     on_error: Callable[[str], None] | None = None,
     cache_mb: float = 512.0,
+    processes: bool = False,
     **layer_kwargs: Any,
 ) -> Any:
     """Add an Image layer showing ``darr`` computed slice by slice off the GUI thread.
@@ -365,7 +385,7 @@ def add_async_layer(
     """
     if "contrast_limits" not in layer_kwargs:
         raise ValueError("contrast_limits are required: they are never computed from lazy data")
-    arr = async_array(darr, cache_mb=cache_mb)
+    arr = async_array(darr, cache_mb=cache_mb, processes=processes)
     if on_error is not None:
         arr.failed.connect(on_error)
     return viewer.add_image(arr, multiscale=False, **layer_kwargs)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import math
+import re
 import tempfile
 import typing
 from pathlib import Path
@@ -102,6 +104,25 @@ def default_model_dir(layer: Any) -> Path:
     return cand
 
 
+def remove_layers(viewer: Any, layers: Any) -> None:
+    """Remove ``layers`` from ``viewer`` without the long full garbage collection napari runs then.
+
+    napari calls ``gc.collect()`` on the GUI thread when a layer goes; with torch loaded that scan
+    of every live object took ~0.5 s (``benchmarks/gui_pause.py``). The objects alive now are frozen
+    for the removal (skipped by that scan) and unfrozen right after: nothing is leaked, the rest is
+    left to Python's ordinary collections.
+    """
+    layers = [ly for ly in layers if ly in viewer.layers]
+    if not layers:
+        return
+    gc.freeze()
+    try:
+        for ly in layers:
+            viewer.layers.remove(ly)
+    finally:
+        gc.unfreeze()
+
+
 def fmt_seconds(s: float | None) -> str:
     if s is None or not math.isfinite(s):
         return "?"
@@ -182,8 +203,9 @@ class ModelForm(QWidget):
         self.inputs: dict[str, QLineEdit | QComboBox] = {}
         self.labels: dict[str, QLabel] = {}
         self._tips: dict[str, str] = {}
-        form = QFormLayout(self)
+        form = form_layout(self)
         form.setContentsMargins(0, 0, 0, 0)
+        self._form = form
         for name, field in model.model_fields.items():
             w: QLineEdit | QComboBox
             if field_kind(field) is bool:
@@ -215,12 +237,16 @@ class ModelForm(QWidget):
             self._set_tip(name, f"{self._tips[name]}\nEmpty: the {source}'s value ({text}).")
 
     def set_unused(self, names: Any, why: str) -> None:
-        """Grey out the fields in ``names`` (saying ``why`` in their tooltip); enable the others."""
+        """Hide (and disable) the fields in ``names``, saying ``why`` in their tooltip; show the others.
+
+        Only the fields the chosen engine reads are on screen; a hidden field keeps what was typed.
+        """
         names = set(names)
         for name, w in self.inputs.items():
             unused = name in names
             w.setEnabled(not unused)
             self.labels[name].setEnabled(not unused)
+            self._form.setRowVisible(w, not unused)
             tip = w.toolTip().split("\nNot used")[0]
             self._set_tip(name, f"{tip}\nNot used {why}." if unused else tip)
 
@@ -249,6 +275,34 @@ class ModelForm(QWidget):
                 w.currentIndexChanged.connect(slot)
             else:
                 w.textChanged.connect(slot)
+
+
+def form_layout(parent: QWidget | None = None) -> QFormLayout:
+    """A form whose fields go under their labels when the dock is too narrow for both side by side.
+
+    Fields grow to the dock's width; nothing in a form has a fixed width, so a narrow dock wraps
+    rows instead of clipping them.
+    """
+    form = QFormLayout(parent) if parent is not None else QFormLayout()
+    form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
+    form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+    return form
+
+
+def relax_widths(widget: QWidget) -> None:
+    """Let the drop-downs of ``widget`` be narrower than their longest entry (elided, not clipped).
+
+    By default a combo box is as wide as its longest item (a layer name, a model folder), which
+    would make the whole dock wider than its column.
+    """
+    for combo in widget.findChildren(QComboBox):
+        combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        combo.setMinimumContentsLength(8)
+
+
+def breakable(text: str) -> str:
+    """``text`` with line-break opportunities after ``/ \\ _ . -`` (long paths wrap in a label)."""
+    return re.sub(r"([/\\_.-])(?=\w)", "\\1\u200b", text)
 
 
 def scroll_layout(widget: QWidget) -> QVBoxLayout:

@@ -19,7 +19,6 @@ from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
-    QFormLayout,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -30,7 +29,6 @@ from qtpy.QtWidgets import (
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
-    QVBoxLayout,
     QWidget,
 )
 from superqt.utils import create_worker
@@ -42,6 +40,9 @@ from ..evaluate.protocol import METHODS, EvalResult, run_evaluation
 from ..evaluate.report import plot_report, write_report
 from ..io.axes import check_axes, to_tzyx
 from ..train.progress import Progress
+from .forms import fit_width, form_layout, relax_widths, scroll_layout
+from .processes import iterate_in_process
+from .train import METHOD_TIPS, PRESET_INFO
 
 if TYPE_CHECKING:
     import napari
@@ -120,6 +121,16 @@ def tzyx_to_axes(values: tuple[float, ...], axes: str) -> tuple[float, ...]:
     return tuple(values["TZYX".index(c)] for c in axes)
 
 
+def layer_units(layer: Any) -> dict[str, Any]:
+    """``axis_labels`` and ``units`` of a layer (napari ignores units when layers disagree)."""
+    out: dict[str, Any] = {}
+    for key in ("axis_labels", "units"):
+        value = getattr(layer, key, None)
+        if value is not None:
+            out[key] = tuple(value)
+    return out
+
+
 # -- the widget --------------------------------------------------------------------------------
 class QCWidget(QWidget):
     """Hold-out quality control of a reconstruction against interpolation baselines."""
@@ -162,7 +173,7 @@ class QCWidget(QWidget):
         self.time_spin.setSpecialValueText("preset default")
         self.time_spin.setToolTip("Stop training after this many seconds (0: the preset's steps).")
 
-        form = QFormLayout()
+        form = form_layout()
         form.addRow("Layer", self.layer_combo)
         form.addRow("Axes", self.axes_edit)
         task_row = QHBoxLayout()
@@ -173,6 +184,11 @@ class QCWidget(QWidget):
         form.addRow("Task", task_row)
         form.addRow("Method", self.method_combo)
         form.addRow("Preset", self.preset_combo)
+        #: what the chosen method/preset is, its speed and needs (as in the Train tab)
+        self.engine_info = QLabel("")
+        self.engine_info.setWordWrap(True)
+        self.engine_info.setStyleSheet("color: grey;")
+        form.addRow(self.engine_info)
         form.addRow("Time limit", self.time_spin)
 
         self.plan_label = QLabel()
@@ -203,10 +219,12 @@ class QCWidget(QWidget):
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.canvas.setMinimumHeight(210)
+        self.canvas.setVisible(False)  # no empty axes: shown with the first result
+        self.table.setVisible(False)
         self.save_button = QPushButton("Save report…")
         self.save_button.setEnabled(False)
 
-        layout = QVBoxLayout(self)
+        layout = scroll_layout(self)
         layout.addLayout(form)
         layout.addWidget(self.plan_label)
         layout.addLayout(buttons)
@@ -215,6 +233,9 @@ class QCWidget(QWidget):
         layout.addWidget(self.table)
         layout.addWidget(self.canvas)
         layout.addWidget(self.save_button)
+        layout.addStretch(1)
+        relax_widths(self)
+        fit_width(self)
 
         self.run_button.clicked.connect(self.run)
         self.stop_button.clicked.connect(self.stop)
@@ -309,6 +330,11 @@ class QCWidget(QWidget):
 
     def _update_plan(self, *_: Any) -> None:
         method = self.method_combo.currentText()
+        self.engine_info.setText(
+            PRESET_INFO.get(self.preset_combo.currentText(), "")
+            if method == "spatimeinr"
+            else METHOD_TIPS.get(method, f"{method}: a baseline (no training).")
+        )
         self.preset_combo.setEnabled(method == "spatimeinr")
         self.time_spin.setEnabled(method == "spatimeinr")
         busy = self.worker is not None
@@ -351,10 +377,12 @@ class QCWidget(QWidget):
         self._stop = False
         self._axes = req["axes"]
         self._layer_translate = tuple(self.selected_layer().translate)
+        self._layer_units = layer_units(self.selected_layer())
         kwargs = {k: req[k] for k in ("task", "factor", "z_only", "method", "preset", "time_limit")}
 
         def job():
-            yield from run_evaluation(stack, stop=lambda: self._stop, **kwargs)
+            # in a child process: the check trains and renders, which would stall napari's GUI
+            yield from iterate_in_process(run_evaluation, stack, stop=lambda: self._stop, **kwargs)
 
         self.worker = create_worker(job, _start_thread=False)
         self.worker.yielded.connect(self._on_item)
@@ -414,6 +442,8 @@ class QCWidget(QWidget):
     # -- results --------------------------------------------------------------------------------
     def _show_result(self, res: EvalResult) -> None:
         rep = res.report
+        self.table.setVisible(True)
+        self.canvas.setVisible(True)
         self.fill_table(rep)
         self.draw_plot(rep)
         self.add_layers(res)
@@ -473,7 +503,7 @@ class QCWidget(QWidget):
         if name in self.viewer.layers:
             layer = self.viewer.layers[name]
             layer.data = data
-            for key in ("scale", "translate", "contrast_limits"):
+            for key in ("scale", "translate", "contrast_limits", "axis_labels", "units"):
                 if key in kwargs:
                     setattr(layer, key, kwargs[key])
             return layer
@@ -487,7 +517,11 @@ class QCWidget(QWidget):
         scale = tzyx_to_axes(res.truth_scale, axes)
         translate = getattr(self, "_layer_translate", None) or (0.0,) * len(axes)
         low, high = rep["intensity_range"]
-        common = {"scale": scale, "translate": translate}
+        common = {
+            "scale": scale,
+            "translate": translate,
+            **getattr(self, "_layer_units", {}),  # the input's: no "inconsistent units"
+        }
         k = rep["factor"]
         tag = f"{rep['task']} ×{k}"
         layers = [

@@ -23,7 +23,6 @@ from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
-    QFormLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -39,8 +38,18 @@ from .._layers import METHOD_LABELS, browse_plan, model_input_kwargs, render_lay
 from ..errors import LimitError, SpatimeINRError, StopRequested
 from ..io.formats import SUPPORTED_WRITE_SUFFIXES, suffix_of
 from .async_layer import AsyncArray, add_async_layer
-from .forms import fit_width, fmt_duration, fmt_seconds, layer_meta, scroll_layout
+from .forms import (
+    fit_width,
+    fmt_duration,
+    fmt_seconds,
+    form_layout,
+    layer_meta,
+    relax_widths,
+    remove_layers,
+    scroll_layout,
+)
 from .models import registry
+from .processes import export_steps, iterate_in_process
 
 if TYPE_CHECKING:
     import napari
@@ -116,7 +125,8 @@ class RenderWidget(QWidget):
         )
         self.open_btn = QPushButton("Open…")
         self.open_btn.setToolTip("Choose a model folder (it holds meta.json and config.yaml).")
-        self.model_info = QLabel("")  # fixed lines (no word wrap: keeps the layout's height exact)
+        self.model_info = QLabel("")
+        self.model_info.setWordWrap(True)
 
         # -- factors ----------------------------------------------------------------------------
         self.scale_t = _factor_spin(
@@ -199,9 +209,9 @@ class RenderWidget(QWidget):
         model_row = QHBoxLayout()
         model_row.addWidget(self.model_combo, 1)
         model_row.addWidget(self.open_btn)
-        form = QFormLayout()
+        form = form_layout()
         form.addRow(self._label("Model", self.model_combo.toolTip()), model_row)
-        form3 = QFormLayout()
+        form3 = form_layout()
         form3.addRow(self._label("Time factor", self.scale_t.toolTip()), self.scale_t)
         space_row = QHBoxLayout()
         for s in (self.scale_z, self.scale_y, self.scale_x):
@@ -219,7 +229,7 @@ class RenderWidget(QWidget):
         view_row = QHBoxLayout()
         view_row.addWidget(self.add_btn)
         view_row.addWidget(self.grid_btn)
-        ef = QFormLayout()
+        ef = form_layout()
         path_row = QHBoxLayout()
         path_row.addWidget(self.path_edit, 1)
         path_row.addWidget(self.browse_btn)
@@ -241,6 +251,7 @@ class RenderWidget(QWidget):
         lay.addWidget(self.status)
         lay.addWidget(self.error_label)
         lay.addStretch(1)
+        relax_widths(self)
         fit_width(self)
 
         # -- wiring -----------------------------------------------------------------------------
@@ -527,6 +538,7 @@ class RenderWidget(QWidget):
             self.viewer,
             api.render_plan(plan),
             on_error=self._fail,
+            processes=True,  # slices computed in the render process: napari never waits
             **kw,
         )
         layer.data.ready.connect(self.update_info)  # the measured speed improves the estimate
@@ -551,6 +563,10 @@ class RenderWidget(QWidget):
     def set_grid(self, on: bool) -> None:
         """Side-by-side view of the layers (one column per layer), or back to overlay."""
         grid = self.grid()
+        if on:  # a training preview is transient: it never takes a panel of the grid
+            remove_layers(
+                self.viewer, [ly for ly in self.viewer.layers if "preview" in ly.metadata]
+            )
         grid.enabled = bool(on)
         if on:
             grid.shape = (1, max(1, len(self.viewer.layers)))
@@ -614,15 +630,21 @@ class RenderWidget(QWidget):
         self.export_bar.setRange(0, 0)  # busy until the first chunk
 
         def run() -> Path:
-            return api.export(
+            # in a child process: rendering holds the GIL for long stretches (napari would stall)
+            for kind, *rest in iterate_in_process(
+                export_steps,
                 darr,
                 path,
                 plan.meta,
                 dtype=dtype,
                 overwrite=overwrite,
-                progress=lambda done, total: self.export_progress.emit(int(done), int(total)),
-                cancel=lambda: self._cancel,
-            )
+                stop=lambda: self._cancel,
+            ):
+                if kind == "progress":
+                    self.export_progress.emit(*rest)
+                else:
+                    return Path(rest[0])
+            raise SpatimeINRError("The export ended without writing the file.")
 
         worker = create_worker(run, _start_thread=False, _ignore_errors=True)
         self._export_t0 = time.perf_counter()

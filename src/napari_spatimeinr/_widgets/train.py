@@ -9,6 +9,7 @@ added to the session's model registry, where the Render & Export widget finds it
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,13 +20,13 @@ from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
-    QFormLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QProgressBar,
     QPushButton,
     QSpinBox,
+    QVBoxLayout,
     QWidget,
 )
 from superqt import QCollapsible
@@ -37,16 +38,21 @@ from ..errors import SpatimeINRError
 from ..train.progress import Progress
 from .forms import (
     ModelForm,
+    breakable,
     default_model_dir,
     fit_width,
     fmt_duration,
     fmt_seconds,
+    form_layout,
     layer_axes,
     layer_physical,
     layer_to_stack,
+    relax_widths,
+    remove_layers,
     scroll_layout,
 )
 from .models import registry
+from .processes import compute, warm_up
 
 if TYPE_CHECKING:
     import napari
@@ -59,6 +65,21 @@ METHOD_TIPS = {
 }
 
 
+WAITING = "Waiting for the first training steps…"
+LOSS_COLOR = "#4c9be8"
+PSNR_COLOR = "#f0a030"
+
+
+#: what each preset is, with its speed and needs (shown under the picker)
+PRESET_INFO = {
+    "fast": "fast: motion-compensated interpolation with a learned refiner. Quick and "
+    "CPU-friendly: no GPU needed.",
+    "paper": "paper: the published INR (implicit neural representation). Slow: needs a CUDA "
+    "GPU (hours on a CPU).",
+}
+
+
+@functools.cache
 def _cuda_available() -> bool:
     try:
         import torch
@@ -69,57 +90,102 @@ def _cuda_available() -> bool:
 
 
 class LossPlot(QWidget):
-    """A small matplotlib plot of the training loss (left axis) and PSNR (right axis) per step."""
+    """Live training curves: loss (log axis, left) and PSNR (dB, right axis) against step.
+
+    pyqtgraph, not matplotlib: a Qt-native plot redraws a few hundred points in about a millisecond
+    on the GUI thread (an Agg canvas re-rasterises the whole figure on every update), follows the
+    dock's size, and its log axis needs no special-casing. Until two steps have been logged the plot
+    is hidden behind a one-line "waiting" note, so no empty axes are shown.
+    """
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-        from matplotlib.figure import Figure
+        import pyqtgraph as pg
 
-        self.figure = Figure(figsize=(3.2, 2.0), layout="constrained")
-        self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(150)
-        lay = scroll_layout(self)
+        self.waiting = QLabel(WAITING)
+        self.waiting.setWordWrap(True)
+        self.waiting.setStyleSheet("color: grey;")
+        self.graph = pg.PlotWidget(background=None)
+        self.graph.setMinimumSize(160, 170)
+        self.graph.setMaximumHeight(300)
+        item = self.graph.getPlotItem()
+        # the loss is drawn as log10(loss) on a left axis labelled in powers of ten; the PSNR has
+        # its own linear right axis (a plot-wide log mode would make that one logarithmic too)
+        item.getAxis("left").setLogMode(True)
+        item.setLabel("bottom", "step")
+        item.setLabel("left", "loss", color=LOSS_COLOR)
+        item.showAxis("right")
+        item.setLabel("right", "PSNR (dB)", color=PSNR_COLOR)
+        for side in ("left", "right", "bottom"):
+            item.getAxis(side).enableAutoSIPrefix(False)
+        item.setMenuEnabled(False)
+        item.hideButtons()
+        self.psnr_view = pg.ViewBox()
+        item.scene().addItem(self.psnr_view)
+        item.getAxis("right").linkToView(self.psnr_view)
+        self.psnr_view.setXLink(item)
+        item.vb.sigResized.connect(self._sync_views)
+        self._loss_curve = item.plot(pen=pg.mkPen(LOSS_COLOR, width=1.5), name="loss")
+        self._psnr_curve = pg.PlotDataItem(
+            pen=pg.mkPen(PSNR_COLOR, width=1.5),
+            symbol="o",
+            symbolSize=4,
+            symbolBrush=PSNR_COLOR,
+            symbolPen=None,
+        )
+        self.psnr_view.addItem(self._psnr_curve)
+        lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
-        lay.addWidget(self.canvas)
+        lay.addWidget(self.waiting)
+        lay.addWidget(self.graph)
         self.setToolTip(
-            "Training loss (blue, lower is better) and PSNR on held-back voxels "
-            "(orange, dB, higher is better) against training step."
+            "Training loss (blue, log scale, lower is better) and PSNR on held-back voxels "
+            "(orange, dB, right axis, higher is better) against training step."
         )
         self.clear()
+
+    def _sync_views(self) -> None:
+        item = self.graph.getPlotItem()
+        self.psnr_view.setGeometry(item.vb.sceneBoundingRect())
+        self.psnr_view.linkedViewChanged(item.vb, self.psnr_view.XAxis)
 
     def clear(self) -> None:
         self.steps: list[int] = []
         self.loss: list[float] = []
         self.psnr_steps: list[int] = []
         self.psnr: list[float] = []
-        self.figure.clear()
-        self.ax = self.figure.add_subplot(111)
-        self.ax2 = self.ax.twinx()
-        self.ax.set_xlabel("step", fontsize=8)
-        self.ax.set_ylabel("loss", fontsize=8, color="tab:blue")
-        self.ax2.set_ylabel("PSNR (dB)", fontsize=8, color="tab:orange")
-        for a in (self.ax, self.ax2):
-            a.tick_params(labelsize=7)
-        (self._l,) = self.ax.plot([], [], color="tab:blue", lw=1)
-        (self._p,) = self.ax2.plot([], [], color="tab:orange", lw=1, marker=".", ms=3)
-        self.canvas.draw_idle()
+        self._loss_curve.setData([], [])
+        self._psnr_curve.setData([], [])
+        self.waiting.setText(WAITING)
+        self._show_graph(False)
+
+    def finish(self) -> None:
+        """The run ended: say so if it logged too few steps for a curve (no endless "waiting")."""
+        if not self.shown:
+            n = len(set(self.steps) | set(self.psnr_steps))
+            self.waiting.setText(f"The run logged {n} step(s): too few for a curve.")
+
+    def _show_graph(self, on: bool) -> None:
+        self.graph.setVisible(on)
+        self.waiting.setVisible(not on)
+
+    @property
+    def shown(self) -> bool:
+        """Whether the curves are on screen (two steps or more were logged)."""
+        return not self.graph.isHidden()
 
     def add(self, p: Progress) -> None:
-        if p.loss is not None:
+        if p.loss is not None and p.loss > 0:  # a log axis: a zero loss cannot be drawn
             self.steps.append(p.step)
             self.loss.append(float(p.loss))
         if p.psnr is not None:
             self.psnr_steps.append(p.step)
             self.psnr.append(float(p.psnr))
-        self._l.set_data(self.steps, self.loss)
-        self._p.set_data(self.psnr_steps, self.psnr)
-        for a in (self.ax, self.ax2):
-            a.relim()
-            a.autoscale_view()
-        if self.loss and min(self.loss) > 0:
-            self.ax.set_yscale("log")
-        self.canvas.draw_idle()
+        self._loss_curve.setData(self.steps, np.log10(self.loss))
+        self._psnr_curve.setData(self.psnr_steps, self.psnr)
+        self.psnr_view.enableAutoRange()
+        if len(set(self.steps) | set(self.psnr_steps)) >= 2 and not self.shown:
+            self._show_graph(True)
 
 
 class TrainWidget(QWidget):
@@ -129,6 +195,8 @@ class TrainWidget(QWidget):
     preview_ready = Signal(object)  #: the preview layer, after each refresh
     #: seconds between checkpoints (and so preview refreshes) when the preview is on
     preview_every = 10.0
+    #: train in a child process (:mod:`.processes`): the GUI thread never waits for the GIL
+    in_process = True
 
     def __init__(self, napari_viewer: napari.viewer.Viewer, parent: QWidget | None = None):
         super().__init__(parent)
@@ -176,8 +244,14 @@ class TrainWidget(QWidget):
             self.method_combo.setItemData(i, METHOD_TIPS[m], Qt.ItemDataRole.ToolTipRole)
         self.method_combo.setToolTip(fields["method"].description)
         self.preset_combo = QComboBox()
-        self.preset_combo.addItems(["fast", "paper"])
+        for i, name in enumerate(PRESET_INFO):
+            self.preset_combo.addItem(name)
+            self.preset_combo.setItemData(i, PRESET_INFO[name], Qt.ItemDataRole.ToolTipRole)
         self.preset_combo.setToolTip(fields["preset"].description)
+        #: one line under the method/preset pickers: what the choice is, its speed and its needs
+        self.engine_info = QLabel("")
+        self.engine_info.setWordWrap(True)
+        self.engine_info.setStyleSheet("color: grey;")
         self.time_spin = QDoubleSpinBox()
         self.time_spin.setRange(0, 7 * 24 * 3600)
         self.time_spin.setDecimals(0)
@@ -207,7 +281,10 @@ class TrainWidget(QWidget):
         )
         self.advanced = ModelForm(SpatimeINRParams)
         self.advanced_box = QCollapsible("Advanced (SpatimeINR hyperparameters)")
-        note = QLabel("Empty fields use the preset's value (shown in grey). Hover for meanings.")
+        note = QLabel(
+            "Only the chosen engine's settings are listed. Empty fields use the preset's value "
+            "(shown in grey). Hover for meanings."
+        )
         note.setWordWrap(True)
         self.advanced_box.addWidget(note)
         self.advanced_box.addWidget(self.advanced)
@@ -238,7 +315,7 @@ class TrainWidget(QWidget):
         self.error_label.setStyleSheet("color: #e06c6c;")
         self.plot = LossPlot()
 
-        form = QFormLayout()
+        form = form_layout()
         form.addRow("Image layer", self.layer_combo)
         form.addRow("Axes", self.axes_edit)
         vs_row = QHBoxLayout()
@@ -250,6 +327,7 @@ class TrainWidget(QWidget):
         form.addRow("Frame interval", self.interval_spin)
         form.addRow("Method", self.method_combo)
         form.addRow("Preset", self.preset_combo)
+        form.addRow(self.engine_info)
         form.addRow("Time limit", self.time_spin)
         form.addRow("Steps", self.steps_spin)
         form.addRow("Device", self.device_combo)
@@ -258,8 +336,8 @@ class TrainWidget(QWidget):
         out_row.addWidget(self.out_browse)
         form.addRow("Save model to", out_row)
         for i in range(form.rowCount()):
-            item = form.itemAt(i, QFormLayout.ItemRole.LabelRole)
-            field = form.itemAt(i, QFormLayout.ItemRole.FieldRole)
+            item = form.itemAt(i, form.ItemRole.LabelRole)
+            field = form.itemAt(i, form.ItemRole.FieldRole)
             if item and field and field.widget() and not item.widget().toolTip():
                 item.widget().setToolTip(field.widget().toolTip())
         buttons = QHBoxLayout()
@@ -275,6 +353,7 @@ class TrainWidget(QWidget):
         lay.addWidget(self.error_label)
         lay.addWidget(self.plot)
         lay.addStretch(1)
+        relax_widths(self)
         fit_width(self)
 
         # -- wiring ---------------------------------------------------------------------------
@@ -370,7 +449,8 @@ class TrainWidget(QWidget):
         self._engine_changed()
 
     def _engine_changed(self, *_: Any) -> None:
-        """Grey out the hyperparameters the chosen engine (preset, or the Motion field) ignores."""
+        """Show only the hyperparameters the chosen engine (preset, or the Motion field) reads."""
+        self._describe_choice()
         try:
             from ..model.presets import PRESETS, unused_fields
         except ImportError:  # pragma: no cover - engine not installed
@@ -380,6 +460,26 @@ class TrainWidget(QWidget):
         )
         engine = "by the motion engine (fast)" if motion else "by the INR (paper)"
         self.advanced.set_unused(unused_fields(bool(motion)), engine)
+        self._describe_choice()
+
+    def _describe_choice(self) -> None:
+        """The line under the pickers: what the chosen method/preset is, its speed, its needs."""
+        method = self.method_combo.currentText()
+        if method != "spatimeinr":
+            self.engine_info.setText(METHOD_TIPS.get(method, ""))
+            return
+        preset = self.preset_combo.currentText()
+        motion = self.advanced.values().get("motion")
+        text = PRESET_INFO.get(preset, "")
+        if motion is not None and motion != (preset == "fast"):  # the Motion field overrides
+            other = "fast" if motion else "paper"
+            text = (
+                f"{preset} settings with the {other} engine (Advanced → Motion). "
+                + (PRESET_INFO[other].split(": ", 1)[1])
+            )
+        if preset == "paper" and motion is not True and not _cuda_available():
+            text += " No CUDA GPU was found here."
+        self.engine_info.setText(text)
 
     def _method_changed(self, *_: Any) -> None:
         learned = self.method_combo.currentText() == "spatimeinr"
@@ -391,6 +491,7 @@ class TrainWidget(QWidget):
             self.preview_check,
         ):
             w.setEnabled(learned)
+        self._describe_choice()
         self.validate()
 
     # -- configuration ----------------------------------------------------------------------------
@@ -505,8 +606,15 @@ class TrainWidget(QWidget):
         time_limit = cfg.time_limit
 
         def run() -> Any:
-            yield from api.train(stack, out, cfg, stop=lambda: self._stop)
+            if self.in_process:
+                from .processes import train_in_process
 
+                yield from train_in_process(stack, out, cfg, stop=lambda: self._stop)
+            else:
+                yield from api.train(stack, out, cfg, stop=lambda: self._stop)
+
+        if self.preview_check.isChecked() and cfg.method == "spatimeinr":
+            warm_up()  # the render process of the previews starts while the model trains
         worker = create_worker(run, _start_thread=False, _ignore_errors=True)
         worker.yielded.connect(lambda p: self._on_progress(p, time_limit))
         worker.errored.connect(self._on_error)
@@ -564,13 +672,19 @@ class TrainWidget(QWidget):
         return int(round(coord.get("T", 0.0))), int(round(coord.get("Z", 0.0)))
 
     def maybe_preview(self) -> None:
-        """Render the slice in view from the newest checkpoint (once per checkpoint, in a worker)."""
+        """Render the slice in view from the newest checkpoint (once per checkpoint, in a worker).
+
+        Only the slider position is read here; opening the model, planning and rendering run in
+        the worker, so the GUI thread never waits for them.
+        """
         out = self.model_dir
         if (
             out is None
+            or self.worker is None
             or not self.preview_check.isChecked()
             or self._preview_worker is not None
             or self._train_layer is None
+            or self._grid_on()
         ):
             return
         ckpt = out / "model.pt"
@@ -581,31 +695,41 @@ class TrainWidget(QWidget):
         if stamp == self._preview_stamp:
             return
         self._preview_stamp = stamp
-        try:
-            md = api.open_model(out)
-        except SpatimeINRError:
-            return
-        nt, nz, ny, nx = md.shape
         t, z = self._view_tz()
-        t, z = min(max(t, 0), nt - 1), min(max(z, 0), nz - 1)
-        plan = api.plan_render(md, 1.0, (1.0, 1.0, 1.0), (t, t), (z, z + 1, 0, ny, 0, nx))
-        darr = api.render_plan(plan)
 
         def run() -> Any:
-            return np.asarray(darr[0, 0].compute(scheduler="threads"))
+            md = api.open_model(out)
+            nt, nz, ny, nx = md.shape
+            tt, zz = min(max(t, 0), nt - 1), min(max(z, 0), nz - 1)
+            plan = api.plan_render(md, 1.0, (1.0, 1.0, 1.0), (tt, tt), (zz, zz + 1, 0, ny, 0, nx))
+            [plane] = compute([api.render_plan(plan)[0, 0]])  # in the render process
+            return plane, md, (tt, zz)
 
         worker = create_worker(run, _start_thread=False, _ignore_errors=True)
-        worker.returned.connect(lambda plane, m=md, tz=(t, z): self._show_preview(plane, m, tz))
+        worker.returned.connect(lambda r: self._show_preview(*r))
         worker.finished.connect(self._preview_done)
         self._preview_worker = worker
         worker.start()
 
+    def _grid_on(self) -> bool:
+        canvas = getattr(self.viewer, "canvas", None)  # napari >= 0.9; viewer.grid before
+        grid = canvas.grid if canvas is not None and hasattr(canvas, "grid") else self.viewer.grid
+        return bool(grid.enabled)
+
     def _preview_done(self) -> None:
         self._preview_worker = None
-        if self.worker is None:  # training ended meanwhile: show the final model too
-            self.maybe_preview()
+
+    def remove_preview(self) -> None:
+        """Take the preview layer out of the viewer (training ended, or the side-by-side view)."""
+        layer, self._preview_layer = self._preview_layer, None
+        if layer is not None and layer in self.viewer.layers:
+            remove_layers(self.viewer, [layer])
+            if self._train_layer in self.viewer.layers:  # its controls, not an empty panel
+                self.viewer.layers.selection.active = self._train_layer
 
     def _show_preview(self, plane: Any, md: Any, tz: tuple[int, int]) -> None:
+        if self.worker is None or self._grid_on():  # training ended, or side by side: no preview
+            return
         _, vy, vx = md.voxel_size
         origin = [float(v) for v in md.meta.get("origin", (0.0, 0.0, 0.0, 0.0))]
         name = f"{md.name} preview"
@@ -621,8 +745,10 @@ class TrainWidget(QWidget):
                 blending="additive",
                 colormap="magenta",
                 visible=True,
-                axis_labels=("y", "x"),
-                units=("µm", "µm"),  # as the input's: napari warns about mixed units otherwise
+                # as the input's: napari warns about mixed units otherwise
+                axis_labels=tuple(getattr(self._train_layer, "axis_labels", ("y", "x")))[-2:],
+                units=tuple(getattr(self._train_layer, "units", ("µm", "µm")))[-2:],
+                metadata={"preview": {}},
             )
             self._preview_layer = layer
         else:
@@ -652,11 +778,14 @@ class TrainWidget(QWidget):
         if out is not None and (out / "meta.json").is_file():
             md = api.open_model(out)
             stopped = " (stopped early)" if self._stop else ""
-            self.status.setText(f"Model saved{stopped}: {out}  →  use Render & Export to view it.")
+            self.status.setText(
+                breakable(f"Model saved{stopped}: {out}  →  use Render & Export to view it.")
+            )
             self.progress.setValue(1000)
             registry().add(md.path)
             self.model_ready.emit(str(md.path))
-            self.maybe_preview()
+        self.remove_preview()  # the model's own (lazy) layer replaces it: see Render & Export
+        self.plot.finish()
         self._out_auto = True
         layer = self.selected_layer()
         if layer is not None:
