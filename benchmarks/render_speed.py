@@ -25,6 +25,7 @@ def main() -> None:
     ap.add_argument("--scale-z", type=float, default=1.0)
     ap.add_argument("--frames", type=int, default=4)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeat", type=int, default=3, help="best of this many renders")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     import napari_spatimeinr
@@ -36,10 +37,16 @@ def main() -> None:
     plan = api.plan_render(
         md.path, args.scale_t, (args.scale_z, 1.0, 1.0), t_range=(0, n - 1), device="cpu"
     )
-    get_renderer(plan.model_dir, "cpu")  # loading is not rendering
-    t0 = time.perf_counter()
-    out = api.render_plan(plan).compute(scheduler="sync")
-    dt = time.perf_counter() - t0
+    _, renderer = get_renderer(plan.model_dir, "cpu")  # loading is not rendering
+    warm = api.plan_render(md.path, args.scale_t, (args.scale_z, 1.0, 1.0), t_range=(0, 1))
+    api.render_plan(warm).compute(scheduler="sync")  # one-off costs (imports, first calls)
+    best = float("inf")
+    for _ in range(args.repeat):
+        getattr(renderer, "_cache", {}).clear()  # frames are computed again
+        t0 = time.perf_counter()
+        out = api.render_plan(plan).compute(scheduler="sync")
+        best = min(best, time.perf_counter() - t0)
+    dt = best
     row = {
         "source": napari_spatimeinr.__file__,
         "shape": list(out.shape),
