@@ -45,6 +45,16 @@ def test_time_range_and_shapes_region(widget):
     assert ny < 24 and nx < 20
 
 
+def test_keep_measured_check_box_reaches_the_plan(widget):
+    w = widget
+    w.scale_t.setValue(2.0)
+    assert not w.plan().keep_measured
+    assert w.plan().meta.provenance["measured_frames"].startswith("model estimate")
+    w.keep_measured.setChecked(True)
+    assert w.plan().keep_measured
+    assert w.plan().meta.provenance["measured_frames"] == "as acquired"
+
+
 def test_add_layer_overlays_input(widget, qtbot):
     w = widget
     w.scale_t.setValue(1.0)

@@ -151,6 +151,12 @@ class RenderWidget(QWidget):
             s.setRange(0, 0)
             s.setEnabled(False)
             s.setToolTip(f"{what} input frame (0 = the first frame of the input) to render.")
+        self.keep_measured = QCheckBox("Measured frames as acquired")
+        self.keep_measured.setToolTip(
+            "Off (default): every frame comes from the model at one noise level, measured ones "
+            "included, so the movie does not pulse every k-th frame. On: the measured frames are "
+            "the acquired data (for analyses that need the raw values)."
+        )
         self.roi_combo = QComboBox()
         self.roi_combo.setToolTip(
             "Region to render: the whole volume, the part of the image now in view (y, x), or the "
@@ -226,6 +232,9 @@ class RenderWidget(QWidget):
         t_row.addWidget(self.t_to)
         form3.addRow(self._label("Time range", self.t_check.toolTip()), t_row)
         form3.addRow(self._label("Region", self.roi_combo.toolTip()), self.roi_combo)
+        form3.addRow(
+            self._label("Measured frames", self.keep_measured.toolTip()), self.keep_measured
+        )
         view_row = QHBoxLayout()
         view_row.addWidget(self.add_btn)
         view_row.addWidget(self.grid_btn)
@@ -263,6 +272,7 @@ class RenderWidget(QWidget):
             s.valueChanged.connect(self.update_info)
         self.t_check.toggled.connect(self._t_toggled)
         self.roi_combo.currentIndexChanged.connect(self.update_info)
+        self.keep_measured.toggled.connect(self.update_info)
         self.dtype_combo.currentIndexChanged.connect(self.update_info)
         self.path_edit.textChanged.connect(self.update_info)
         self.add_btn.clicked.connect(self.add_layer)
@@ -418,6 +428,7 @@ class RenderWidget(QWidget):
             scale_zyx=(self.scale_z.value(), self.scale_y.value(), self.scale_x.value()),
             t_range=t_range,
             roi=self.roi(md),
+            keep_measured=self.keep_measured.isChecked(),
         )
 
     def refusals(self, plan: Any, probe: bool = False) -> tuple[str, str]:
