@@ -19,7 +19,7 @@ from napari_spatimeinr.model_dir import ModelDir
 from napari_spatimeinr.motion import motion_pair, tvl1_flow, warp, warp_pair
 from napari_spatimeinr.train.motion_task import MotionTask, training_pairs
 
-SMALL = dict(refine_width=4, refine_depth=2, batch_size=512, patch_size=16)
+SMALL = dict(refine_width=4, refine_depth=2, batch_size=512, patch_size=16, spatial=False)
 
 
 def _blob(center, shape=(32, 32), s=3.0):
