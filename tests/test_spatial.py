@@ -13,6 +13,7 @@ from napari_spatimeinr.coords import spatial_coords, spatial_size
 from napari_spatimeinr.data.stack import Stack4D
 from napari_spatimeinr.methods.motion_render import MotionRenderer, resample_space
 from napari_spatimeinr.model_dir import ModelDir
+from napari_spatimeinr.spatial import summary
 from napari_spatimeinr.spatial.apply import SpatialResampler, decode_volume
 from napari_spatimeinr.spatial.decoder import (
     ZDecoder,
@@ -22,7 +23,6 @@ from napari_spatimeinr.spatial.decoder import (
     spline_matrix,
 )
 from napari_spatimeinr.spatial.degrade import cell_means, make_pair, running_sum
-from napari_spatimeinr.spatial.train import summary
 
 
 def _random_decoder(seed: int = 0) -> ZDecoder:

@@ -85,3 +85,13 @@ def test_bad_suffix_refused(widget):
     widget.path_edit.setText("/tmp/out.png")
     assert not widget.export()
     assert ".tif" in widget.error_label.text()
+
+
+def test_isotropic_button_sets_z_to_the_voxel_ratio(widget):
+    w = widget
+    w.scale_y.setValue(2.0)
+    w.iso_btn.click()
+    assert w.scale_z.value() == pytest.approx(5.0)  # 1 µm / 0.2 µm
+    assert w.scale_y.value() == 1.0 and w.scale_x.value() == 1.0
+    assert w.plan().shape[1:] == (25, 24, 20)
+    assert "0.2 × 0.2 × 0.2 µm" in w.iso_label.text()

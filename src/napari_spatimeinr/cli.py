@@ -364,6 +364,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # -- info --------------------------------------------------------------------------------------
 def cmd_info(args: argparse.Namespace) -> int:
     from .model_dir import ModelDir
+    from .spatial import summary as spatial_summary
 
     md = ModelDir(args.model_dir)
     m = md.meta
@@ -381,6 +382,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         "train_steps": m.get("train_steps", 0),
         "train_seconds": m.get("train_seconds", 0.0),
         "last_history": hist[-1] if hist else None,
+        "spatial": spatial_summary(m.get("spatial"))
+        if md.config.method == "spatimeinr" and m["shape"][1] > 1
+        else None,
         "software_version": m.get("software_version"),
     }
     if args.json:

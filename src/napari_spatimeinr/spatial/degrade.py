@@ -98,26 +98,26 @@ def estimate_axial_blur(
     """
     t, nz, ny, nx = data.shape
     rng = np.random.default_rng(seed)
-    zl = data.transpose(0, 2, 3, 1).reshape(-1, nz)
-    zl = zl[rng.choice(len(zl), size=min(len(zl), max_lines), replace=False)]
-    rho_z = _lag1(zl.astype(np.float64))
+    k = min(t * ny * nx, max_lines)
+    ti, yi, xi = rng.integers(0, t, k), rng.integers(0, ny, k), rng.integers(0, nx, k)
+    rho_z = _lag1(np.asarray(data[ti, :, yi, xi], dtype=np.float64))  # (k, nz) z lines
     span = int(math.ceil(nz * ratio))
+    flat = data.reshape(t * nz, ny, nx)
+    pick = rng.choice(t * nz, size=min(t * nz, 32), replace=False)
+    sample = torch.from_numpy(np.array(flat[np.sort(pick)], dtype=np.float32))
     planes = []
-    if nx > span:
-        planes.append(
-            torch.from_numpy(np.ascontiguousarray(data.reshape(-1, ny, nx).transpose(0, 2, 1)))
-        )
-    if ny > span:
-        planes.append(torch.from_numpy(np.ascontiguousarray(data.reshape(-1, ny, nx))))
+    if nx > span:  # lines along x
+        planes.append(sample.transpose(1, 2))
+    if ny > span:  # lines along y
+        planes.append(sample)
     if not planes:
         return 0.0, {"rho_z": rho_z, "rho_lateral_0": float("nan")}
     g = torch.Generator().manual_seed(seed)
     rows = []
-    for p in planes:  # (P, L, W): lines along L, with fixed random starts
-        idx = torch.randint(0, p.shape[0], (min(p.shape[0], 32),), generator=g)
+    for p in planes:  # (P, L, W): lines along L, a crop of 64 along W, fixed random starts
         w0 = int(torch.randint(max(1, p.shape[2] - 64 + 1), (1,), generator=g))
-        start = torch.rand(len(idx), generator=g, dtype=torch.float64) * (p.shape[1] - nz * ratio)
-        rows.append((p[idx][:, :, w0 : w0 + 64].float(), start))
+        start = torch.rand(p.shape[0], generator=g, dtype=torch.float64) * (p.shape[1] - nz * ratio)
+        rows.append((p[:, :, w0 : w0 + 64].contiguous(), start))
 
     def rho(sigma: float) -> float:
         vals = []

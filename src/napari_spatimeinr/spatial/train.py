@@ -23,7 +23,7 @@ from ..config import SpatimeINRParams, TrainConfig
 from ..model.presets import resolve_params
 from ..model_dir import ModelDir
 from ..train.progress import Progress
-from . import SPATIAL_FILE
+from . import SPATIAL_FILE, summary
 from .decoder import ZDecoder, classical_matrix, spline_matrix
 from .degrade import estimate_axial_blur, make_pair
 
@@ -284,24 +284,6 @@ def train_spatial(
         message="spatial: done (" + summary(record) + ")",
     )
     return record
-
-
-def summary(record: dict[str, Any] | None) -> str:
-    """One line: what the spatial part is and its held-out gain (model info, widgets)."""
-    if not record:
-        return "space: mean-preserving spline (no learned spatial part)"
-    if record.get("kind") != "decoder":
-        return f"space: mean-preserving spline ({record.get('why', 'no decoder')})"
-    parts = []
-    for f, gain in record["gain_db"].items():
-        choice = record["choice"][f]
-        parts.append(
-            f"x{float(f):g} {gain:+.2f} dB" + ("" if choice == "decoder" else f" -> {choice}")
-        )
-    return (
-        f"space: z decoder (lateral self-supervision, z/x {record['ratio']:g}); held-out gain over "
-        "the best interpolation: " + ", ".join(parts)
-    )
 
 
 def train_with_spatial(
