@@ -113,6 +113,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         if cfg.time_limit:
             budget.append(f"at most {_fmt_seconds(cfg.time_limit)}")
         what = cfg.method if cfg.method in CLASSICAL_METHODS else f"spatimeinr ({cfg.preset})"
+        if cfg.method == "spatimeinr":
+            from .spatial.train import split_text
+
+            split = split_text(cfg, source.shape)
+            if split:
+                budget.append(split)
         _say(
             args,
             f"Input {source.name}: T={t} Z={z} Y={y} X={x}, voxel {source.voxel_size} µm, "

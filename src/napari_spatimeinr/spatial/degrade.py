@@ -94,7 +94,7 @@ def estimate_axial_blur(
 
     ``data`` (T, Z, Y, X) with Z >= 3. The lag-1 correlation of the z lines (``Z`` voxels each) is
     matched by lateral lines of ``Z`` voxels of ``ratio`` px, blurred by ``sigma`` first; sigma is
-    searched on a grid (0 .. 2·ratio px). Returns ``(sigma, {"rho_z", "rho_lateral_0"})``.
+    searched on a grid of 9 values (0 .. 2·ratio px). Returns ``(sigma, {"rho_z", "rho_lateral_0"})``.
     """
     t, nz, ny, nx = data.shape
     rng = np.random.default_rng(seed)
@@ -103,7 +103,7 @@ def estimate_axial_blur(
     rho_z = _lag1(np.asarray(data[ti, :, yi, xi], dtype=np.float64))  # (k, nz) z lines
     span = int(math.ceil(nz * ratio))
     flat = data.reshape(t * nz, ny, nx)
-    pick = rng.choice(t * nz, size=min(t * nz, 32), replace=False)
+    pick = rng.choice(t * nz, size=min(t * nz, 16), replace=False)
     sample = torch.from_numpy(np.array(flat[np.sort(pick)], dtype=np.float32))
     planes = []
     if nx > span:  # lines along x
@@ -114,10 +114,10 @@ def estimate_axial_blur(
         return 0.0, {"rho_z": rho_z, "rho_lateral_0": float("nan")}
     g = torch.Generator().manual_seed(seed)
     rows = []
-    for p in planes:  # (P, L, W): lines along L, a crop of 64 along W, fixed random starts
-        w0 = int(torch.randint(max(1, p.shape[2] - 64 + 1), (1,), generator=g))
+    for p in planes:  # (P, L, W): lines along L, a crop of 32 along W, fixed random starts
+        w0 = int(torch.randint(max(1, p.shape[2] - 32 + 1), (1,), generator=g))
         start = torch.rand(p.shape[0], generator=g, dtype=torch.float64) * (p.shape[1] - nz * ratio)
-        rows.append((p[:, :, w0 : w0 + 64].contiguous(), start))
+        rows.append((p[:, :, w0 : w0 + 32].contiguous(), start))
 
     def rho(sigma: float) -> float:
         vals = []
@@ -126,7 +126,7 @@ def estimate_axial_blur(
             vals.append(coarse.permute(0, 2, 1).reshape(-1, nz).numpy().astype(np.float64))
         return _lag1(np.concatenate(vals))
 
-    grid = np.linspace(0.0, 2.0 * ratio, 17)
+    grid = np.linspace(0.0, 2.0 * ratio, 9)
     rhos = [rho(float(s)) for s in grid]
     best = float(grid[int(np.argmin(np.abs(np.asarray(rhos) - rho_z)))])
     return best, {"rho_z": rho_z, "rho_lateral_0": rhos[0]}

@@ -201,8 +201,11 @@ def train_spatial(
     done = model_dir.meta.get("spatial")
     if done and (model_dir.path / SPATIAL_FILE).is_file():
         return done
-    t0 = time.perf_counter()
     torch.manual_seed(config.seed)
+    net = make_decoder(params)
+    # the first optimizer of a process imports torch's compiler (seconds): not training time
+    opt = torch.optim.Adam(net.parameters(), lr=params.spatial_lr)
+    t0 = time.perf_counter()
     data = np.asarray(model_dir.input, dtype=np.float32)
     task = LateralTask(data, model_dir.voxel_size, params, config.seed)
     record: dict[str, Any] = {
@@ -216,8 +219,6 @@ def train_spatial(
         record.update(kind="spline", why="planes too small for lateral self-supervision")
         model_dir.update_meta(spatial=record)
         return record
-    net = make_decoder(params)
-    opt = torch.optim.Adam(net.parameters(), lr=params.spatial_lr)
     gen = torch.Generator().manual_seed(config.seed)
     total = config.steps or (None if seconds else params.spatial_steps)
     base = task.validate(None)
@@ -308,3 +309,17 @@ def train_with_spatial(
             model_dir.update_meta(train_seconds=round(spent, 3), spatial=record)
             p.message = f"{p.message}; {summary(record)}"
         yield p
+
+
+def split_text(config: TrainConfig, shape: tuple[int, ...]) -> str | None:
+    """How the training time is split between space and time, in words (None: no spatial part)."""
+    params = resolve_params(config)
+    if not wanted(params, shape):
+        return None
+    if shape[0] == 1:
+        return "a single volume: all of it trains the z decoder (space)"
+    share = params.spatial_share
+    if config.time_limit:
+        sec = config.time_limit * share
+        return f"z decoder (space) first for {sec:.0f} s ({share:.0%}), then time for the rest"
+    return f"z decoder (space) first, then time ({config.steps or 'the preset'} steps each)"
