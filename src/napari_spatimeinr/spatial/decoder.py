@@ -76,31 +76,53 @@ class ZDecoder(nn.Module):
         self.halo = depth  # receptive field along the fine axis, each side
 
     def encode(self, coarse: torch.Tensor) -> torch.Tensor:
-        """``coarse`` (B, n, W) -> latents (B, n, W, latent) (channels last)."""
-        return self.encoder(coarse[:, None]).permute(0, 2, 3, 1).contiguous()
+        """``coarse`` (B, n, W) -> latents (n, B*W, latent): one row per coarse voxel."""
+        f = self.encoder(coarse[:, None])  # (B, latent, n, W)
+        return f.permute(2, 0, 3, 1).reshape(f.shape[2], -1, self.latent)
 
-    def residual(self, feat: torch.Tensor, pos: torch.Tensor, cell: float) -> torch.Tensor:
-        """Residual (B, m, W) at output centres ``pos`` (m,) of side ``cell`` (coarse units)."""
-        n = feat.shape[1]
-        base = torch.floor(pos)
-        frac = pos - base
-        total = None
+    def residual(self, feat: torch.Tensor, n: int, m: int) -> torch.Tensor:
+        """Residual (m, B*W) on the ``m`` cells of the grid from latents ``feat`` (n, B*W, latent).
+
+        Output cells are grouped by the coarse voxel ``g = floor(p)`` at or left of their centre
+        (``-1 .. n-1``); a group's cells all query voxels ``g`` and ``g + 1`` (clamped at the ends),
+        so the MLP's weights (``cells x 2·latent`` per group) meet the two latents in one batched
+        matrix product instead of gathering a latent per output cell.
+        """
+        pos = torch.from_numpy(spatial_coords(n, m / n).astype(np.float32)).to(feat.device)
+        g = torch.floor(pos)
+        frac = pos - g
+        parts = []
         for k, w in ((0, 1.0 - frac), (1, frac)):
-            idx = (base + k).clamp(0, n - 1)
-            q = torch.stack([pos - idx, torch.full_like(pos, cell)], dim=1)  # (m, 2)
-            coef = self.mlp(q) * w[:, None]  # (m, latent), the blend weight folded in
-            v = torch.einsum("bmwk,mk->bmw", feat.index_select(1, idx.long()), coef)
-            total = v if total is None else total + v
-        return total
+            idx = (g + k).clamp(0, n - 1)
+            q = torch.stack([pos - idx, torch.full_like(pos, n / m)], dim=1)  # (m, 2)
+            parts.append(self.mlp(q) * w[:, None])  # (m, latent), blend weight folded in
+        coef = torch.cat(parts, dim=1)  # (m, 2·latent)
+        gi, j, per = _groups(n, m)
+        table = coef.new_zeros(n + 1, per, coef.shape[1])
+        table[gi, j] = coef
+        padded = torch.cat([feat[:1], feat, feat[-1:]], dim=0)  # voxel -1 and n repeat the ends
+        pair = torch.cat([padded[:-1], padded[1:]], dim=2)  # (n+1, B*W, 2·latent): g and g+1
+        out = torch.bmm(pair, table.transpose(1, 2))  # (n+1, B*W, per)
+        return out.permute(0, 2, 1).reshape((n + 1) * per, -1)[gi * per + j]
 
     def forward(self, coarse: torch.Tensor, m: int) -> torch.Tensor:
         """``coarse`` (B, n, W) rendered on the ``m`` cells of the DESIGN.md grid: (B, m, W)."""
-        n = coarse.shape[1]
-        pos = torch.from_numpy(spatial_coords(n, m / n).astype(np.float32)).to(coarse.device)
+        b, n, w = coarse.shape
+        flat = coarse.permute(1, 0, 2).reshape(n, b * w)
         s = spline_matrix(n, m).to(coarse.device)
         p = projection_matrix(n, m).to(coarse.device)
-        res = self.residual(self.encode(coarse), pos, n / m)
-        return torch.einsum("mn,bnw->bmw", s, coarse) + torch.einsum("mk,bkw->bmw", p, res)
+        out = s @ flat + p @ self.residual(self.encode(coarse), n, m)
+        return out.reshape(m, b, w).permute(1, 0, 2)
+
+
+@lru_cache(maxsize=256)
+def _groups(n: int, m: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """For each of ``m`` output cells: its group (coarse voxel at or left of its centre, + 1) and
+    its rank in the group; and the largest group size."""
+    g = np.floor(spatial_coords(n, m / n)).astype(np.int64) + 1
+    start = np.searchsorted(g, g, side="left")
+    j = np.arange(m) - start
+    return torch.from_numpy(g), torch.from_numpy(j), int(j.max()) + 1
 
 
 @lru_cache(maxsize=256)

@@ -189,7 +189,8 @@ def train_spatial(
     stop: Callable[[], bool],
     seconds: float | None,
 ) -> Generator[Progress, None, dict[str, Any] | None]:
-    """Train the z decoder of ``model_dir`` for ``seconds`` (or ``spatial_steps`` steps).
+    """Train the z decoder of ``model_dir`` for ``spatial_steps`` steps (``config.steps`` when given)
+    or ``seconds``, whichever ends first.
 
     Writes ``spatial.pt`` and ``meta.json["spatial"]``; returns that record (None when this stack
     gets no learned spatial part). Already trained (a resumed run): returns the stored record.
@@ -220,7 +221,7 @@ def train_spatial(
         model_dir.update_meta(spatial=record)
         return record
     gen = torch.Generator().manual_seed(config.seed)
-    total = config.steps or (None if seconds else params.spatial_steps)
+    total = int(config.steps or params.spatial_steps)  # a cap: the time limit may end it first
     base = task.validate(None)
     best_psnr = _mean_psnr(task.validate(net), "decoder")
     best = {k: v.detach().clone() for k, v in net.state_dict().items()}
@@ -228,7 +229,7 @@ def train_spatial(
     loss_v = float("nan")
     while True:
         elapsed = time.perf_counter() - t0
-        frac = elapsed / seconds if seconds else step / total  # type: ignore[operator]
+        frac = max(elapsed / seconds if seconds else 0.0, step / total)
         lr = params.spatial_lr * (0.1 ** min(max(frac, 0.0), 1.0))
         for g in opt.param_groups:
             g["lr"] = lr
@@ -240,7 +241,7 @@ def train_spatial(
         step += 1
         loss_v = float(loss.detach())
         elapsed = time.perf_counter() - t0
-        finished = bool(seconds and elapsed >= seconds) or bool(total and step >= total) or stop()
+        finished = bool(seconds and elapsed >= seconds) or step >= total or stop()
         if step % VALIDATE_EVERY == 0 or finished:
             v = _mean_psnr(task.validate(net), "decoder")
             if v > best_psnr:
@@ -321,5 +322,8 @@ def split_text(config: TrainConfig, shape: tuple[int, ...]) -> str | None:
     share = params.spatial_share
     if config.time_limit:
         sec = config.time_limit * share
-        return f"z decoder (space) first for {sec:.0f} s ({share:.0%}), then time for the rest"
-    return f"z decoder (space) first, then time ({config.steps or 'the preset'} steps each)"
+        return (
+            f"z decoder (space) first for at most {sec:.0f} s ({share:.0%}) or "
+            f"{config.steps or params.spatial_steps} steps, then time for the rest"
+        )
+    return f"z decoder (space) first, then time ({config.steps or 'the preset'}'s steps each)"
