@@ -176,3 +176,17 @@ def test_lateral_self_supervision_beats_cubic_in_z(tmp_path):
     assert psnr(out) > psnr(spline) + 0.5, (psnr(out), psnr(spline))  # learned, not the spline
     # and the render still pools back to the input
     np.testing.assert_allclose(out.reshape(16, 4, 96, 96).mean(1), pooled, rtol=1e-4, atol=0.05)
+
+
+def test_large_windows_are_decoded_in_bands(monkeypatch):
+    import napari_spatimeinr.spatial.apply as ap
+
+    net = _random_decoder(2)
+    rs = SpatialResampler({"kind": "decoder", "choice": {"2.0": "decoder"}}, net)
+    f = np.random.default_rng(3).random((5, 16, 9)).astype(np.float32)
+    z = spatial_coords(5, 2.0)
+    whole = decode_volume(net, f, 10)
+    monkeypatch.setattr(ap, "CACHE_BYTES", 4 * 10 * 3 * 9 * 4)  # bands of 3 rows, no caching
+    out, _, _ = rs(f, z[2:7], np.arange(16.0), np.arange(9.0), (0.5, 1.0, 1.0), key=0)
+    np.testing.assert_allclose(out, whole[2:7], atol=1e-5)
+    assert not rs._cache

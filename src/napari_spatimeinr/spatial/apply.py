@@ -5,7 +5,8 @@ the decoder, each output block is computed from the x–z planes (one per y row)
 (one per x column) of the frame, the two averaged; the whole z column of the output grid is computed
 (the projection that keeps the mean of each input voxel needs it) and cached per frame and window,
 so the z chunks of one frame cost one decoder pass. Only the rows and columns a block needs are
-computed (plus the encoder's halo) when y and x are not resampled. A factor where the held-out check
+computed (plus the encoder's halo) when y and x are not resampled; a window too large to cache is
+decoded in bands of y, keeping only the block's z rows (memory bounded for any output size). A factor where the held-out check
 preferred another resampler renders with that one; ``None`` is returned where the spline applies.
 """
 
@@ -84,13 +85,8 @@ class SpatialResampler:
         f = min(self.choice, key=lambda v: abs(math.log(v / factor)))
         return self.choice[f]
 
-    def _column(self, key, frame: np.ndarray, m: int, win: tuple[int, int, int, int]) -> np.ndarray:
-        """The output's whole z column (m, rows, cols) over window ``win`` of ``frame``, cached."""
-        ck = (key, frame.shape, m, win)
-        with self.lock:
-            if ck in self._cache:
-                self._cache.move_to_end(ck)
-                return self._cache[ck]
+    def _decode(self, frame: np.ndarray, m: int, win: tuple[int, int, int, int]) -> np.ndarray:
+        """The output's whole z column (m, rows, cols) over window ``win`` of ``frame``."""
         y0, y1, x0, x1 = win
         _, ny, nx = frame.shape
         h = self.net.halo
@@ -99,13 +95,32 @@ class SpatialResampler:
         xz = xz[:, :, x0 - xa : x1 - xa].transpose(1, 0, 2)
         yz = decode_planes(self.net, frame[:, ya:yb, x0:x1].transpose(2, 0, 1), m)
         yz = yz[:, :, y0 - ya : y1 - ya].transpose(1, 2, 0)
-        out = np.ascontiguousarray(0.5 * (xz + yz), dtype=np.float32)
+        return np.ascontiguousarray(0.5 * (xz + yz), dtype=np.float32)
+
+    def _column(self, key, frame: np.ndarray, m: int, win: tuple[int, int, int, int]) -> np.ndarray:
+        """:meth:`_decode`, cached per frame and window."""
+        ck = (key, frame.shape, m, win)
+        with self.lock:
+            if ck in self._cache:
+                self._cache.move_to_end(ck)
+                return self._cache[ck]
+        out = self._decode(frame, m, win)
         with self.lock:
             self._cache[ck] = out
             self._bytes += out.nbytes
             while self._bytes > CACHE_BYTES and len(self._cache) > 1:
                 _, old = self._cache.popitem(last=False)
                 self._bytes -= old.nbytes
+        return out
+
+    def _rows(self, frame: np.ndarray, m: int, rows: slice) -> np.ndarray:
+        """Output z ``rows`` over the whole frame, decoded in bands of y (bounded memory)."""
+        _, ny, nx = frame.shape
+        band = max(1, int(CACHE_BYTES // 4 // (4 * m * nx)))
+        out = np.empty((rows.stop - rows.start, ny, nx), dtype=np.float32)
+        for y0 in range(0, ny, band):
+            y1 = min(ny, y0 + band)
+            out[:, y0:y1] = self._decode(frame, m, (y0, y1, 0, nx))[rows]
         return out
 
     def __call__(
@@ -141,5 +156,8 @@ class SpatialResampler:
             y0, y1 = int(max(0, np.floor(y.min()))), int(min(ny, np.ceil(y.max()) + 1))
         if _identity(x, float(spacing_zyx[2])):
             x0, x1 = int(max(0, np.floor(x.min()))), int(min(nx, np.ceil(x.max()) + 1))
-        col = self._column(key, np.asarray(frame, dtype=np.float32), m, (y0, y1, x0, x1))
+        frame = np.asarray(frame, dtype=np.float32)
+        if 4 * m * (y1 - y0) * (x1 - x0) > CACHE_BYTES // 2:  # too big to cache: only these rows
+            return self._rows(frame, m, slice(off, off + len(z))), y, x
+        col = self._column(key, frame, m, (y0, y1, x0, x1))
         return col[off : off + len(z)], y - y0, x - x0
