@@ -150,8 +150,8 @@ class SpatimeINRParams(_Model):
     spatial_steps: int | None = Field(
         None,
         ge=1,
-        description="Training steps of the spatial part (steps, when given, replace it); the "
-        "time limit may end it first. Longer lateral training did not transfer better to z.",
+        description="Training steps of the spatial part (fewer when steps is smaller); the time "
+        "limit may end it first. Longer lateral training did not transfer better to z.",
     )
     spatial_width: int | None = Field(
         None, ge=4, le=256, description="Channels of the spatial encoder CNN."

@@ -35,6 +35,7 @@ MIN_FACTOR = 1.5
 N_COARSE = 24
 CROP = 64
 VALIDATE_EVERY = 50
+EMA_DECAY = 0.99
 REPORT_EVERY = 0.5
 VAL_FACTORS = (1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
 BASELINES = {"spline": None, "cubic": 3, "linear": 1, "nearest": 0}
@@ -189,8 +190,8 @@ def train_spatial(
     stop: Callable[[], bool],
     seconds: float | None,
 ) -> Generator[Progress, None, dict[str, Any] | None]:
-    """Train the z decoder of ``model_dir`` for ``spatial_steps`` steps (``config.steps`` when given)
-    or ``seconds``, whichever ends first.
+    """Train the z decoder of ``model_dir`` for ``spatial_steps`` steps (fewer if ``config.steps``
+    is smaller) or ``seconds``, whichever ends first.
 
     Writes ``spatial.pt`` and ``meta.json["spatial"]``; returns that record (None when this stack
     gets no learned spatial part). Already trained (a resumed run): returns the stored record.
@@ -221,10 +222,13 @@ def train_spatial(
         model_dir.update_meta(spatial=record)
         return record
     gen = torch.Generator().manual_seed(config.seed)
-    total = int(config.steps or params.spatial_steps)  # a cap: the time limit may end it first
+    total = int(min(config.steps or params.spatial_steps, params.spatial_steps))
     base = task.validate(None)
     best_psnr = _mean_psnr(task.validate(net), "decoder")
     best = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    # an exponential moving average of the weights is what is validated and kept (less noisy)
+    ema = make_decoder(params)
+    ema.load_state_dict(net.state_dict())
     step, last = 0, time.perf_counter()
     loss_v = float("nan")
     while True:
@@ -239,14 +243,18 @@ def train_spatial(
         loss.backward()
         opt.step()
         step += 1
+        with torch.no_grad():
+            keep = min(EMA_DECAY, step / (step + 10))
+            for pe, pn in zip(ema.parameters(), net.parameters(), strict=True):
+                pe.mul_(keep).add_(pn.detach(), alpha=1 - keep)
         loss_v = float(loss.detach())
         elapsed = time.perf_counter() - t0
         finished = bool(seconds and elapsed >= seconds) or step >= total or stop()
         if step % VALIDATE_EVERY == 0 or finished:
-            v = _mean_psnr(task.validate(net), "decoder")
+            v = _mean_psnr(task.validate(ema), "decoder")
             if v > best_psnr:
                 best_psnr = v
-                best = {k: t.detach().clone() for k, t in net.state_dict().items()}
+                best = {k: t.detach().clone() for k, t in ema.state_dict().items()}
         if time.perf_counter() - last >= REPORT_EVERY and not finished:
             last = time.perf_counter()
             yield Progress(
@@ -324,6 +332,8 @@ def split_text(config: TrainConfig, shape: tuple[int, ...]) -> str | None:
         sec = config.time_limit * share
         return (
             f"z decoder (space) first for at most {sec:.0f} s ({share:.0%}) or "
-            f"{config.steps or params.spatial_steps} steps, then time for the rest"
+            f"{min(config.steps or params.spatial_steps, params.spatial_steps)} steps, then time for "
+            "the rest"
         )
-    return f"z decoder (space) first, then time ({config.steps or 'the preset'}'s steps each)"
+    n = min(config.steps or params.spatial_steps, params.spatial_steps)
+    return f"z decoder (space) first for {n} steps, then time"
