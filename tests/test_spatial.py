@@ -190,3 +190,17 @@ def test_large_windows_are_decoded_in_bands(monkeypatch):
     out, _, _ = rs(f, z[2:7], np.arange(16.0), np.arange(9.0), (0.5, 1.0, 1.0), key=0)
     np.testing.assert_allclose(out, whole[2:7], atol=1e-5)
     assert not rs._cache
+
+
+def test_z_check_prefers_nearest_on_independent_slices():
+    from napari_spatimeinr.spatial.train import _winner, z_check
+
+    rng = np.random.default_rng(4)
+    noise = rng.random((1, 8, 32, 32)).astype(np.float32)  # independent z samples
+    zc = z_check(noise)
+    assert max(zc, key=zc.get) == "nearest"
+    row = {"decoder": 40.0, "spline": 30.0, "cubic": 30.0, "linear": 29.0, "nearest": 28.0}
+    assert _winner(row, zc) == "nearest" and _winner(row, None) == "decoder"
+    smooth = _blobs((32, 32, 32), 60, 2.5, seed=1)[None]
+    zs = z_check(smooth)
+    assert max(zs, key=zs.get) != "nearest" and _winner(row, zs) == "decoder"

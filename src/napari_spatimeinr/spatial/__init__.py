@@ -43,7 +43,13 @@ def summary(record: dict[str, Any] | None, short: bool = False) -> str:
     for f, gain in sorted(gains.items()):
         choice = record["choice"][next(k for k in record["choice"] if float(k) == f)]
         parts.append(f"x{f:.3g} {gain:+.2f} dB" + ("" if choice == "decoder" else f" -> {choice}"))
+    zc = record.get("z_check") or {}
+    why = (
+        "; nearest wins along z itself (z check)" if zc and max(zc, key=zc.get) == "nearest" else ""
+    )
     return (
         f"Space (z): learned decoder (lateral self-supervision, z/x voxel ratio "
-        f"{record['ratio']:g}); held-out gain over the best interpolation: " + ", ".join(parts)
+        f"{record['ratio']:g}); held-out gain over the best interpolation: "
+        + ", ".join(parts)
+        + why
     )
