@@ -27,7 +27,7 @@ from napari_spatimeinr.train.motion_task import (
     training_pairs,
 )
 
-SMALL = dict(refine_width=4, refine_depth=2, batch_size=512, patch_size=16)
+SMALL = dict(refine_width=4, refine_depth=2, batch_size=512, patch_size=16, spatial=False)
 
 
 def _blob(center, shape=(32, 32), s=3.0):

@@ -122,7 +122,9 @@ def test_sigkill_then_resume_carries_on(tmp_path):
     src = tmp_path / "in.npy"
     np.save(src, _stack().data)
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump(_cfg(steps=100000, checkpoint_every=0.2)))
+    # the z decoder trains first and is not checkpointed mid-way (a kill redoes it): off here
+    params = dict(TINY, spatial=False)
+    cfg.write_text(yaml.safe_dump(_cfg(steps=100000, checkpoint_every=0.2, params=params)))
     model = tmp_path / "m"
     cmd = [sys.executable, "-m", "napari_spatimeinr.cli", "train", str(src), "-o", str(model)]
     proc = subprocess.Popen(

@@ -123,3 +123,13 @@ def test_absurd_factor_is_refused_without_allocation(widget, axis):
     getattr(w, axis).setValue(2.0)  # back to a sane factor: both buttons come back
     assert w.add_btn.isEnabled() and w.export_btn.isEnabled()
     assert w.add_layer() is not None
+
+
+def test_isotropic_button_sets_z_to_the_voxel_ratio(widget):
+    w = widget
+    w.scale_y.setValue(2.0)
+    w.iso_btn.click()
+    assert w.scale_z.value() == pytest.approx(5.0)  # 1 µm / 0.2 µm
+    assert w.scale_y.value() == 1.0 and w.scale_x.value() == 1.0
+    assert w.plan().shape[1:] == (25, 24, 20)
+    assert "0.2 × 0.2 × 0.2 µm" in w.iso_label.text()

@@ -121,6 +121,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         if cfg.time_limit:
             budget.append(f"at most {_fmt_seconds(cfg.time_limit)}")
         what = cfg.method if cfg.method in CLASSICAL_METHODS else f"spatimeinr ({cfg.preset})"
+        if cfg.method == "spatimeinr":
+            from .spatial.train import split_text
+
+            split = split_text(cfg, source.shape)
+            if split:
+                budget.append(split)
         _say(
             args,
             f"Input {source.name}: T={t} Z={z} Y={y} X={x}, voxel {source.voxel_size} µm, "
@@ -435,6 +441,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # -- info --------------------------------------------------------------------------------------
 def cmd_info(args: argparse.Namespace) -> int:
     from .model_dir import ModelDir
+    from .spatial import summary as spatial_summary
 
     md = ModelDir(args.model_dir)
     m = md.meta
@@ -452,6 +459,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         "train_steps": m.get("train_steps", 0),
         "train_seconds": m.get("train_seconds", 0.0),
         "last_history": hist[-1] if hist else None,
+        "spatial": spatial_summary(m.get("spatial"))
+        if md.config.method == "spatimeinr" and m["shape"][1] > 1
+        else None,
         "software_version": m.get("software_version"),
     }
     if args.json:

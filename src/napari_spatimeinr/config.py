@@ -134,6 +134,47 @@ class SpatimeINRParams(_Model):
         None, ge=2, le=16, description="Convolution layers of the refinement CNN (motion engine)."
     )
 
+    spatial: bool | None = Field(
+        None,
+        description="Learned z super-resolution (fast engine): a CNN encoder and an implicit decoder "
+        "trained on the stack's own lateral planes; renders with z factor != 1 use it. False: the "
+        "mean-preserving spline.",
+    )
+    spatial_share: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Share of the time limit given to the spatial part when the stack has several "
+        "frames (a single volume gives it all).",
+    )
+    spatial_steps: int | None = Field(
+        None,
+        ge=1,
+        description="Training steps of the spatial part (fewer when steps is smaller); the time "
+        "limit may end it first. Longer lateral training did not transfer better to z.",
+    )
+    spatial_width: int | None = Field(
+        None, ge=4, le=256, description="Channels of the spatial encoder CNN."
+    )
+    spatial_depth: int | None = Field(
+        None, ge=2, le=16, description="Convolution layers of the spatial encoder CNN."
+    )
+    spatial_hidden: int | None = Field(
+        None, ge=4, le=256, description="Latent channels per voxel of the spatial decoder."
+    )
+    spatial_max_factor: float | None = Field(
+        None,
+        ge=1.5,
+        le=64,
+        description="Largest z factor trained for (the isotropic factor dz/dx caps it too).",
+    )
+    spatial_batch: int | None = Field(
+        None, ge=1, le=1024, description="Lateral planes per spatial training step."
+    )
+    spatial_lr: float | None = Field(
+        None, gt=0, description="Initial learning rate of the spatial part (decays 10x)."
+    )
+
     @field_validator("sr_axes")
     @classmethod
     def _sr_axes(cls, v: str | None) -> str | None:

@@ -35,8 +35,10 @@ from superqt.utils import create_worker
 
 from .. import api
 from .._layers import METHOD_LABELS, browse_plan, model_input_kwargs, render_layer_kwargs
+from ..coords import spatial_size
 from ..errors import LimitError, SpatimeINRError, StopRequested
 from ..io.formats import SUPPORTED_WRITE_SUFFIXES, suffix_of
+from ..spatial import summary as spatial_summary
 from .async_layer import AsyncArray, add_async_layer
 from .forms import (
     fit_width,
@@ -139,6 +141,11 @@ class RenderWidget(QWidget):
         self.scale_y = _factor_spin("Spatial factor along y: output voxels per input voxel.")
         self.scale_x = _factor_spin("Spatial factor along x: output voxels per input voxel.")
         self.scale_t.setValue(2.0)
+        self.iso_btn = QPushButton("Isotropic")
+        self.iso_btn.setToolTip(
+            "Set the z factor to the voxel's z/x ratio (dz/dx) and y, x to 1: cubic output voxels."
+        )
+        self.iso_label = QLabel("")
 
         # -- part -------------------------------------------------------------------------------
         self.t_check = QCheckBox("Only frames")
@@ -222,9 +229,11 @@ class RenderWidget(QWidget):
         space_row = QHBoxLayout()
         for s in (self.scale_z, self.scale_y, self.scale_x):
             space_row.addWidget(s)
+        space_row.addWidget(self.iso_btn)
         form3.addRow(
             self._label("Space factors z, y, x", "Spatial factors along z, y and x."), space_row
         )
+        form3.addRow("", self.iso_label)
         t_row = QHBoxLayout()
         t_row.addWidget(self.t_check)
         t_row.addWidget(self.t_from)
@@ -267,6 +276,7 @@ class RenderWidget(QWidget):
         reg = registry()
         reg.added.connect(self._model_added)
         self.open_btn.clicked.connect(self._browse_model)
+        self.iso_btn.clicked.connect(self.make_isotropic)
         self.model_combo.currentIndexChanged.connect(self._model_changed)
         for s in (self.scale_t, self.scale_z, self.scale_y, self.scale_x, self.t_from, self.t_to):
             s.valueChanged.connect(self.update_info)
@@ -335,6 +345,11 @@ class RenderWidget(QWidget):
             self.model_info.setText(
                 f"{METHOD_LABELS.get(md.method, md.method)} model of {md.name!r}\n{t} frames × {z} × {y} × {x} voxels\n"
                 f"{vz:g} × {vy:g} × {vx:g} µm, {md.frame_interval:g} s per frame"
+                + (
+                    f"\n{spatial_summary(md.meta.get('spatial'), short=True)}"
+                    if md.shape[1] > 1 and md.method == "spatimeinr"
+                    else ""
+                )
             )
             for s in (self.t_from, self.t_to):
                 s.setRange(0, t - 1)
@@ -342,6 +357,22 @@ class RenderWidget(QWidget):
             if not self.path_edit.text():
                 self.path_edit.setText(str(Path(md.path).with_name(f"{md.name}_render.tif")))
         self.update_info()
+
+    def make_isotropic(self) -> None:
+        """z factor = dz/dx, y and x factors = 1; the label says the resulting voxel size."""
+        md = self.model()
+        if md is None:
+            return
+        vz, vy, vx = md.voxel_size
+        self.scale_y.setValue(1.0)
+        self.scale_x.setValue(1.0)
+        self.scale_z.setValue(vz / vx)
+        z = md.shape[1]
+        out_z = spatial_size(z, self.scale_z.value())
+        self.iso_label.setText(
+            f"Isotropic: z × {self.scale_z.value():g} → voxels of "
+            f"{vz * z / out_z:.3g} × {vy:.3g} × {vx:.3g} µm"
+        )
 
     # -- layers ---------------------------------------------------------------------------------
     def _layers_changed(self, *_: Any) -> None:

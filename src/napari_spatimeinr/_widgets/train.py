@@ -573,7 +573,11 @@ class TrainWidget(QWidget):
         until = f"{steps} steps" if steps else "the preset's number of steps"
         if limit:
             until = f"{fmt_duration(limit)} or {until}, whichever comes first"
-        return f"Ready: {what}. Trains for {until}; Stop keeps the model trained so far."
+        split = ""
+        if self.preset_combo.currentText() == "fast" and z > 1:
+            share = "all" if t == 1 else "half"
+            split = f" The z decoder (space) trains first on {share} of it, then time."
+        return f"Ready: {what}. Trains for {until}.{split} Stop keeps the model trained so far."
 
     def _preset_steps(self) -> int | None:
         try:

@@ -29,6 +29,7 @@ from ..data.normalize import Normalization
 from ..model.histopolation import cell_mean_matrix
 from ..model.presets import resolve_params
 from ..model_dir import ModelDir
+from ..spatial.apply import SpatialResampler
 from ..train import checkpoint, motion_task
 from ..train.trainer import make_refiner, resolve_device
 
@@ -44,14 +45,20 @@ def _matrix(n: int, positions: bytes, width: float) -> np.ndarray:
     return cell_mean_matrix(n, p, width).astype(np.float32)
 
 
-def resample_space(frame: np.ndarray, z, y, x, spacing_zyx) -> np.ndarray:
+def resample_space(frame: np.ndarray, z, y, x, spacing_zyx, z_resampler=None) -> np.ndarray:
     """``frame`` (Z, Y, X) on the outer-product grid ``z, y, x`` (input index units).
 
     Mean-preserving spline per axis, output voxel side ``spacing_zyx``; an axis whose coordinates
-    are the input's own voxels at side 1 is taken as is (no arithmetic).
+    are the input's own voxels at side 1 is taken as is (no arithmetic). ``z_resampler`` (the
+    learned spatial part, :mod:`napari_spatimeinr.spatial.apply`) resamples z first when it applies.
     """
     out = np.asarray(frame, dtype=np.float32)
+    done = z_resampler is not None and (got := z_resampler(out, z, y, x, spacing_zyx)) is not None
+    if done:
+        out, y, x = got
     for axis, (c, w) in enumerate(zip((z, y, x), spacing_zyx, strict=True)):
+        if axis == 0 and done:
+            continue
         c = np.ascontiguousarray(c, dtype=np.float64).reshape(-1)
         n = out.shape[axis]
         if abs(w - 1.0) < 1e-9 and np.all(np.abs(c - np.round(c)) < 1e-9):
@@ -94,6 +101,7 @@ class MotionRenderer:
         self._cache: OrderedDict[tuple[int, float], np.ndarray] = OrderedDict()
         self._flow_cache: OrderedDict[int, torch.Tensor] = OrderedDict()
         self.tile = None  # rows (y) per CNN tile after a CUDA out-of-memory
+        self.spatial = SpatialResampler.load(model_dir)  # None: z on the spline
 
     def _locate(self, t: float) -> tuple[int, float]:
         """(frame i, fraction α) of instant ``t``; outside the sequence the end frame repeats."""
@@ -210,4 +218,14 @@ class MotionRenderer:
         sp = tuple(float(s) for s in spacing[1:])
         with self.lock:
             frames = [self.frame(tv, keep_measured) for tv in t]
-        return np.stack([resample_space(f, z, y, x, sp) for f in frames]).astype(np.float32)
+        zr = [self.z_resampler(tv, keep_measured) for tv in t]
+        out = [resample_space(f, z, y, x, sp, r) for f, r in zip(frames, zr, strict=True)]
+        return np.stack(out).astype(np.float32)
+
+    def z_resampler(self, t: float, keep_measured: bool = False):
+        """The learned z resampler bound to instant ``t`` (its cache key), or None."""
+        if self.spatial is None:
+            return None
+        i, a = self._locate(float(t))
+        key = (i, a, bool(keep_measured and a == 0.0))  # as the frame cache: raw or model frame
+        return lambda f, z, y, x, sp: self.spatial(f, z, y, x, sp, key)

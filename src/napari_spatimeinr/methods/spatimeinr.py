@@ -13,6 +13,7 @@ import torch
 
 from ..model.network import SpatimeINRNet, window_frames
 from ..model.presets import resolve_params
+from ..spatial.train import train_with_spatial
 from ..train import checkpoint
 from ..train.trainer import resolve_device
 from ..train.trainer import train as _train
@@ -113,7 +114,7 @@ class SpatimeINRMethod:
     def train(
         self, model_dir: ModelDir, config: TrainConfig, stop: Callable[[], bool]
     ) -> Iterator[Progress]:
-        return _train(model_dir, config, stop)
+        return train_with_spatial(model_dir, config, stop, _train)
 
     def load_renderer(
         self, model_dir: ModelDir, device: str = "auto"

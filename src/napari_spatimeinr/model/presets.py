@@ -28,6 +28,15 @@ PAPER: dict[str, Any] = dict(
     motion=False,
     refine_width=16,
     refine_depth=4,
+    spatial=False,
+    spatial_share=0.5,
+    spatial_steps=1000,
+    spatial_width=16,
+    spatial_depth=4,
+    spatial_hidden=16,
+    spatial_max_factor=8.0,
+    spatial_batch=16,
+    spatial_lr=2e-3,
 )
 
 FAST: dict[str, Any] = dict(
@@ -47,6 +56,7 @@ FAST: dict[str, Any] = dict(
     batch_size=32768,
     lr=1e-3,
     lr_final=1e-4,
+    spatial=True,
 )
 
 PRESETS = {"paper": PAPER, "fast": FAST}
@@ -68,7 +78,19 @@ INR_ONLY = (
     "sr_axes",
 )
 #: hyperparameters only the motion engine uses (``motion`` True: the fast preset)
-MOTION_ONLY = ("refine_width", "refine_depth")
+MOTION_ONLY = (
+    "refine_width",
+    "refine_depth",
+    "spatial",
+    "spatial_share",
+    "spatial_steps",
+    "spatial_width",
+    "spatial_depth",
+    "spatial_hidden",
+    "spatial_max_factor",
+    "spatial_batch",
+    "spatial_lr",
+)
 
 
 def unused_fields(motion: bool) -> tuple[str, ...]:
