@@ -56,10 +56,21 @@ def process_pool() -> ProcessPoolExecutor:
 
 
 def _lower_priority() -> None:
-    """Background work yields the CPU to napari's drawing (on a laptop every core is shared)."""
+    """Background work yields the CPU to napari's drawing (on a laptop every core is shared).
+
+    It runs niced, and its torch uses one core fewer than the machine has: napari draws its canvas
+    on the CPU where there is no GPU driver (software OpenGL), and a torch thread on every core
+    delays those draws by hundreds of ms.
+    """
     try:
         os.nice(BACKGROUND_NICE)
     except (AttributeError, OSError):  # pragma: no cover - Windows, or not permitted
+        pass
+    try:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+    except Exception:  # pragma: no cover - torch missing: nothing to limit
         pass
 
 
