@@ -212,13 +212,7 @@ def make_grid(
     input voxels ``[z0, z1)`` etc. (half-open, input index units).
     """
     tn, zn, yn, xn = (int(v) for v in input_shape)
-    st = check_factor("The temporal factor", scale_t)
-    sz, sy, sx = (check_factor(f"The {a} factor", s) for a, s in zip("zyx", scale_zyx, strict=True))
-    if tn == 1 and st != 1.0:
-        raise SpatimeINRError(
-            "This stack has a single time point (T=1), so it cannot be resampled in time: "
-            "use a temporal factor of 1, or load a time-lapse."
-        )
+    st, sz, sy, sx = _validate(input_shape, scale_t, scale_zyx, t_range, roi)
     full = [
         temporal_coords(tn, st),
         spatial_coords(zn, sz),
@@ -229,25 +223,13 @@ def make_grid(
     keep = [slice(None)] * 4
     if t_range is not None:
         a, b = (float(v) for v in t_range)
-        if not (0 <= a <= b <= tn - 1):
-            raise SpatimeINRError(
-                f"The T range {a:g}..{b:g} is outside the stack's frames 0..{tn - 1}: "
-                "give two frame indices A <= B within it."
-            )
         idx = np.nonzero((full[0] >= a - 1e-9) & (full[0] <= b + 1e-9))[0]
         if idx.size == 0:
             raise _empty_t_range((a, b), st)
         keep[0] = slice(int(idx[0]), int(idx[-1]) + 1)
     if roi is not None:
-        if len(roi) != 6:
-            raise SpatimeINRError("The ROI needs six numbers: Z0 Z1 Y0 Y1 X0 X1.")
-        for k, (name, n) in enumerate(zip("ZYX", (zn, yn, xn), strict=True)):
+        for k in range(3):
             lo, hi = int(roi[2 * k]), int(roi[2 * k + 1])
-            if not (0 <= lo < hi <= n):
-                raise SpatimeINRError(
-                    f"The ROI's {name} range {lo}..{hi} is outside 0..{n}: give {name}0 < {name}1 "
-                    f"within the stack's {n} voxels (half-open, input voxel indices)."
-                )
             c = full[k + 1]
             idx = np.nonzero((c >= lo - 0.5) & (c < hi - 0.5))[0]
             if idx.size == 0:  # a tiny ROI at a coarse factor: take the nearest output voxel

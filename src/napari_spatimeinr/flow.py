@@ -27,6 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .motion import spatial_shape  # the one rule for 2D (Z = 1) and 3D frames
+
 #: pyramid levels stop halving an axis at this many voxels (as scikit-image's ``min_size``)
 MIN_SIZE = 16
 MAX_LEVELS = 10
@@ -311,12 +313,6 @@ def iter_frame_flows(
     batch = pairs_per_batch(data.shape, stride, batch_voxels)
     for i0 in range(0, n_pairs, batch):
         yield i0, solve_pairs(data, i0, min(n_pairs, i0 + batch), stride, device, norm)
-
-
-def spatial_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
-    """The shape a TZYX frame is handled in: (Z, Y, X) when Z > 1, else (Y, X) (2D flow)."""
-    z, y, x = shape[-3:]
-    return (z, y, x) if z > 1 else (y, x)
 
 
 def full_flow(stored: np.ndarray, shape: tuple[int, ...]) -> torch.Tensor:

@@ -275,13 +275,12 @@ def render_cost(
 ) -> RenderCost:
     """The :class:`RenderCost` of a render (validates the request the way ``plan_render`` does)."""
     from .coords import grid_shape
-    from .render.lazy import auto_chunks
+    from .render.lazy import chunk_shape
 
     if not (isinstance(chunk_mb, int | float) and math.isfinite(chunk_mb) and chunk_mb > 0):
         raise SpatimeINRError(f"The chunk size must be a positive number of MB, got {chunk_mb!r}.")
     shape, full = grid_shape(input_shape, scale_t, scale_zyx, t_range, roi)
-    c = auto_chunks(shape, chunk_mb) if chunks is None else tuple(int(v) for v in chunks)
-    c = tuple(max(1, min(n, ci if ci > 0 else n)) for n, ci in zip(shape, c, strict=True))
+    c = chunk_shape(shape, chunks, chunk_mb)
     n_chunks = math.prod(-(-n // ci) for n, ci in zip(shape, c, strict=True))
     w = workers if workers is not None else max(1, os.cpu_count() or 1)
     return RenderCost(shape, full, c, n_chunks, w)  # type: ignore[arg-type]

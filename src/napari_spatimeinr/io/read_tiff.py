@@ -125,6 +125,19 @@ def _check_complete(tif: tifffile.TiffFile, path: Path, log: _TiffLog) -> None:
                 )
 
 
+@contextmanager
+def _closed_on_error(tif: tifffile.TiffFile, path: Path) -> Iterator[None]:
+    """Close ``tif`` when the block fails; tifffile's own errors become "incomplete" refusals."""
+    try:
+        yield
+    except tifffile.TiffFileError as exc:
+        tif.close()
+        raise _incomplete(path, str(exc).rsplit("> ", 1)[-1].strip(" .'\")")) from None
+    except BaseException:
+        tif.close()
+        raise
+
+
 def read_tiff(path: Path) -> SourceImage:
     """Read the first series of a TIFF file; OME and ImageJ metadata are recognized by content.
 
@@ -139,7 +152,7 @@ def read_tiff(path: Path) -> SourceImage:
                 f"Cannot read {path.name} as TIFF ({exc}): check that the file is complete and is "
                 "a TIFF image."
             ) from None
-        try:
+        with _closed_on_error(tif, path):
             if not tif.series:
                 raise SpatimeINRError(
                     f"Cannot read {path.name} as TIFF: it holds no image (empty or damaged file). "
@@ -149,13 +162,7 @@ def read_tiff(path: Path) -> SourceImage:
             _check_complete(tif, path, log)
             data, lazy = _load(tif, path)
             _check_complete(tif, path, log)
-        except tifffile.TiffFileError as exc:
-            tif.close()
-            raise _incomplete(path, str(exc).rsplit("> ", 1)[-1].strip(" .'\")")) from None
-        except BaseException:
-            tif.close()
-            raise
-    try:
+    with _closed_on_error(tif, path):
         file_axes = series.axes
         if tif.is_ome:
             src = _ome(tif, data, file_axes)
@@ -165,12 +172,6 @@ def read_tiff(path: Path) -> SourceImage:
             src = _plain(tif, data, file_axes)
         # Values mapped through a calibration are no longer the stored integers.
         src.source_dtype = str(np.dtype(series.dtype)) if src.value_scale is None else "float32"
-    except tifffile.TiffFileError as exc:
-        tif.close()
-        raise _incomplete(path, str(exc).rsplit("> ", 1)[-1].strip(" .'\")")) from None
-    except BaseException:
-        tif.close()
-        raise
     if lazy:
         src.close = tif.close
     else:

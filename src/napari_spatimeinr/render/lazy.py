@@ -189,12 +189,19 @@ def auto_chunks(
     return (1, 1, 1, min(nx, budget))
 
 
+def chunk_shape(
+    shape: tuple[int, ...], chunks: tuple[int, ...] | None, chunk_mb: float
+) -> tuple[int, ...]:
+    """One chunk's shape: ``chunks`` as given (0 or less = the whole axis, clipped to ``shape``),
+    else :func:`auto_chunks` of about ``chunk_mb`` MB."""
+    c = auto_chunks(shape, chunk_mb) if chunks is None else tuple(int(v) for v in chunks)
+    return tuple(max(1, min(n, ci if ci > 0 else n)) for n, ci in zip(shape, c, strict=True))
+
+
 def _normalize_chunks(
     shape: tuple[int, ...], chunks: tuple[int, ...] | None, chunk_mb: float
 ) -> tuple[tuple[int, ...], ...]:
-    c = auto_chunks(shape, chunk_mb) if chunks is None else tuple(int(v) for v in chunks)
-    c = tuple(max(1, min(n, ci if ci > 0 else n)) for n, ci in zip(shape, c, strict=True))
-    return da.core.normalize_chunks(c, shape)
+    return da.core.normalize_chunks(chunk_shape(shape, chunks, chunk_mb), shape)
 
 
 def plan_render(
