@@ -171,6 +171,10 @@ def test_loss_plot_waits_for_two_steps_log_loss_own_psnr_axis(qtbot):
     plot.add(Progress(step=1, total=None, loss=0.1, psnr=20.0))
     plot.finish()  # a run that ended after one step says so, instead of "waiting"
     assert "1 step" in plot.waiting.text() and not plot.shown
+    # the z decoder's phase, then the time engine's from step 0: a new curve, no line back
+    for step in (10, 20, 30, 0, 5):
+        plot.add(Progress(step=step, total=None, loss=0.1, psnr=20.0))
+    assert plot.steps == [0, 5] and plot.psnr_steps == [0, 5]
 
 
 def test_limits_gate_greys_out_train(viewer_with_sample, qtbot, tmp_path, monkeypatch):

@@ -158,7 +158,7 @@ class RenderWidget(QWidget):
             s.setRange(0, 0)
             s.setEnabled(False)
             s.setToolTip(f"{what} input frame (0 = the first frame of the input) to render.")
-        self.keep_measured = QCheckBox("Measured frames as acquired")
+        self.keep_measured = QCheckBox("as acquired (raw values)")
         self.keep_measured.setToolTip(
             "Off (default): every frame comes from the model at one noise level, measured ones "
             "included, so the movie does not pulse every k-th frame. On: the measured frames are "

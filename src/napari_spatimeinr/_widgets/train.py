@@ -175,6 +175,9 @@ class LossPlot(QWidget):
         return not self.graph.isHidden()
 
     def add(self, p: Progress) -> None:
+        last = max(self.steps[-1:] + self.psnr_steps[-1:], default=-1)
+        if p.step < last:  # the next phase (the z decoder trains first, then time): its own curve
+            self.clear()
         if p.loss is not None and p.loss > 0:  # a log axis: a zero loss cannot be drawn
             self.steps.append(p.step)
             self.loss.append(float(p.loss))
