@@ -90,3 +90,15 @@ def test_files_are_readable_by_others_like_plain_files(tmp_path, small_stack):
     for p in (tmp_path / "m", tmp_path / "m" / "meta.json"):
         mode = stat.S_IMODE(os.stat(p).st_mode)
         assert mode == default_mode(directory=p.is_dir())
+
+
+def test_resume_removes_what_a_killed_writer_left(tmp_path, small_stack):
+    """A SIGKILL mid-write leaves ``.NAME.XXXX.tmp``; the resumed run cleans it, nothing else."""
+    md = create_model_dir(tmp_path / "m", small_stack, TrainConfig(method="cubic"))
+    stale = tmp_path / "m" / ".model.pt.abc123.tmp"
+    stale.write_bytes(b"half")
+    keep = tmp_path / "m" / "notes.tmp"  # not our pattern: a user's file stays
+    keep.write_bytes(b"mine")
+    assert md.remove_stale_temporaries() == [stale]
+    assert not stale.exists() and keep.read_bytes() == b"mine"
+    assert ModelDir(tmp_path / "m").input.shape == small_stack.shape

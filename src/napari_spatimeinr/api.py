@@ -110,6 +110,7 @@ def train(
     should_stop = stop or (lambda: False)
     if resume:
         md = ModelDir(out_dir)
+        md.remove_stale_temporaries()  # a killed run may have died mid-write
         if md.config.method != cfg.method:
             raise SpatimeINRError(
                 f"--resume: {out_dir} holds a {md.config.method!r} model, not {cfg.method!r}."

@@ -209,6 +209,19 @@ class ModelDir:
         writer = data if callable(data) else (lambda fh: fh.write(data))
         atomic_write(self.path / name, writer)
 
+    def remove_stale_temporaries(self) -> list[Path]:
+        """Delete ``.NAME.XXXX.tmp`` files a killed writer left behind; returns what was removed.
+
+        Only the process that owns the directory (training, resumed training) may call this: a
+        writer still running in another process would lose its half-written file.
+        """
+        removed = []
+        for tmp in self.path.glob(".*.tmp"):
+            if tmp.is_file() and not tmp.is_symlink():
+                tmp.unlink(missing_ok=True)
+                removed.append(tmp)
+        return removed
+
     def update_meta(self, **changes: Any) -> None:
         self.meta.update(changes)
         text = json.dumps(self.meta, indent=2).encode()
