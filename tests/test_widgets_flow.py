@@ -58,7 +58,7 @@ def test_sample_train_render_export(make_napari_viewer, qtbot, tmp_path):
     np.testing.assert_allclose(layer.scale, (15.0, 0.5, 0.2, 0.2))
     md = api.open_model(tmp_path / "cubic.spatimeinr")
     assert tuple(layer.contrast_limits) == pytest.approx((md.norm.low, md.norm.high))
-    qtbot.waitUntil(lambda: not layer.data.busy, timeout=10000)  # the slice in view is shown
+    qtbot.waitUntil(lambda: not layer.data.busy, timeout=60_000)  # the slice in view is shown
     render.set_grid(True)
     assert render.grid().enabled
 
@@ -67,7 +67,7 @@ def test_sample_train_render_export(make_napari_viewer, qtbot, tmp_path):
     with qtbot.waitSignal(render.export_done, timeout=30000) as done:
         assert render.export()
     assert done.args[0] == str(out)
-    qtbot.waitUntil(lambda: render.export_worker is None, timeout=5000)
+    qtbot.waitUntil(lambda: render.export_worker is None, timeout=60_000)
     assert "export ≈" in render.output_info.text()  # estimated from this export's speed
     with tifffile.TiffFile(out) as tf:
         ij = tf.imagej_metadata
