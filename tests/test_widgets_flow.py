@@ -140,8 +140,16 @@ def test_spatimeinr_few_steps_then_stop(make_napari_viewer, qtbot, tmp_path):
     with qtbot.waitSignal(train.model_ready, timeout=60000):
         with qtbot.waitSignal(train.preview_ready, timeout=90000) as shown:
             train.start()
+            # added at the click (black, additive), so training only swaps its data
+            [waiting] = [ly for ly in viewer.layers if "preview" in ly.metadata]
+            assert waiting.name.endswith("(waiting for the first checkpoint)")
+            assert not waiting.data.any() and waiting.blending == "additive"
+            assert viewer.layers.selection.active.name == "tiny"
         preview = shown.args[0]  # shown while training, from a checkpoint
-        assert preview in viewer.layers and train.running
+        # the same layer, now named as the model and holding the rendered plane
+        assert [ly.name for ly in viewer.layers if "preview" in ly.metadata] == ["tiny preview"]
+        assert preview.name == "tiny preview"
+        assert preview in viewer.layers and train.running and preview.data.any()
         train.stop()
     assert not train.error_label.text()
     assert preview.data.shape == (24, 24) and preview.metadata["preview"]["t"] == 2

@@ -622,6 +622,7 @@ class TrainWidget(QWidget):
 
         if self.preview_check.isChecked() and cfg.method == "spatimeinr":
             warm_up()  # the render process of the previews starts while the model trains
+            self._add_preview_layer(stack.name, stack.shape)
         worker = create_worker(run, _start_thread=False, _ignore_errors=True)
         worker.yielded.connect(lambda p: self._on_progress(p, time_limit))
         worker.errored.connect(self._on_error)
@@ -734,32 +735,48 @@ class TrainWidget(QWidget):
             if self._train_layer in self.viewer.layers:  # its controls, not an empty panel
                 self.viewer.layers.selection.active = self._train_layer
 
+    def _add_preview_layer(self, name: str, shape: tuple[int, ...]) -> Any:
+        """The preview layer, added when Train is pressed: black (additive) until the first plane.
+
+        Adding a layer (napari's layer controls, a vispy visual and its shaders) holds the GUI
+        thread for a few hundred ms on a software-OpenGL canvas; done here, that happens once at
+        the click, and each preview during training only swaps the layer's data.
+        """
+        layer = self._train_layer
+        if layer is None or self._grid_on():
+            return None
+        self.remove_preview()  # one preview at a time
+        ny, nx = shape[-2:]
+        preview = self.viewer.add_image(
+            np.zeros((ny, nx), np.float32),
+            name=f"{name} preview (waiting for the first checkpoint)",
+            scale=tuple(layer.scale[-2:]),
+            translate=tuple(layer.translate[-2:]),
+            contrast_limits=tuple(layer.contrast_limits),
+            blending="additive",
+            colormap="magenta",
+            # as the input's: napari warns about mixed units otherwise
+            axis_labels=tuple(getattr(layer, "axis_labels", ("y", "x")))[-2:],
+            units=tuple(getattr(layer, "units", ("µm", "µm")))[-2:],
+            metadata={"preview": {}},
+        )
+        self.viewer.layers.selection.active = layer  # the input's controls stay in view
+        self._preview_layer = preview
+        return preview
+
     def _show_preview(self, plane: Any, md: Any, tz: tuple[int, int]) -> None:
         if self.worker is None or self._grid_on():  # training ended, or side by side: no preview
             return
-        _, vy, vx = md.voxel_size
-        origin = [float(v) for v in md.meta.get("origin", (0.0, 0.0, 0.0, 0.0))]
-        name = f"{md.name} preview"
         step = self.last_progress.step if self.last_progress is not None else 0
         layer = self._preview_layer
-        if layer is None or layer not in self.viewer.layers:
-            layer = self.viewer.add_image(
-                plane,
-                name=name,
-                scale=(vy, vx),
-                translate=(origin[2], origin[3]),
-                contrast_limits=(md.norm.low, md.norm.high),
-                blending="additive",
-                colormap="magenta",
-                visible=True,
-                # as the input's: napari warns about mixed units otherwise
-                axis_labels=tuple(getattr(self._train_layer, "axis_labels", ("y", "x")))[-2:],
-                units=tuple(getattr(self._train_layer, "units", ("µm", "µm")))[-2:],
-                metadata={"preview": {}},
-            )
-            self._preview_layer = layer
-        else:
-            layer.data = plane
+        if layer is None or layer not in self.viewer.layers:  # switched on during training
+            layer = self._add_preview_layer(md.name, md.shape)
+            if layer is None:
+                return
+        layer.data = plane
+        if not layer.metadata["preview"]:  # the first plane: the model's own intensity range
+            layer.contrast_limits = (md.norm.low, md.norm.high)
+            layer.name = f"{md.name} preview"
         layer.metadata["preview"] = {"t": tz[0], "z": tz[1], "step": step}
         self.status.setToolTip(f"Preview: frame {tz[0]}, depth {tz[1]}, step {step}")
         self.preview_ready.emit(layer)
