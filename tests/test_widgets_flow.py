@@ -140,7 +140,8 @@ def test_spatimeinr_few_steps_then_stop(make_napari_viewer, qtbot, tmp_path):
     with qtbot.waitSignal(train.model_ready, timeout=60000):
         with qtbot.waitSignal(train.preview_ready, timeout=90000) as shown:
             train.start()
-            # added at the click (black, additive), so training only swaps its data
+            # added right after the click (black, additive), so training only swaps its data
+            qtbot.waitUntil(lambda: any("preview" in ly.metadata for ly in viewer.layers))
             [waiting] = [ly for ly in viewer.layers if "preview" in ly.metadata]
             assert waiting.name.endswith("(waiting for the first checkpoint)")
             assert not waiting.data.any() and waiting.blending == "additive"

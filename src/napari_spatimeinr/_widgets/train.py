@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtCore import Qt, Signal
+from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -622,7 +622,10 @@ class TrainWidget(QWidget):
 
         if self.preview_check.isChecked() and cfg.method == "spatimeinr":
             warm_up()  # the render process of the previews starts while the model trains
-            self._add_preview_layer(stack.name, stack.shape)
+            # its own turn of the event loop: the click and the new layer are two short pauses
+            QTimer.singleShot(
+                0, functools.partial(self._add_preview_layer, stack.name, stack.shape)
+            )
         worker = create_worker(run, _start_thread=False, _ignore_errors=True)
         worker.yielded.connect(lambda p: self._on_progress(p, time_limit))
         worker.errored.connect(self._on_error)
@@ -743,7 +746,7 @@ class TrainWidget(QWidget):
         the click, and each preview during training only swaps the layer's data.
         """
         layer = self._train_layer
-        if layer is None or self._grid_on():
+        if layer is None or self.worker is None or self._grid_on():  # training over already
             return None
         self.remove_preview()  # one preview at a time
         ny, nx = shape[-2:]
