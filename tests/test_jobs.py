@@ -13,7 +13,7 @@ from napari_spatimeinr.cli import build_parser, main, train_config_of
 from napari_spatimeinr.config import RenderConfig, TrainConfig
 from napari_spatimeinr.errors import SpatimeINRError
 
-ODD = "/data/my movies/it's \"odd\" $HOME `x`; rm -rf ~"
+ODD = '/data/my movies/it\'s "odd" $HOME `x`; rm -rf ~'
 
 
 def _parse(line: str):
