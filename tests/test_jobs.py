@@ -126,8 +126,10 @@ def test_large_render_script_starts_a_dask_cluster(tmp_path):
     text = jobs.slurm_script(argv, small)
     _bash_n(tmp_path, text)
     assert jobs.command_line(argv) in text.splitlines() and "--scheduler" not in text
-    big = jobs.render_resources((200, 100, 1024, 1024), s, train_device="cuda")
-    assert big.nodes > 1 and big.gpus == 1
+    big = jobs.render_resources((200, 100, 1024, 1024), s, train_device="cuda", output="o.zarr")
+    assert big.nodes > 1 and big.gpus == 1 and not any(".zarr" in n for n in big.notes)
+    as_tif = jobs.render_resources((200, 100, 1024, 1024), s, output="o.ome.tif")
+    assert as_tif.gpus == 0 and any(".zarr output" in n for n in as_tif.notes)
     text = jobs.slurm_script(argv, big, setup="module load python")
     _bash_n(tmp_path, text)
     assert f"#SBATCH --nodes={big.nodes}" in text and "#SBATCH --gres=gpu:1" in text

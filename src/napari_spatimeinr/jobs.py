@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import os
 import shlex
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -280,6 +281,7 @@ def render_resources(
     voxels_per_second: float | None = None,
     train_device: str = "auto",
     cpus: int | None = None,
+    output: str | Path | None = None,
 ) -> JobResources:
     """Resources of a render job of a model of ``input_shape`` with ``settings``.
 
@@ -288,7 +290,8 @@ def render_resources(
     else :data:`DEFAULT_RENDER_VOXELS_PER_S`). A render estimated over
     :data:`CLUSTER_ABOVE_SECONDS` is spread over several nodes (``nodes`` > 1: the script starts a
     dask cluster and the command gets ``--scheduler``). One GPU per node when the render device is
-    ``cuda``, or ``auto`` for a model trained on ``cuda``.
+    ``cuda``, or ``auto`` for a model trained on ``cuda``. With ``output``, a multi-node render
+    to a single-file format gets a note suggesting ``.zarr`` (which every node writes itself).
     """
     from .limits import render_cost
 
@@ -315,6 +318,11 @@ def render_resources(
         + (f", spread over {nodes} nodes" if nodes > 1 else "")
         + f"; × {TIME_FACTOR:g} + {TIME_MARGIN_S / 60:g} min",
     ]
+    if nodes > 1 and output is not None and not str(output).rstrip("/").endswith(".zarr"):
+        notes.append(
+            "output: a single file is written by the first node alone (the others send it "
+            "their chunks); a .zarr output is written by every node in parallel"
+        )
     gpu = settings.device == "cuda" or (settings.device == "auto" and train_device == "cuda")
     return JobResources(
         seconds=_request_seconds(one_node / nodes),
@@ -327,7 +335,9 @@ def render_resources(
 
 
 def _minutes(seconds: float) -> str:
-    return "under 1 min" if seconds < 60 else f"{seconds / 60:.0f} min"
+    if seconds < 60:
+        return "under 1 min"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 def _gb(n: float) -> str:
@@ -383,7 +393,8 @@ def slurm_script(
     ]
     env = setup.strip() or (
         "# Make spatimeinr available here, e.g.: module load python; "
-        "source /path/to/venv/bin/activate"
+        "source /path/to/venv/bin/activate\n"
+        f"# (this script was written from the Python environment {sys.prefix})"
     )
     body = [env, 'export OMP_NUM_THREADS="${SLURM_CPUS_PER_TASK:-1}"', ""]
     if r.nodes <= 1:

@@ -677,6 +677,7 @@ class RenderWidget(QWidget):
         from ..jobs import render_argv
 
         md = self._model_or_fail()
+        self.plan()  # refuses what Export would refuse before the render starts
         return render_argv(md.path, self.export_path(), self.render_settings(md))
 
     def copy_command(self) -> str:
@@ -706,6 +707,7 @@ class RenderWidget(QWidget):
             model_bytes=(md.path / "input.npy").stat().st_size,
             voxels_per_second=self.measured_speed(md.path)[0],
             train_device=md.config.device,
+            output=self.export_path(),
         )
         return slurm_script(argv, resources, job_name=f"spatimeinr-render-{md.name}")
 
