@@ -396,7 +396,13 @@ def slurm_script(
         "source /path/to/venv/bin/activate\n"
         f"# (this script was written from the Python environment {sys.prefix})"
     )
-    body = [env, 'export OMP_NUM_THREADS="${SLURM_CPUS_PER_TASK:-1}"', ""]
+    body = [
+        env,
+        "# the cores SLURM gave this job (not all of the node's) for torch and dask threads",
+        'export OMP_NUM_THREADS="${SLURM_CPUS_PER_TASK:-1}"',
+        'export DASK_NUM_WORKERS="${SLURM_CPUS_PER_TASK:-1}"',
+        "",
+    ]
     if r.nodes <= 1:
         body.append(line)
     else:
