@@ -175,3 +175,73 @@ def test_set_overrides_config_file_and_flags_override_set(tmp_path):
     )
     got = train_config_of(args)
     assert got.seed == 4 and got.checkpoint_every == 5 and got.params.lr == 0.01
+
+
+def _run_script(script, tmp_path, **slurm):
+    """Run a job script with bash as SLURM would, ``srun`` replaced by a shim that runs its
+    command here (dropping srun's options)."""
+    import os
+    import sys
+    import sysconfig
+    from pathlib import Path
+
+    import napari_spatimeinr
+
+    shim = tmp_path / "bin"
+    shim.mkdir(exist_ok=True)
+    (shim / "srun").write_text('#!/bin/bash\nwhile [[ "$1" == --* ]]; do shift; done\nexec "$@"\n')
+    (shim / "srun").chmod(0o755)
+    env = dict(os.environ)
+    src = str(Path(napari_spatimeinr.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")])
+    env["PATH"] = os.pathsep.join(
+        [str(shim), sysconfig.get_path("scripts"), str(Path(sys.executable).parent), env["PATH"]]
+    )
+    env.update(SLURM_JOB_ID="42", SLURM_CPUS_PER_TASK="1", SLURM_SUBMIT_DIR=str(tmp_path), **slurm)
+    return subprocess.run(
+        ["bash", str(script)], capture_output=True, text=True, env=env, timeout=240
+    )
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_train_script_runs(tmp_path, small_stack):
+    import tifffile
+
+    folder = tmp_path / "it's here"
+    folder.mkdir()
+    stack = folder / "in put.tif"
+    tifffile.imwrite(stack, small_stack.data, imagej=True, metadata={"axes": "TZYX"})
+    cfg = TrainConfig(method="linear", seed=5)
+    argv = jobs.train_argv(stack, folder / "m.spatimeinr", cfg, voxel_size=(2.0, 0.5, 0.5))
+    script = folder / "train.sbatch"
+    jobs.write_job_script(
+        script, jobs.slurm_script(argv, jobs.train_resources((6, 5, 24, 20), cfg))
+    )
+    done = _run_script(script, tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    from napari_spatimeinr import api
+
+    md = api.open_model(folder / "m.spatimeinr")
+    assert md.config == cfg and tuple(md.voxel_size) == (2.0, 0.5, 0.5)
+
+
+@pytest.mark.skipif(
+    shutil.which("bash") is None or shutil.which("dask") is None, reason="needs bash and dask"
+)
+def test_multi_node_render_script_runs_on_its_dask_cluster(tmp_path, small_stack):
+    """The script starts a scheduler and workers (here on this machine, one 'node'), renders
+    through them with --scheduler, stops them and removes the scheduler file."""
+    from napari_spatimeinr import api
+
+    model = tmp_path / "m it's.spatimeinr"
+    list(api.train(small_stack, model, {"method": "cubic"}))
+    out = tmp_path / "out x2.zarr"
+    argv = jobs.render_argv(model, out, RenderConfig(scale_t=2))
+    res = jobs.JobResources(seconds=600, memory_bytes=2**30, cpus=1, nodes=2)
+    script = tmp_path / "render.sbatch"
+    jobs.write_job_script(script, jobs.slurm_script(argv, res))
+    done = _run_script(script, tmp_path, SLURM_NNODES="1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Rendering on dask cluster" in done.stderr
+    assert api.read(out).shape == (11, 5, 24, 20)
+    assert not list(tmp_path.glob("dask-scheduler-*.json"))

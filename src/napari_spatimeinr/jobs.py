@@ -411,8 +411,9 @@ def slurm_script(
             "# a dask scheduler on the first node, one worker per node (docs/cluster.md);",
             "# the scheduler file must be on a filesystem all nodes share",
             f'{var}="${{SLURM_SUBMIT_DIR:-$PWD}}/dask-scheduler-${{SLURM_JOB_ID}}.json"',
+            "# (port 0: a free port, so two jobs on one node do not collide)",
             f'srun --nodes=1 --ntasks=1 --overlap dask scheduler --scheduler-file "${var}" '
-            "--no-dashboard &",
+            "--port 0 --no-dashboard &",
             "SCHED_PID=$!",
             f'while [ ! -f "${var}" ]; do sleep 2; done',
             f'srun --ntasks="$SLURM_NNODES" --overlap dask worker --scheduler-file "${var}" '
@@ -420,7 +421,10 @@ def slurm_script(
             "WORKERS_PID=$!",
             "status=0",
             f'{line} --scheduler "${var}" || status=$?',
-            'kill "$WORKERS_PID" "$SCHED_PID" 2>/dev/null || true',
+            "# stop the workers first, then the scheduler",
+            'kill "$WORKERS_PID" 2>/dev/null || true',
+            'wait "$WORKERS_PID" 2>/dev/null || true',
+            'kill "$SCHED_PID" 2>/dev/null || true',
             f'rm -f "${var}"',
             'exit "$status"',
         ]
