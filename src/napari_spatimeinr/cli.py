@@ -83,15 +83,66 @@ def _graceful_stop():
 
 
 # -- train -------------------------------------------------------------------------------------
-def cmd_train(args: argparse.Namespace) -> int:
+def set_config_value(values: dict[str, Any], item: str) -> None:
+    """Apply one ``--set KEY=VALUE`` to a config mapping (``params.lr=1e-3`` sets a nested field).
+
+    The value stays text: the config's validation parses it by the field's type (numbers,
+    true/false), as for the other flags.
+    """
+    from pydantic import BaseModel
+
+    key, sep, value = item.partition("=")
+    names = key.strip().split(".")
+    if not sep or not all(names):
+        raise SpatimeINRError(f"--set {item!r}: write KEY=VALUE, e.g. --set params.lr=0.001.")
+    model: Any = TrainConfig
+    target = values
+    for i, name in enumerate(names):
+        if name not in model.model_fields:
+            where = ".".join(names[:i]) or "the training configuration"
+            known = ", ".join(model.model_fields)
+            raise SpatimeINRError(
+                f"--set {item!r}: {where} has no field {name!r} (fields: {known})."
+            )
+        if i == len(names) - 1:
+            target[name] = value.strip()
+            break
+        ann = model.model_fields[name].annotation
+        model = next(
+            (
+                a
+                for a in getattr(ann, "__args__", (ann,))
+                if isinstance(a, type) and issubclass(a, BaseModel)
+            ),
+            None,
+        )
+        if model is None:
+            raise SpatimeINRError(f"--set {item!r}: {name!r} has no fields below it.")
+        sub = target.get(name)
+        if not isinstance(sub, dict):  # unset (or null in --config): start an empty mapping
+            sub = target[name] = {}
+        target = sub
+
+
+def train_config_of(args: argparse.Namespace) -> TrainConfig:
+    """The training configuration of ``spatimeinr train`` arguments: ``--config``, then each
+    ``--set``, then the flags, each overriding the one before."""
     from . import api
 
     values: dict[str, Any] = load_yaml(args.config) if args.config else {}
+    for item in args.set or ():
+        set_config_value(values, item)
     for key in ("method", "preset", "steps", "time_limit", "device", "seed"):
         v = getattr(args, key)
         if v is not None:
             values[key] = v
-    cfg = api.train_config(values)
+    return api.train_config(values)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from . import api
+
+    cfg = train_config_of(args)
     read_options = {
         "axes": args.axes,
         "channel": args.channel,
@@ -535,6 +586,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--config",
         metavar="FILE.yaml",
         help="training configuration file (flags override its values)",
+    )
+    t.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="any configuration field, e.g. --set checkpoint_every=30 --set params.lr=0.001 "
+        "(repeatable; overrides --config, the flags above override it)",
     )
     t.add_argument("--resume", action="store_true", help="continue the training in MODEL_DIR")
     t.add_argument("--overwrite", action="store_true", help="replace an existing model directory")
