@@ -104,9 +104,15 @@ def test_forward_direction_at_frame_t_voxels(tmp_path):
     stack = Stack4D(np.stack(frames)[:, None], voxel_size=VOXEL, frame_interval=INTERVAL)
     path = tmp_path / "blob"
     run_generator(api.train(stack, path, {"steps": 3, "device": "cpu", "params": SMALL}))
-    v = api.motion(path).interval(0)
+    field = api.motion(path)
+    v = field.interval(0)
     centre = v[:, 0, 14, 20]  # at the blob's position in frame 0
     np.testing.assert_allclose(centre[1:], truth((2.0, -1.5))[1:], rtol=0.15)
+    # arrows where there is signal: on the blob of frame 1 (centre 16, 18.5), not the background
+    kept = field.vectors(1, 4, signal_only=True)
+    assert 0 < len(kept) < len(field.vectors(1, 4)) / 4
+    assert np.all(np.hypot(kept[:, 0, 1] - 16, kept[:, 0, 2] - 18.5) < 8)
+    np.testing.assert_allclose(kept[:, 1, 1:].mean(0), (2.0, -1.5), atol=0.4)
 
 
 def test_flows_not_stored_are_solved_and_the_model_is_not_written(tmp_path):

@@ -167,13 +167,18 @@ class VelocityField:
                 self._cache.popitem(last=False)
             return out
 
-    def vectors(self, t: int, step: int) -> np.ndarray:
+    def vectors(self, t: int, step: int, signal_only: bool = False) -> np.ndarray:
         """napari Vectors data for interval ``t``: (N, 2, 3) in voxel index units (z, y, x).
 
         Positions on a grid of every ``step``-th voxel in y and x (every plane in z), at the
         centre of each ``step`` × ``step`` cell; directions = the displacement over one frame
         interval, in voxels (velocity × frame interval / voxel size). A napari layer with the
         input's scale (µm) shows them at their physical place and length.
+
+        ``signal_only``: only the positions where frame ``t``, averaged over the ``step`` ×
+        ``step`` cell around them, is above Otsu's threshold of those averages. Optical flow also
+        fills empty background with a smooth, noise-driven field (TV-L1's regularization); the
+        arrows that matter for QC are on the structures.
         """
         step = max(1, int(step))
         d = self.displacement(self._check(t))
@@ -188,7 +193,21 @@ class VelocityField:
         for c in range(nd):
             full[3 - nd + c] = d[c].reshape(self.frame_shape)
         direction = full[:, gz, gy, gx].reshape(3, -1).T
+        if signal_only:
+            keep = self._signal(t, step, (gz, gy, gx)).reshape(-1)
+            pos, direction = pos[keep], direction[keep]
         return np.stack([pos, direction], axis=1)
+
+    def _signal(self, t: int, step: int, idx: tuple[np.ndarray, ...]) -> np.ndarray:
+        """Which grid positions ``idx`` of frame ``t`` are on structures (see :meth:`vectors`)."""
+        from scipy import ndimage
+        from skimage.filters import threshold_otsu
+
+        frame = np.asarray(self.md.input[t], dtype=np.float32)
+        means = ndimage.uniform_filter(frame, size=(1, step, step), mode="nearest")[idx]
+        if means.size == 0 or float(np.ptp(means)) == 0.0:
+            return np.ones(means.shape, bool)
+        return means > threshold_otsu(means)
 
     def meta(self) -> dict[str, Any]:
         """Physical metadata and provenance of the exported field."""
@@ -240,9 +259,11 @@ def get_velocity_field(path: str | Path, device: str = "cpu") -> VelocityField:
         return hit
 
 
-def interval_vectors(path: str, t: int, step: int, device: str = "cpu") -> np.ndarray:
+def interval_vectors(
+    path: str, t: int, step: int, signal_only: bool = False, device: str = "cpu"
+) -> np.ndarray:
     """:meth:`VelocityField.vectors` of a model directory (a picklable task for the widgets)."""
-    return get_velocity_field(path, device).vectors(t, step)
+    return get_velocity_field(path, device).vectors(t, step, signal_only)
 
 
 def export_motion(

@@ -2,7 +2,8 @@
 
 :class:`MotionVectors` keeps one Vectors layer for one model: the velocity between the frame in
 view and the next (:meth:`napari_spatimeinr.velocity.VelocityField.vectors`) on a grid of every
-``step``-th voxel in y and x, at the input's physical scale and origin, so the arrows overlay the
+``step``-th voxel in y and x, where the frame has signal (the flow in empty background is
+TV-L1's noise-driven fill-in), at the input's physical scale and origin, so the arrows overlay the
 input and its renders in world coordinates. An arrow is the displacement over one frame interval
 times a gain fixed when the layer is made (so lengths stay proportional to speed along the movie);
 its colour is the speed in µm/s.
@@ -40,7 +41,7 @@ def grid_step(shape_yx: tuple[int, int]) -> int:
 def _vectors_task(path: str, t: int, step: int) -> np.ndarray:
     from ..velocity import interval_vectors
 
-    return interval_vectors(path, t, step)
+    return interval_vectors(path, t, step, signal_only=True)
 
 
 class MotionVectors(QObject):
@@ -68,7 +69,7 @@ class MotionVectors(QObject):
             name=f"{md.name} motion",
             scale=(vz, vy, vx),
             translate=tuple(o[1:]),
-            edge_width=max(1.0, self.step / 8),
+            edge_width=max(1.0, self.step / 5),
             edge_color="#ffcc33",
             vector_style="arrow",
             axis_labels=("z", "y", "x"),

@@ -58,9 +58,10 @@ if TYPE_CHECKING:
 
 MOTION_TIP = (
     "Add the motion the model recovered as arrows (a Vectors layer) for the frame in view: the "
-    "velocity to the next frame, on a grid of points, at the input's physical scale; arrow "
-    "length proportional to speed, colour = speed in µm/s. It follows the time slider. Models of "
-    "the fast SpatimeINR engine only (spatimeinr motion MODEL -o FILE exports it)."
+    "velocity to the next frame, on a grid of points where the frame has signal, at the input's "
+    "physical scale; arrow length proportional to speed, colour = speed in µm/s. It follows the "
+    "time slider. Models of the fast SpatimeINR engine only (spatimeinr motion MODEL -o FILE "
+    "exports the whole field)."
 )
 ROI_WHOLE = "whole volume"
 ROI_VIEW = "current view (y, x)"
