@@ -218,7 +218,7 @@ def test_cli_writes_tczyx_with_units_and_provenance(tmp_path, capsys, name, mode
     assert main(["motion", str(path), "-o", str(out), "--overwrite", "-q"]) == 0
 
 
-def test_bad_suffix_and_cancel_leave_no_file(tmp_path, capsys):
+def test_bad_suffix_memory_and_cancel_leave_no_file(tmp_path, capsys, monkeypatch):
     path = motion_model(tmp_path, (48, 48), (0.6, -0.45))
     code = main(["motion", str(path), "-o", str(tmp_path / "v.nii.gz")])
     assert code != 0 and ".ome.zarr" in capsys.readouterr().err
@@ -233,3 +233,7 @@ def test_bad_suffix_and_cancel_leave_no_file(tmp_path, capsys):
     assert list(tmp_path.glob("*v.ome.tif*")) == []
     field = VelocityField(path)
     assert api.export_motion(field, tmp_path / "v.zarr").is_dir()
+    monkeypatch.setattr("napari_spatimeinr.limits.memory_limit", lambda: 1000)
+    with pytest.raises(SpatimeINRError, match="Not enough memory: exporting the motion"):
+        api.export_motion(path, tmp_path / "w.ome.tif")
+    assert not list(tmp_path.glob("*w.ome.tif*"))

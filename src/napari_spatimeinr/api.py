@@ -172,7 +172,7 @@ def export(
     )
 
 
-def motion(model_dir: str | Path | ModelDir, device: str = "cpu"):
+def motion(model_dir: str | Path | ModelDir, device: str = "auto"):
     """The velocity field a motion model recovered (:class:`.velocity.VelocityField`).
 
     ``motion(m).interval(t)`` is the velocity between frames ``t`` and ``t+1`` at frame ``t``'s
@@ -191,7 +191,7 @@ def export_motion(
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
-    device: str = "cpu",
+    device: str = "auto",
     force: bool = False,
 ) -> Path:
     """Write the velocity field (TCZYX, µm/s) of a model directory (or of an open

@@ -462,7 +462,9 @@ def cmd_motion(args: argparse.Namespace) -> int:
     _say(
         args,
         f"Motion T={t} intervals C={c} (vz, vy, vx in µm/s) Z={z} Y={y} X={x} float32, about "
-        f"{_fmt_bytes(velocity_bytes(field.shape))} on disk{solve}",
+        f"{_fmt_bytes(velocity_bytes(field.shape))} on disk; peak memory about "
+        f"{_fmt_bytes(field.peak_bytes)}; estimated time {_fmt_seconds(field.estimate_seconds())}"
+        f"{solve}",
     )
     bar = _bar(args, t, "motion", "interval")
 
@@ -691,9 +693,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     m.add_argument(
         "--device",
-        choices=["cpu", "cuda"],
-        default="cpu",
-        help="where flows the model did not store are solved",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="where flows the model did not store are solved (auto: a GPU when there is one)",
     )
     m.add_argument("--overwrite", action="store_true", help="replace an existing output")
     m.add_argument("--force", action="store_true", help=FORCE_HELP)

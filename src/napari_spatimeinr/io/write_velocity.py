@@ -10,7 +10,8 @@ T = the T−1 intervals between frames, C = (vz, vy, vx) in µm/s.
   file may pass 4 GB.
 * ``.zarr``/``.ome.zarr``: OME-Zarr (NGFF 0.5, Zarr v3) with axes t (second), c (channel),
   z, y, x (micrometer), the scale and translation transformations, channel labels in ``omero``,
-  provenance in the group attributes; one chunk per interval and component.
+  provenance in the group attributes; chunks of one interval and component, whole y-x planes
+  (about 8 MB).
 
 As every output of the package, the file is written under a temporary name in its folder and
 renamed when complete; an error or cancel removes the temporary file.
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SpatimeINRError
+from ..render.lazy import auto_chunks
 from .formats import suffix_of
 from .slabs import check_cancel
 from .source import PROVENANCE_KEY
@@ -35,6 +37,9 @@ from .write import _commit, _remove, _temp_path, check_target
 #: suffixes a velocity field can be written to
 VELOCITY_SUFFIXES = (".tif", ".tiff", ".ome.tif", ".ome.tiff", ".zarr", ".ome.zarr")
 _TIFF_LIMIT = 2**32 - 2**25  # classic TIFF offsets; BigTIFF beyond (with a margin for headers)
+
+#: target size of an OME-Zarr chunk (whole y-x planes, split along y for very large planes)
+CHUNK_MB = 8.0
 
 Progress = Callable[[int, int], None]
 Cancel = Callable[[], bool]
@@ -180,7 +185,7 @@ def _write_zarr(tmp, shape, interval, meta, progress, cancel) -> None:
     arr = group.create_array(
         "0",
         shape=tuple(shape),
-        chunks=(1, 1, *shape[2:]),
+        chunks=(1, 1, *auto_chunks(tuple(shape[1:]), CHUNK_MB)[1:]),
         dtype="float32",
         fill_value=0.0,
         dimension_names=[a["name"] for a in axes],
