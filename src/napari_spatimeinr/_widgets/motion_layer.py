@@ -70,7 +70,9 @@ class MotionVectors(QObject):
             scale=(vz, vy, vx),
             translate=tuple(o[1:]),
             edge_width=max(1.0, self.step / 5),
-            edge_color="#ffcc33",
+            features={"speed_um_per_s": np.zeros(0, np.float32)},
+            edge_color="speed_um_per_s",
+            edge_colormap="plasma",
             vector_style="arrow",
             axis_labels=("z", "y", "x"),
             units=("µm", "µm", "µm"),
@@ -153,10 +155,9 @@ class MotionVectors(QObject):
         speed = np.linalg.norm(vec[:, 1] * voxel, axis=1) / self.md.frame_interval
         self.layer.data = vec
         self.layer.features = {"speed_um_per_s": speed}
+        self.layer.edge_color = "speed_um_per_s"  # recoloured from the new features
         if len(vec) and float(speed.max()) > 0:
-            self.layer.edge_colormap = "plasma"
-            self.layer.edge_color = "speed_um_per_s"
-            self.layer.edge_contrast_limits = (0.0, float(np.percentile(speed, 99)) or 1.0)
+            self.layer.edge_contrast_limits = (0.0, float(np.percentile(speed, 99)))
         self.shown = t
         self.layer.name = self._name(t)
         self.updated.emit(t)
