@@ -119,10 +119,12 @@ class VelocityField:
 
     @property
     def peak_bytes(self) -> int:
-        """Memory one interval takes to compute: the stored flows, the input (when a pair is
-        solved), the displacement on the voxels and the velocity (float32), the cache."""
+        """Memory one interval takes to compute: the stored flows, the input and the TV-L1
+        solver's buffers (about 60 floats per flow-grid voxel, :data:`flow.BATCH_VOXELS`) when a
+        pair is solved, the displacement on the voxels and the velocity (float32), the cache."""
         vol = int(np.prod(self.frame_shape)) * 4
-        solve = int(np.prod(self.md.shape)) * 4 if self.n_unsolved else 0
+        grid = int(np.prod(self.flows.shape[2:]))
+        solve = (int(np.prod(self.md.shape)) * 4 + 60 * 4 * grid) if self.n_unsolved else 0
         cache = min(INTERVAL_CACHE_BYTES, INTERVAL_CACHE * 3 * vol)
         return int(self.flows.nbytes) + solve + (len(self.sp) + 3) * vol + cache
 
