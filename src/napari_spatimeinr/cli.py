@@ -1,4 +1,4 @@
-"""Command line: ``spatimeinr train | render | evaluate | info`` (DESIGN.md, "CLI contract").
+"""Command line: ``spatimeinr train | render | evaluate | motion | info`` (DESIGN.md, "CLI contract").
 
 Errors print one line to stderr and exit with status 2 (usage errors too); progress goes to stderr;
 results to files. Limits before work (DESIGN.md, "CLI contract"): every command runs the gate of
@@ -489,6 +489,61 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- motion ------------------------------------------------------------------------------------
+def cmd_motion(args: argparse.Namespace) -> int:
+    """Export the velocity field of a motion model (TCZYX, µm/s). The checks run before any work:
+    a model without motion, the suffix, an existing output, the folder, the free disk."""
+    from . import api
+    from .io.write import check_target
+    from .io.write_velocity import velocity_bytes, velocity_family
+    from .limits import check_writable
+    from .velocity import VelocityField
+
+    out = Path(args.output)
+    velocity_family(out)  # an unknown suffix is refused before the model is opened
+    check_target(out, args.overwrite)
+    check_writable(out, "motion file")
+    field = VelocityField(api.open_model(args.model_dir), args.device)
+    t, c, z, y, x = field.shape
+    solve = (
+        f"; {field.n_unsolved} of {t} flows were not stored and are solved now"
+        if field.n_unsolved
+        else ""
+    )
+    _say(
+        args,
+        f"Motion T={t} intervals C={c} (vz, vy, vx in µm/s) Z={z} Y={y} X={x} float32, about "
+        f"{_fmt_bytes(velocity_bytes(field.shape))} on disk; peak memory about "
+        f"{_fmt_bytes(field.peak_bytes)}; estimated time {_fmt_seconds(field.estimate_seconds())}"
+        f"{solve}",
+    )
+    bar = _bar(args, t, "motion", "interval")
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    t0 = time.perf_counter()
+    with _graceful_stop() as stop:
+        try:
+            api.export_motion(
+                field,
+                out,
+                overwrite=args.overwrite,
+                progress=progress,
+                cancel=stop,
+                device=args.device,
+                force=args.force,
+            )
+        except StopRequested:
+            bar.close()
+            raise SpatimeINRError("Motion export cancelled: no output was written.") from None
+    bar.close()
+    _say(args, f"Wrote {out} in {_fmt_seconds(time.perf_counter() - t0)}")
+    return 0
+
+
 # -- info --------------------------------------------------------------------------------------
 def cmd_info(args: argparse.Namespace) -> int:
     from .model_dir import ModelDir
@@ -679,6 +734,31 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--force", action="store_true", help=FORCE_HELP)
     e.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     e.set_defaults(func=cmd_evaluate)
+
+    m = sub.add_parser(
+        "motion",
+        help="export the motion a model recovered: velocities in µm/s (TCZYX)",
+        description="Write the velocity field between neighbouring frames: axes TCZYX, T = the "
+        "T-1 intervals (entry t: frames t -> t+1, at frame t's voxels), C = (vz, vy, vx) in µm/s "
+        "(vz = 0 for 2D+t), with the voxel size, frame interval and provenance.",
+    )
+    m.add_argument("model_dir")
+    m.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="output file: .ome.tif / .tif (OME-TIFF) or .ome.zarr / .zarr (OME-Zarr)",
+    )
+    m.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="where flows the model did not store are solved (auto: a GPU when there is one)",
+    )
+    m.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    m.add_argument("--force", action="store_true", help=FORCE_HELP)
+    m.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    m.set_defaults(func=cmd_motion)
 
     i = sub.add_parser("info", help="describe a model directory")
     i.add_argument("model_dir")

@@ -59,6 +59,13 @@ from .processes import export_steps, iterate_in_process
 if TYPE_CHECKING:
     import napari
 
+MOTION_TIP = (
+    "Add the motion the model recovered as arrows (a Vectors layer) for the frame in view: the "
+    "velocity to the next frame, on a grid of points where the frame has signal, at the input's "
+    "physical scale; arrow length proportional to speed, colour = speed in µm/s. It follows the "
+    "time slider. Models of the fast SpatimeINR engine only (spatimeinr motion MODEL -o FILE "
+    "exports the whole field)."
+)
 ROI_WHOLE = "whole volume"
 ROI_VIEW = "current view (y, x)"
 EXPORT_FILTER = (
@@ -114,6 +121,8 @@ class RenderWidget(QWidget):
         self.export_worker: Any = None
         self._cancel = False
         self.added_layers: list[Any] = []
+        #: the Vectors layer of "Show motion" (a :class:`.motion_layer.MotionVectors`) or None
+        self.motion: Any = None
         self.last_export: Path | None = None
         #: per model folder: (seconds, voxels) of finished exports, for time estimates
         self._export_speed: dict[str, tuple[float, int]] = {}
@@ -181,6 +190,8 @@ class RenderWidget(QWidget):
         self.grid_btn = QPushButton("Side by side")
         self.grid_btn.setCheckable(True)
         self.grid_btn.setToolTip("Show the layers next to each other (napari grid view).")
+        self.motion_check = QCheckBox("Show motion")
+        self.motion_check.setToolTip(MOTION_TIP)
         self.output_info = QLabel("")
         self.output_info.setWordWrap(True)  # a refusal by the limits gate is one long line
         self.output_info.setToolTip(
@@ -261,6 +272,7 @@ class RenderWidget(QWidget):
         view_row = QHBoxLayout()
         view_row.addWidget(self.add_btn)
         view_row.addWidget(self.grid_btn)
+        view_row.addWidget(self.motion_check)
         ef = form_layout()
         path_row = QHBoxLayout()
         path_row.addWidget(self.path_edit, 1)
@@ -305,6 +317,7 @@ class RenderWidget(QWidget):
         self.path_edit.textChanged.connect(self.update_info)
         self.add_btn.clicked.connect(self.add_layer)
         self.grid_btn.toggled.connect(self.set_grid)
+        self.motion_check.toggled.connect(self.show_motion)
         self.browse_btn.clicked.connect(self._browse_path)
         self.export_btn.clicked.connect(self.export)
         self.cancel_btn.clicked.connect(self.cancel)
@@ -376,6 +389,7 @@ class RenderWidget(QWidget):
             self.t_to.setValue(t - 1)
             if not self.path_edit.text():
                 self.path_edit.setText(str(Path(md.path).with_name(f"{md.name}_render.tif")))
+        self._motion_model_changed(md)
         self.update_info()
 
     def make_isotropic(self) -> None:
@@ -395,7 +409,68 @@ class RenderWidget(QWidget):
         )
 
     # -- layers ---------------------------------------------------------------------------------
+    # -- motion ---------------------------------------------------------------------------------
+    def _motion_model_changed(self, md: Any) -> None:
+        """The check box is offered for models with motion; a shown field follows the model."""
+        from ..velocity import has_motion
+
+        ok = md is not None and has_motion(md) and md.shape[0] > 1
+        self.motion_check.setEnabled(ok)
+        self.motion_check.setToolTip(
+            MOTION_TIP
+            if ok or md is None
+            else f"{MOTION_TIP}\nThis model has no motion: it was not trained with the fast engine."
+        )
+        if self.motion is not None and (
+            md is None or Path(self.motion.path) != Path(md.path).resolve()
+        ):
+            keep = self.motion_check.isChecked()
+            self.show_motion(False)
+            if ok and keep:
+                self.show_motion(True)
+        if not ok and self.motion_check.isChecked():
+            self.motion_check.setChecked(False)
+
+    def show_motion(self, on: bool) -> Any | None:
+        """Add (or remove) the motion vectors of the current model; returns the MotionVectors."""
+        from .motion_layer import MotionVectors
+
+        if not on:
+            if self.motion is not None:
+                motion, self.motion = self.motion, None
+                motion.close()
+            if self.motion_check.isChecked():
+                self.motion_check.setChecked(False)
+            return None
+        if self.motion is not None:
+            return self.motion
+        md = self.model()
+        if md is None:
+            self._fail("No model: train one in the Train widget or open a model folder.")
+            self.motion_check.setChecked(False)
+            return None
+        try:
+            from ..velocity import check_motion
+
+            check_motion(md)
+        except SpatimeINRError as err:
+            self._fail(str(err))
+            self.motion_check.setChecked(False)
+            return None
+        self._ensure_input_layer(md)  # the time axis and the physical frame of reference
+        self.motion = MotionVectors(self.viewer, md, parent=self)
+        self.motion.failed.connect(self._fail)
+        if not self.motion_check.isChecked():
+            self.motion_check.setChecked(True)
+        self.status.setText(
+            f"Motion of {md.name!r}: arrows every {self.motion.step} voxels, following the time "
+            "slider (velocity from the frame in view to the next)."
+        )
+        return self.motion
+
     def _layers_changed(self, *_: Any) -> None:
+        if self.motion is not None and self.motion.layer not in self.viewer.layers:
+            self.show_motion(False)  # the user deleted the layer: the box follows
         for ly in self.viewer.layers:  # models opened with File → Open
             path = layer_meta(ly).get("model_dir")
             if path and Path(path).is_dir():
