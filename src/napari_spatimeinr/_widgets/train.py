@@ -202,6 +202,8 @@ class TrainWidget(QWidget):
     preview_ready = Signal(object)  #: the preview layer, after each refresh
     #: seconds between checkpoints (and so preview refreshes) when the preview is on
     preview_every = 10.0
+    #: ms between adding the preview layer and starting the training process
+    launch_delay_ms = 150
     #: train in a child process (:mod:`.processes`): the GUI thread never waits for the GIL
     in_process = True
 
@@ -730,12 +732,6 @@ class TrainWidget(QWidget):
             else:
                 yield from api.train(stack, out, cfg, stop=lambda: self._stop)
 
-        if self.preview_check.isChecked() and cfg.method == "spatimeinr":
-            warm_up()  # the render process of the previews starts while the model trains
-            # its own turn of the event loop: the click and the new layer are two short pauses
-            QTimer.singleShot(
-                0, functools.partial(self._add_preview_layer, stack.name, stack.shape)
-            )
         worker = create_worker(run, _start_thread=False, _ignore_errors=True)
         worker.yielded.connect(lambda p: self._on_progress(p, time_limit))
         worker.errored.connect(self._on_error)
@@ -743,6 +739,22 @@ class TrainWidget(QWidget):
         self.worker = worker
         self.train_btn.setEnabled(False)
         self.stop_btn.setEnabled(True)
+        if self.preview_check.isChecked() and cfg.method == "spatimeinr":
+            # First the preview layer, in its own turn of the event loop (napari builds its
+            # controls and visual, the canvas draws it once) while the CPU is free; then the
+            # training and render processes start, whose imports take every core for seconds.
+            QTimer.singleShot(
+                0, functools.partial(self._add_preview_layer, stack.name, stack.shape)
+            )
+            QTimer.singleShot(self.launch_delay_ms, functools.partial(self._launch, worker))
+        else:
+            self._launch(worker, previews=False)
+
+    def _launch(self, worker: Any, previews: bool = True) -> None:
+        if worker is not self.worker:  # pragma: no cover - ended before it started
+            return
+        if previews:
+            warm_up()  # the render process of the previews starts while the model trains
         worker.start()
 
     def stop(self) -> None:
