@@ -16,7 +16,7 @@ Typical use::
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +86,7 @@ def train_config(
 
 
 def train(
-    source: str | Path | Stack4D,
+    source: str | Path | Stack4D | Sequence[str | Path | Stack4D],
     out_dir: str | Path,
     config: TrainConfig | dict[str, Any] | None = None,
     *,
@@ -95,8 +95,16 @@ def train(
     stop: Callable[[], bool] | None = None,
     read_options: dict[str, Any] | None = None,
     force: bool = False,
+    init_from: str | Path | None = None,
 ) -> Iterator[Progress]:
     """Train a model of ``source`` into ``out_dir``: a generator of :class:`Progress` records.
+
+    ``source`` may be a list of stacks (paths or :class:`Stack4D`): one model is trained on all of
+    them (the ``fast`` preset; see :func:`napari_spatimeinr.model_dir.create_model_dir` for how they
+    are stored); it renders the first, and the others with ``render(..., input=...)``.
+    ``init_from``: a trained model directory to start from (a warm start); its method, preset and
+    engine parameters are used unless ``config`` sets them, its weights must fit (one clear error
+    otherwise), and ``meta.json["init_from"]`` records it.
 
     The directory is created atomically before the first record; it is usable (renderable) once a
     method's first checkpoint is written and always when the generator ends, also after ``stop()``
@@ -128,13 +136,51 @@ def train(
         cfg = build(TrainConfig, stored, "training configuration")
     else:
         check_writable(out_dir, "model directory")
-        stack = source if isinstance(source, Stack4D) else read(source, **(read_options or {}))
-        check_train(stack.shape, cfg.method, cfg.preset, out_dir, force=force)
-        md = create_model_dir(out_dir, stack, cfg, overwrite=overwrite)
+        sources = list(source) if isinstance(source, (list, tuple)) else [source]
+        if not sources:
+            raise SpatimeINRError("No input stack was given: name at least one.")
+        stacks = [s if isinstance(s, Stack4D) else read(s, **(read_options or {})) for s in sources]
+        record = None
+        if init_from is not None:
+            from .reuse import check_init_from, init_from_record, warm_config
+
+            src = ModelDir(init_from)
+            record = init_from_record(src)
+            values = warm_config(src, cfg.model_dump(), set(cfg.model_fields_set))
+            cfg = build(TrainConfig, values, "training configuration")
+            check_init_from(src, cfg, [s.shape for s in stacks])
+        if len(stacks) > 1:
+            _check_several(stacks, cfg)
+        for s in stacks:
+            check_train(s.shape, cfg.method, cfg.preset, out_dir, force=force)
+        md = create_model_dir(out_dir, stacks[0], cfg, overwrite=overwrite, extra_stacks=stacks[1:])
+        if record is not None:
+            md.update_meta(init_from=record)
     if cfg.time_limit is not None:  # the limit covers reading and writing the input too
         spent = time.perf_counter() - t_setup
         cfg = cfg.model_copy(update={"time_limit": max(cfg.time_limit - spent, 1.0)})
     yield from get_method(cfg.method).train(md, cfg, should_stop)
+
+
+def _check_several(stacks: list[Stack4D], cfg: TrainConfig) -> None:
+    """Several inputs train the motion engine's refiner; they must be of one kind."""
+    from .model.presets import resolve_params
+
+    if cfg.method != "spatimeinr" or not resolve_params(cfg).motion:
+        what = cfg.method if cfg.method != "spatimeinr" else f"spatimeinr {cfg.preset}"
+        raise SpatimeINRError(
+            f"Several inputs train one model with the spatimeinr fast preset only, not {what}: "
+            "train one model per stack, or use --preset fast."
+        )
+    kinds = {(s.shape[1] > 1, s.shape[0] > 1) for s in stacks}
+    if len(kinds) > 1:
+        listing = ", ".join(f"{s.name} (T={s.shape[0]}, Z={s.shape[1]})" for s in stacks)
+        raise SpatimeINRError(
+            f"Several inputs must all be 2D+t or all 3D+t time-lapses: {listing}. Train them in "
+            "separate models."
+        )
+    if all(s.shape[0] == 1 for s in stacks):
+        raise SpatimeINRError("Several inputs train the time part: give time-lapses (T > 1).")
 
 
 def open_model(path: str | Path) -> ModelDir:

@@ -159,13 +159,34 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         check_new_output(Path(args.output), args.overwrite)
         check_writable(args.output, "model directory")
+    if args.init_from and args.resume:
+        raise SpatimeINRError(
+            "--init-from starts a new training; --resume continues one: give only one of them."
+        )
+    if args.init_from:  # refuse a missing or untrained source model before reading anything
+        from .reuse import init_from_record
+
+        init_from_record(args.init_from)
     if args.resume:
-        source: Any = args.input
+        source: Any = args.input[0]
         api.open_model(args.output)  # refuse a missing or incomplete model before saying more
         _say(args, f"Resuming training in {args.output}")
     else:
-        source = api.read(args.input, **read_options)
-        t, z, y, x = source.shape
+        from .reuse import expand_inputs
+
+        paths = expand_inputs(args.input)
+        stacks = [api.read(p, **read_options) for p in paths]
+        source = stacks if len(stacks) > 1 else stacks[0]
+        for other in stacks[1:]:
+            t, z, y, x = other.shape
+            _say(
+                args,
+                f"Also input {other.name}: T={t} Z={z} Y={y} X={x}, voxel {other.voxel_size} µm, "
+                f"frame interval {other.frame_interval:g} s",
+            )
+        if args.init_from:
+            _say(args, f"Starting from the weights of {args.init_from}")
+        t, z, y, x = stacks[0].shape
         budget = []
         if cfg.steps:
             budget.append(f"{cfg.steps} steps")
@@ -175,13 +196,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         if cfg.method == "spatimeinr":
             from .spatial.train import split_text
 
-            split = split_text(cfg, source.shape)
+            split = split_text(cfg, stacks[0].shape)
             if split:
                 budget.append(split)
         _say(
             args,
-            f"Input {source.name}: T={t} Z={z} Y={y} X={x}, voxel {source.voxel_size} µm, "
-            f"frame interval {source.frame_interval:g} s. Method {what}"
+            f"Input {stacks[0].name}: T={t} Z={z} Y={y} X={x}, voxel {stacks[0].voxel_size} µm, "
+            f"frame interval {stacks[0].frame_interval:g} s. Method {what}"
             + (f", {', '.join(budget)}" if budget else "")
             + f". Model → {args.output}",
         )
@@ -191,7 +212,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             if resolve_params(cfg).motion:
                 from .train.motion_task import flow_plan
 
-                _say(args, "Plan: " + flow_plan(source.shape, cfg.time_limit))
+                _say(args, "Plan: " + flow_plan(stacks[0].shape, cfg.time_limit))
     with _graceful_stop() as stop:
         gen = api.train(
             source,
@@ -201,6 +222,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             resume=args.resume,
             stop=stop,
             force=args.force,
+            init_from=args.init_from,
         )
         bar = None
         last = None
@@ -246,35 +268,53 @@ def _dask_client(args: argparse.Namespace):
         yield None
 
 
-def cmd_render(args: argparse.Namespace) -> int:
-    """Render a model into a file. The gate of :mod:`.limits` runs first, from the shape alone:
-    writable target, format and disk (``--force`` skips the disk check), plan, peak memory."""
-    from . import api
-    from .limits import check_export, check_writable, render_cost
+def _read_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "axes": args.axes,
+        "channel": args.channel,
+        "voxel_size": tuple(args.voxel_size) if args.voxel_size else None,
+        "frame_interval": args.frame_interval,
+    }
 
-    sz = sy = sx = args.scale
-    sz = args.scale_z if args.scale_z is not None else sz
-    sy = args.scale_y if args.scale_y is not None else sy
-    sx = args.scale_x if args.scale_x is not None else sx
-    out = Path(args.output)
-    if out.exists() and not args.overwrite:
+
+def _scales(args: argparse.Namespace) -> tuple[float, float, float]:
+    s = args.scale
+    return (
+        args.scale_z if args.scale_z is not None else s,
+        args.scale_y if args.scale_y is not None else s,
+        args.scale_x if args.scale_x is not None else s,
+    )
+
+
+def _check_output(out: Path, overwrite: bool) -> None:
+    from .io.formats import write_family
+    from .io.write import check_target
+    from .limits import check_writable
+
+    if out.exists() and not overwrite:
         raise SpatimeINRError(
             f"{out} already exists: choose another name, or pass --overwrite to replace it."
         )
-    from .io.formats import write_family
-    from .io.write import check_target
-
     write_family(out)  # an unknown suffix is refused before the model is opened
-    check_target(out, args.overwrite)
+    check_target(out, overwrite)
     check_writable(out)
-    if args.workers is not None and args.workers < 1:
-        raise SpatimeINRError(f"--workers must be at least 1, got {args.workers}.")
-    md = api.open_model(args.model_dir)
+
+
+def _plan(args: argparse.Namespace, md, out: Path):
+    """The plan of one render after the gate of :mod:`.limits` (cost, disk, memory)."""
+    from . import api
+    from .limits import check_export, render_cost
+
     t_range = tuple(args.t_range) if args.t_range else None
     roi = tuple(args.roi) if args.roi else None
-    workers = args.workers or None
     cost = render_cost(
-        md.shape, args.scale_t, (sz, sy, sx), t_range, roi, chunk_mb=args.chunk_mb, workers=workers
+        md.shape,
+        args.scale_t,
+        _scales(args),
+        t_range,
+        roi,
+        chunk_mb=args.chunk_mb,
+        workers=args.workers or None,
     )
     model_bytes = (md.path / "input.npy").stat().st_size
     check_export(
@@ -283,13 +323,65 @@ def cmd_render(args: argparse.Namespace) -> int:
     plan = api.plan_render(
         md,
         args.scale_t,
-        (sz, sy, sx),
+        _scales(args),
         t_range,  # type: ignore[arg-type]
         roi,  # type: ignore[arg-type]
         chunk_mb=args.chunk_mb,
         device=args.device,
         keep_measured=args.keep_measured,
     )
+    return plan, cost, model_bytes
+
+
+def _apply(args: argparse.Namespace, path: Path, progress=None):
+    """The model applied to the stack at ``path`` (``--input``): (applied ModelDir, warnings)."""
+    from . import api
+    from .render.lazy import resolve_device
+    from .reuse import apply_model
+
+    stack = api.read(path, **_read_options(args))
+    device = resolve_device(args.device)
+    applied = apply_model(args.model_dir, stack, args.cache_dir, device=device, progress=progress)
+    return applied.model_dir, applied.warnings
+
+
+def _batch(args: argparse.Namespace) -> bool:
+    """True when ``--input`` asks for several stacks (a glob, a folder, several files)."""
+    from .reuse import GLOB_CHARS
+
+    given = args.input or []
+    if len(given) > 1 or str(args.output).endswith(("/", "\\")):
+        return True
+    return any(
+        any(c in g for c in GLOB_CHARS)
+        or (Path(g).is_dir() and not g.rstrip("/").endswith(".zarr"))
+        for g in given
+    )
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    """Render a model into a file. The gate of :mod:`.limits` runs first, from the shape alone:
+    writable target, format and disk (``--force`` skips the disk check), plan, peak memory.
+
+    ``--input``: apply the model to another stack (one file), or to several into ``-o DIR``."""
+    from . import api
+
+    if args.workers is not None and args.workers < 1:
+        raise SpatimeINRError(f"--workers must be at least 1, got {args.workers}.")
+    if args.input and _batch(args):
+        return _render_batch(args)
+    out = Path(args.output)
+    _check_output(out, args.overwrite)
+    md = api.open_model(args.model_dir)
+    if args.input:
+        from .reuse import expand_inputs
+
+        (path,) = expand_inputs(args.input)
+        _say(args, f"Applying {md.path.name} to {path.name} (its normalization and motion)")
+        md, warns = _apply(args, path)
+        for w in warns:
+            _say(args, f"Warning: {w}")
+    plan, cost, model_bytes = _plan(args, md, out)
     disk = cost.disk_bytes(args.dtype, str(out))
     with _dask_client(args):
         est = api.estimate_seconds(plan) if not (args.scheduler or args.workers) else None
@@ -329,6 +421,122 @@ def cmd_render(args: argparse.Namespace) -> int:
     dt = time.perf_counter() - t0
     n = t * z * y * x
     _say(args, f"Wrote {out} in {_fmt_seconds(dt)} ({n / max(dt, 1e-9):.3g} voxels/s)")
+    return 0
+
+
+def batch_output(folder: Path, path: Path) -> Path:
+    """Where a batch render writes the render of ``path``: same name and format in ``folder``
+    (``.ome.tif`` for inputs of a format that is not written, e.g. ``.npy``)."""
+    from .io.formats import SUPPORTED_WRITE_SUFFIXES, stem_of, suffix_of
+
+    suffix = suffix_of(path)
+    if suffix not in SUPPORTED_WRITE_SUFFIXES:
+        suffix = ".ome.tif"
+    return folder / f"{stem_of(path)}{suffix}"
+
+
+def _render_batch(args: argparse.Namespace) -> int:
+    """``render MODEL --input 'GLOB' -o DIR/``: every stack into DIR, one progress bar, one result
+    line per stack (stdout); a failing stack is reported and the others go on; exit status 2 when
+    any failed."""
+    from tqdm import tqdm
+
+    from . import api
+    from .limits import check_writable
+    from .reuse import expand_inputs
+
+    inputs = expand_inputs(args.input)  # a glob that matches nothing: one message
+    folder = Path(args.output)
+    if folder.exists() and not folder.is_dir():
+        raise SpatimeINRError(
+            f"{folder} is a file: several inputs render into a folder, give -o FOLDER/."
+        )
+    if folder.is_dir():
+        present = sorted(p.name for p in folder.iterdir())
+        if present and not args.overwrite:
+            raise SpatimeINRError(
+                f"The output folder {folder} already holds {len(present)} file(s) (e.g. "
+                f"{present[0]}): choose a new or empty folder, or pass --overwrite (renders of the "
+                "same name are replaced)."
+            )
+    else:
+        check_writable(folder, "output folder")
+    md = api.open_model(args.model_dir)  # a missing model: one message, before any work
+    targets = [batch_output(folder, p) for p in inputs]
+    names = [t.name for t in targets]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise SpatimeINRError(
+            f"Several inputs would write {dup[0]} in {folder}: rename them or render them apart."
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    n = len(inputs)
+    _say(args, f"Rendering {md.path.name} on {n} stack(s) into {folder}")
+    bar = tqdm(
+        total=n,
+        desc="render",
+        unit="stack",
+        file=sys.stderr,
+        disable=getattr(args, "quiet", False),
+        dynamic_ncols=True,
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]",
+    )
+    failed: list[str] = []
+    with _dask_client(args), _graceful_stop() as stop:
+        for i, (path, out) in enumerate(zip(inputs, targets, strict=True)):
+            if stop():
+                break
+            bar.set_description(f"render {i + 1}/{n} {path.name}", refresh=True)
+
+            def chunk(done: int, total: int, i: int = i) -> None:
+                bar.n = i + done / max(total, 1)
+                bar.refresh()
+
+            t0 = time.perf_counter()
+            try:
+                _check_output(out, args.overwrite)
+                amd, warns = _apply(args, path)
+                plan, _, _ = _plan(args, amd, out)
+                api.export(
+                    api.render_plan(plan),
+                    out,
+                    plan.meta,
+                    args.dtype,
+                    overwrite=args.overwrite,
+                    progress=chunk,
+                    cancel=stop,
+                    force=args.force,
+                )
+            except StopRequested:
+                failed.append(path.name)
+                tqdm.write(f"CANCELLED {path} (no output written)", file=sys.stdout)
+                break
+            except SpatimeINRError as err:
+                failed.append(path.name)
+                tqdm.write(f"FAILED {path}: {err}", file=sys.stdout)
+            except Exception as err:  # one stack's unexpected failure does not stop the batch
+                if args.debug:
+                    raise
+                failed.append(path.name)
+                tqdm.write(f"FAILED {path}: {type(err).__name__}: {err}", file=sys.stdout)
+            else:
+                t, z, y, x = plan.shape
+                note = f"; {len(warns)} warning(s): {' '.join(warns)}" if warns else ""
+                tqdm.write(
+                    f"OK {path} -> {out} (T={t} Z={z} Y={y} X={x}, "
+                    f"{_fmt_seconds(time.perf_counter() - t0)}){note}",
+                    file=sys.stdout,
+                )
+            bar.n = i + 1
+            bar.refresh()
+    bar.close()
+    done = n - len(failed)
+    if failed:
+        raise SpatimeINRError(
+            f"{len(failed)} of {n} stack(s) failed ({', '.join(failed)}); {done} written to "
+            f"{folder}."
+        )
+    _say(args, f"Rendered {done} stack(s) into {folder}")
     return 0
 
 
@@ -624,7 +832,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", parser_class=OneLineParser)
 
     t = sub.add_parser("train", help="build a model of a stack")
-    t.add_argument("input", help="stack: .tif/.ome.tif/.nii(.gz)/.zarr/.npy")
+    t.add_argument(
+        "input",
+        nargs="+",
+        help="stack: .tif/.ome.tif/.nii(.gz)/.zarr/.npy; several (files, a folder or a quoted "
+        "glob) train one model on all of them",
+    )
     t.add_argument("-o", "--output", required=True, help="model directory to write")
     t.add_argument(
         "--method", choices=["spatimeinr", *CLASSICAL_METHODS], help=fields["method"].description
@@ -650,6 +863,11 @@ def build_parser() -> argparse.ArgumentParser:
         "(repeatable; overrides --config, the flags above override it)",
     )
     t.add_argument("--resume", action="store_true", help="continue the training in MODEL_DIR")
+    t.add_argument(
+        "--init-from",
+        metavar="MODEL_DIR",
+        help="start from the weights of this trained model (a warm start; same kind of stack)",
+    )
     t.add_argument("--overwrite", action="store_true", help="replace an existing model directory")
     t.add_argument("--force", action="store_true", help=FORCE_HELP)
     t.add_argument("-q", "--quiet", action="store_true", help="no progress output")
@@ -697,6 +915,20 @@ def build_parser() -> argparse.ArgumentParser:
         nargs=6,
         metavar=("Z0", "Z1", "Y0", "Y1", "X0", "X1"),
         help="only input voxels Z0:Z1, Y0:Y1, X0:X1 (half-open)",
+    )
+    r.add_argument(
+        "--input",
+        nargs="+",
+        metavar="STACK",
+        help="apply the model to this stack instead of its own; a quoted glob, a folder or "
+        "several files render each into the folder -o DIR/",
+    )
+    _add_read_options(r)
+    r.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="where the normalization and flows of --input stacks are kept (default: "
+        "$SPATIMEINR_CACHE_DIR or ~/.cache/napari-spatimeinr/applied)",
     )
     r.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     r.add_argument("--chunk-mb", type=float, default=8.0, help="target chunk size in MB")

@@ -23,7 +23,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -248,7 +248,7 @@ class ModelDir:
 
     def provenance(self) -> dict[str, Any]:
         """What every output of this model records about where it came from."""
-        return {
+        out: dict[str, Any] = {
             "software": "napari-spatimeinr",
             "version": __version__,
             "method": self.config.method,
@@ -258,18 +258,38 @@ class ModelDir:
             "source_sha256": self.meta.get("source_sha256", ""),
             "model_dir": str(self.path.resolve()),
         }
+        applied = self.meta.get("applied")
+        if applied:  # a model applied to another stack: the source above is that stack
+            out["model_dir"] = applied.get("model_dir", out["model_dir"])
+            out["applied"] = {
+                "input": out["source_name"],
+                "input_sha256": out["source_sha256"],
+                "model_source_name": applied.get("model_source_name", ""),
+                "model_source_sha256": applied.get("model_source_sha256", ""),
+                "cache_dir": str(self.path.resolve()),
+            }
+        return out
 
 
 def create_model_dir(
-    path: str | Path, stack: Stack4D, config: TrainConfig, overwrite: bool = False
+    path: str | Path,
+    stack: Stack4D,
+    config: TrainConfig,
+    overwrite: bool = False,
+    extra_stacks: Sequence[Stack4D] = (),
 ) -> ModelDir:
     """Write a new model directory for ``stack`` atomically and open it.
 
     The input is validated (NaN/Inf, constant), normalized once and stored as ``input.npy``.
+    ``extra_stacks`` (training on several stacks): each is normalized on its own and stored as
+    ``stacks/K/input.npy`` (K = 1, 2, …); ``meta.json["stacks"]`` then describes all of them, the
+    first being ``input.npy`` (what the model renders without ``--input``).
     """
     path = Path(path)
     check_new_output(path, overwrite)
     stack.validate()
+    for other in extra_stacks:
+        other.validate()
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.exists():
         raise SpatimeINRError(
@@ -286,6 +306,18 @@ def create_model_dir(
     os.chmod(tmp, default_mode(directory=True))  # readable by cluster workers like any folder
     try:
         np.save(tmp / "input.npy", norm.apply(stack.data))
+        records = []
+        if extra_stacks:
+            from .reuse import stack_record
+
+            records.append(stack_record(stack, norm, "input.npy", "flows.npz"))
+            for k, other in enumerate(extra_stacks, start=1):
+                (tmp / "stacks" / str(k)).mkdir(parents=True)
+                onorm = Normalization.fit(other.data)
+                np.save(tmp / "stacks" / str(k) / "input.npy", onorm.apply(other.data))
+                records.append(
+                    stack_record(other, onorm, f"stacks/{k}/input.npy", f"stacks/{k}/flows.npz")
+                )
         (tmp / "config.yaml").write_text(dump_yaml(config))
         meta = {
             "format_version": FORMAT_VERSION,
@@ -309,6 +341,10 @@ def create_model_dir(
             "train_seconds": 0.0,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
+        if "channels" in stack.extra:
+            meta["channels"] = int(stack.extra["channels"])
+        if records:
+            meta["stacks"] = records
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
         with open(tmp / "history.csv", "w", newline="") as fh:
             csv.DictWriter(fh, fieldnames=HISTORY_FIELDS).writeheader()

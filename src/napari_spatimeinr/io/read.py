@@ -117,6 +117,7 @@ def read_stack(
             "defaults": defaults,
             "notes": list(src.notes),
             "provenance": src.provenance,
+            "channels": _channels(src.shape, file_axes),
         },
     )
     if validate:
@@ -144,6 +145,13 @@ def _check_overrides(
             )
         frame_interval = fi
     return voxel_size, frame_interval  # type: ignore[return-value]
+
+
+def _channels(shape: tuple[int, ...], axes: str) -> int:
+    """The number of channels of the file (1 without a channel axis)."""
+    if "C" in axes and len(axes) == len(shape):
+        return int(shape[axes.index("C")])
+    return 1
 
 
 def _canonical(

@@ -20,6 +20,7 @@ from dask.highlevelgraph import HighLevelGraph
 
 from ..config import CLASSICAL_METHODS
 from ..coords import OutputGrid, make_grid, temporal_coords
+from ..data.stack import Stack4D
 from ..io.meta import OutputMeta
 from ..methods import get_method
 from ..methods.base import BlockRenderer
@@ -215,8 +216,16 @@ def plan_render(
     chunk_mb: float = 8.0,
     device: str = "auto",
     keep_measured: bool = False,
+    input: str | Path | Stack4D | None = None,
+    cache_dir: str | Path | None = None,
+    read_options: dict | None = None,
 ) -> RenderPlan:
     """Plan a render: output grid, chunking and output metadata (no computation).
+
+    ``input``: apply the model to another stack (a path, read with ``read_options``, or a
+    :class:`Stack4D`): its normalization and optical flows are computed once and kept in an applied
+    model directory under ``cache_dir`` (never in the model directory; see
+    :mod:`napari_spatimeinr.reuse`), and the grid is that stack's. The provenance records it.
 
     By default every output frame comes from the model at one noise level, measured instants
     included (no flicker between measured and new frames). ``keep_measured=True`` returns the
@@ -232,6 +241,10 @@ def plan_render(
     """
     from ..limits import check_plan, render_cost
 
+    if input is not None:
+        from ..reuse import model_for_input
+
+        model_dir = model_for_input(model_dir, input, cache_dir, read_options, device)
     md = model_dir if isinstance(model_dir, ModelDir) else ModelDir(model_dir)
     check_plan(
         render_cost(md.shape, scale_t, scale_zyx, t_range, roi, chunks=chunks, chunk_mb=chunk_mb)
@@ -335,11 +348,15 @@ def render(
     chunk_mb: float = 8.0,
     device: str = "auto",
     keep_measured: bool = False,
+    input: str | Path | Stack4D | None = None,
+    cache_dir: str | Path | None = None,
+    read_options: dict | None = None,
 ) -> da.Array:
     """Render a model directory lazily: a dask array (T, Z, Y, X) float32 in input intensity units.
 
     Nothing is computed until the array (or part of it) is. See :func:`plan_render` for the grid
-    and metadata (output voxel size, frame interval, origin, provenance).
+    and metadata (output voxel size, frame interval, origin, provenance), and for ``input`` (the
+    model applied to another stack; its intensity units then).
     """
     plan = plan_render(
         model_dir,
@@ -351,6 +368,9 @@ def render(
         chunk_mb=chunk_mb,
         device=device,
         keep_measured=keep_measured,
+        input=input,
+        cache_dir=cache_dir,
+        read_options=read_options,
     )
     return render_plan(plan)
 

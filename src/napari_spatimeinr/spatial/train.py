@@ -22,6 +22,7 @@ import torch
 from ..config import SpatimeINRParams, TrainConfig
 from ..model.presets import resolve_params
 from ..model_dir import ModelDir
+from ..reuse import init_weights
 from ..train.progress import Progress
 from . import SPATIAL_FILE, summary
 from .decoder import ZDecoder, classical_matrix, spline_matrix
@@ -234,6 +235,9 @@ def train_spatial(
         return done
     torch.manual_seed(config.seed)
     net = make_decoder(params)
+    init = init_weights(model_dir, SPATIAL_FILE)  # a warm start (train --init-from)
+    if init is not None:
+        net.load_state_dict(init)
     # the first optimizer of a process imports torch's compiler (seconds): not training time
     opt = torch.optim.Adam(net.parameters(), lr=params.spatial_lr)
     t0 = time.perf_counter()

@@ -158,9 +158,9 @@ def compute_flows(
     return {"gap1": out, "stride": np.asarray(stride), "computed": computed}
 
 
-def load_flows(model_dir: ModelDir) -> dict[str, np.ndarray] | None:
+def load_flows(model_dir: ModelDir, name: str = FLOWS_FILE) -> dict[str, np.ndarray] | None:
     """The stored flows, or None when there are none yet (older directories: all computed)."""
-    path = model_dir.path / FLOWS_FILE
+    path = model_dir.path / name
     if not path.is_file():
         return None
     with np.load(path) as f:
@@ -175,18 +175,28 @@ def ensure_flows(
     stop: Callable[[], bool],
     device: torch.device | str = "cpu",
     budget: float | None = None,
+    input_file: str = "input.npy",
+    flows_file: str = FLOWS_FILE,
 ) -> Generator[Progress, None, dict[str, np.ndarray] | None]:
-    """The stored flows, computed and written atomically first if missing (None when stopped)."""
-    flows = load_flows(model_dir)
+    """The stored flows, computed and written atomically first if missing (None when stopped).
+
+    ``input_file``/``flows_file``: another training stack of the directory (several inputs,
+    ``meta.json["stacks"]``); by default the model's own ``input.npy`` and ``flows.npz``.
+    """
+    flows = load_flows(model_dir, flows_file)
     if flows is not None:
         return flows
-    data = np.asarray(model_dir.input, dtype=np.float32)
+    if input_file == "input.npy":
+        data = np.asarray(model_dir.input, dtype=np.float32)
+    else:
+        data = np.load(model_dir.path / input_file, mmap_mode="r", allow_pickle=False)
+        data = np.asarray(data, dtype=np.float32)
     flows = yield from compute_flows(data, stop, device, budget=budget)
     if flows is None:
         return None
     buf = io.BytesIO()
     np.savez(buf, **flows)
-    model_dir.write_atomic(FLOWS_FILE, buf.getvalue())
+    model_dir.write_atomic(flows_file, buf.getvalue())
     return flows
 
 
@@ -222,7 +232,11 @@ def training_pairs(
 
 
 class MotionTask:
-    """Training examples and validation of the refinement CNN."""
+    """Training examples and validation of the refinement CNN.
+
+    One stack, or several (:meth:`several`: one model trained on several stacks): examples are then
+    drawn across all of their neighbour pairs, crops sized to fit the smallest stack.
+    """
 
     def __init__(
         self,
@@ -235,14 +249,39 @@ class MotionTask:
         seed: int,
         computed: np.ndarray | None = None,
     ):
-        _, n_z, n_y, n_x = data.shape
+        self._setup([(data, gap1, holdout, computed)], crop_side, target_voxels, device, seed)
+
+    @classmethod
+    def several(
+        cls,
+        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]],
+        crop_side: int,
+        target_voxels: int,
+        device: torch.device,
+        seed: int,
+    ) -> MotionTask:
+        """A task over several stacks: ``parts`` = (data, gap1, holdout, computed) per stack."""
+        task = cls.__new__(cls)
+        task._setup(parts, crop_side, target_voxels, device, seed)
+        return task
+
+    def _setup(self, parts, crop_side: int, target_voxels: int, device, seed: int) -> None:
         self.device = device
-        warped, target_idx = training_pairs(data, gap1, device, computed)
-        self.n = len(target_idx)
-        self.inputs = torch.from_numpy(warped)
-        self.targets = torch.from_numpy(np.ascontiguousarray(data[target_idx], dtype=np.float32))
-        self.train_mask = torch.from_numpy(~holdout[target_idx])
-        self.val_mask = torch.from_numpy(holdout[target_idx])
+        self.inputs: list[torch.Tensor] = []
+        self.targets: list[torch.Tensor] = []
+        self.train_mask: list[torch.Tensor] = []
+        self.val_mask: list[torch.Tensor] = []
+        self._where: list[tuple[int, int]] = []  # example j -> (stack, its own example)
+        for s, (data, gap1, holdout, computed) in enumerate(parts):
+            warped, target_idx = training_pairs(data, gap1, device, computed)
+            self.inputs.append(torch.from_numpy(warped))
+            target = np.ascontiguousarray(data[target_idx], dtype=np.float32)
+            self.targets.append(torch.from_numpy(target))
+            self.train_mask.append(torch.from_numpy(~holdout[target_idx]))
+            self.val_mask.append(torch.from_numpy(holdout[target_idx]))
+            self._where.extend((s, j) for j in range(len(target_idx)))
+        self.n = len(self._where)
+        n_z, n_y, n_x = (min(int(p[0].shape[i]) for p in parts) for i in (1, 2, 3))
         self.crop = (min(n_z, CROP_Z), min(n_y, crop_side), min(n_x, crop_side))
         # at least 2 crops: torch's CPU 3D convolution is several times slower at batch size 1
         self.n_crops = max(MIN_CROPS, math.ceil(target_voxels / float(np.prod(self.crop))))
@@ -259,17 +298,19 @@ class MotionTask:
 
     def _draw(self, gen: torch.Generator, side: tuple[int, int, int]) -> tuple[int, ...]:
         j = int(torch.randint(self.n, (1,), generator=gen))
-        shape = self.targets.shape[1:]
+        s, _ = self._where[j]
+        shape = self.targets[s].shape[1:]
         corner = [
             int(torch.randint(s - c + 1, (1,), generator=gen))
             for s, c in zip(shape, side, strict=True)
         ]
         return (j, *corner, *side)
 
-    def _crop(self, box: tuple[int, ...], mask: torch.Tensor):
+    def _crop(self, box: tuple[int, ...], mask: list[torch.Tensor]):
         j, z0, y0, x0, dz, dy, dx = box
-        sl = (j, slice(z0, z0 + dz), slice(y0, y0 + dy), slice(x0, x0 + dx))
-        return self.inputs[sl][None], self.targets[sl], mask[sl]
+        s, jj = self._where[j]
+        sl = (jj, slice(z0, z0 + dz), slice(y0, y0 + dy), slice(x0, x0 + dx))
+        return self.inputs[s][sl][None], self.targets[s][sl], mask[s][sl]
 
     def loss(self, net: torch.nn.Module, gen: torch.Generator) -> torch.Tensor:
         """Masked MSE on ``n_crops`` random crops (held-out voxels excluded)."""

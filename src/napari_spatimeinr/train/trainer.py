@@ -9,7 +9,7 @@ at the end; ``stop()`` is polled after every step.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 
 import numpy as np
 import torch
@@ -20,6 +20,7 @@ from ..model.network import SpatimeINRNet
 from ..model.presets import resolve_params, total_steps
 from ..model.refiner import Refiner
 from ..model_dir import ModelDir
+from ..reuse import init_weights, training_stacks
 from . import checkpoint, motion_task
 from .degrade import Example, eligible_axes, gather_window, keep_targets, sample_example
 from .losses import cycle_loss, mse, psnr
@@ -113,6 +114,52 @@ def _validate(net, data, examples: list[Example]) -> float | None:
     return psnr(se / n) if n else None
 
 
+def _motion_task(
+    model_dir: ModelDir,
+    config: TrainConfig,
+    params: SpatimeINRParams,
+    device: torch.device,
+    budget: float | None,
+    mask: np.ndarray,
+    stop: Callable[[], bool],
+) -> Generator[Progress, None, motion_task.MotionTask | None]:
+    """The refiner's task over the model's stack, or over all its stacks (several inputs: the flows
+    of each computed and stored beside its input, the flow budget shared by their frame pairs).
+    None when stopped while computing flows."""
+    stacks = list(training_stacks(model_dir))
+    if len(stacks) == 1:
+        flows = yield from motion_task.ensure_flows(model_dir, stop, device, budget)
+        if flows is None:
+            return None
+        data = np.asarray(model_dir.input, dtype=np.float32)
+        return motion_task.MotionTask(
+            data,
+            flows["gap1"],
+            mask,
+            params.patch_size,
+            params.batch_size,
+            device,
+            config.seed,
+            flows.get("computed"),
+        )
+    records = model_dir.meta["stacks"]
+    pairs = [max(int(r["shape"][0]) - 1, 0) for r in records]
+    parts = []
+    for (k, input_path, flows_path), n in zip(stacks, pairs, strict=True):
+        share = None if budget is None else budget * n / max(sum(pairs), 1)
+        rel_in = input_path.relative_to(model_dir.path).as_posix()
+        rel_fl = flows_path.relative_to(model_dir.path).as_posix()
+        flows = yield from motion_task.ensure_flows(model_dir, stop, device, share, rel_in, rel_fl)
+        if flows is None:
+            return None
+        data = np.asarray(np.load(input_path, mmap_mode="r", allow_pickle=False), np.float32)
+        holdout = mask if k == 0 else holdout_mask(data.shape, config.seed + 1000 * k)
+        parts.append((data, flows["gap1"], holdout, flows.get("computed")))
+    return motion_task.MotionTask.several(
+        parts, params.patch_size, params.batch_size, device, config.seed
+    )
+
+
 def train(model_dir: ModelDir, config: TrainConfig, stop: Callable[[], bool]) -> Iterator[Progress]:
     """Train (or resume training of) the SpatimeINR model in ``model_dir``."""
     t_start = time.perf_counter()
@@ -125,20 +172,7 @@ def train(model_dir: ModelDir, config: TrainConfig, stop: Callable[[], bool]) ->
     torch.manual_seed(config.seed)
     if params.motion:
         budget = motion_task.FLOW_SHARE * config.time_limit if config.time_limit else None
-        flows = yield from motion_task.ensure_flows(model_dir, stop, device, budget)
-        data_np = np.asarray(model_dir.input, dtype=np.float32)
-        task = None
-        if flows is not None:
-            task = motion_task.MotionTask(
-                data_np,
-                flows["gap1"],
-                mask_np,
-                params.patch_size,
-                params.batch_size,
-                device,
-                config.seed,
-                flows.get("computed"),
-            )
+        task = yield from _motion_task(model_dir, config, params, device, budget, mask_np, stop)
         net: torch.nn.Module = make_refiner(params, shape).to(device)
 
         def step_loss(gen: torch.Generator) -> torch.Tensor:
@@ -173,6 +207,10 @@ def train(model_dir: ModelDir, config: TrainConfig, stop: Callable[[], bool]) ->
 
         nothing_to_learn = False
         validate_every = VALIDATE_STEPS
+    if checkpoint.load_state(model_dir) is None:  # a warm start (train --init-from)
+        init = init_weights(model_dir)
+        if init is not None:
+            net.load_state_dict(init)
     opt = torch.optim.Adam(net.parameters(), lr=params.lr, weight_decay=params.weight_decay)
     gen = torch.Generator().manual_seed(config.seed)
     step, prior_seconds = 0, 0.0
