@@ -186,16 +186,17 @@ def iterate_in_process(
 
 
 def train_in_process(
-    source: Any, out_dir: Any, config: Any, stop: Callable[[], bool]
+    source: Any, out_dir: Any, config: Any, stop: Callable[[], bool], init_from: Any = None
 ) -> Iterator[Any]:
     """:func:`napari_spatimeinr.api.train` in a child process; yields its progress records.
 
     The child finishes its current step when ``stop()`` turns true and saves a usable model, as in
-    this process.
+    this process. ``init_from``: a model folder to start from (a warm start).
     """
     from .. import api
 
-    yield from iterate_in_process(api.train, source, out_dir, config, stop=stop)
+    kwargs = {"init_from": init_from} if init_from else {}
+    yield from iterate_in_process(api.train, source, out_dir, config, stop=stop, **kwargs)
 
 
 def export_steps(

@@ -48,7 +48,11 @@ from .forms import (
     fmt_duration,
     fmt_seconds,
     form_layout,
+    layer_axes,
     layer_meta,
+    layer_physical,
+    layer_source,
+    layer_to_stack,
     relax_widths,
     remove_layers,
     scroll_layout,
@@ -109,6 +113,13 @@ def _factor_spin(tip: str) -> QDoubleSpinBox:
     return s
 
 
+APPLY_OWN = "the model's own stack"
+
+
+class _Pending(SpatimeINRError):
+    """The chosen layer is still being prepared for the model."""
+
+
 class RenderWidget(QWidget):
     """Render a model lazily at any scale and export it (``napari-spatimeinr.render``)."""
 
@@ -139,6 +150,17 @@ class RenderWidget(QWidget):
         )
         self.open_btn = QPushButton("Open…")
         self.open_btn.setToolTip("Choose a model folder (it holds meta.json and config.yaml).")
+        self.apply_combo = QComboBox()
+        self.apply_combo.setToolTip(
+            "What to render: the stack the model was trained on, or any image layer of the same "
+            "kind (2D+t or 3D+t). The model's learned parts run on the layer; its normalization and "
+            "motion are computed once in the background and cached (never in the model folder)."
+        )
+        #: (model folder, layer name) -> applied model folder (see napari_spatimeinr.reuse)
+        self._applied: dict[tuple[str, str], str] = {}
+        #: (model folder, layer name) -> why the model cannot run on that layer
+        self._apply_errors: dict[tuple[str, str], str] = {}
+        self.apply_worker: Any = None
         self.model_info = QLabel("")
         self.model_info.setWordWrap(True)
 
@@ -249,6 +271,7 @@ class RenderWidget(QWidget):
         model_row.addWidget(self.open_btn)
         form = form_layout()
         form.addRow(self._label("Model", self.model_combo.toolTip()), model_row)
+        form.addRow(self._label("Apply to", self.apply_combo.toolTip()), self.apply_combo)
         form3 = form_layout()
         form3.addRow(self._label("Time factor", self.scale_t.toolTip()), self.scale_t)
         space_row = QHBoxLayout()
@@ -308,6 +331,7 @@ class RenderWidget(QWidget):
         self.open_btn.clicked.connect(self._browse_model)
         self.iso_btn.clicked.connect(self.make_isotropic)
         self.model_combo.currentIndexChanged.connect(self._model_changed)
+        self.apply_combo.currentIndexChanged.connect(self._apply_changed)
         for s in (self.scale_t, self.scale_z, self.scale_y, self.scale_x, self.t_from, self.t_to):
             s.valueChanged.connect(self.update_info)
         self.t_check.toggled.connect(self._t_toggled)
@@ -384,13 +408,19 @@ class RenderWidget(QWidget):
                     else ""
                 )
             )
-            for s in (self.t_from, self.t_to):
-                s.setRange(0, t - 1)
-            self.t_to.setValue(t - 1)
+            self._sync_t_range(t)
             if not self.path_edit.text():
                 self.path_edit.setText(str(Path(md.path).with_name(f"{md.name}_render.tif")))
         self._motion_model_changed(md)
-        self.update_info()
+        self._apply_changed()
+
+    def _sync_t_range(self, n_frames: int) -> None:
+        """The time range spans the frames of the stack rendered (the model's or a layer's)."""
+        for s in (self.t_from, self.t_to):
+            s.blockSignals(True)
+            s.setRange(0, n_frames - 1)
+            s.blockSignals(False)
+        self.t_to.setValue(n_frames - 1)
 
     def make_isotropic(self) -> None:
         """z factor = dz/dx, y and x factors = 1; the label says the resulting voxel size."""
@@ -475,8 +505,25 @@ class RenderWidget(QWidget):
             path = layer_meta(ly).get("model_dir")
             if path and Path(path).is_dir():
                 registry().add(path)
-        from napari.layers import Shapes
+        from napari.layers import Image, Shapes
 
+        chosen = self.apply_combo.currentText()
+        self._apply_errors.clear()  # a layer of the same name may be another image now
+        names = [
+            ly.name
+            for ly in self.viewer.layers
+            if isinstance(ly, Image)
+            and not ly.rgb
+            and not isinstance(ly.data, AsyncArray)
+            and "preview" not in ly.metadata
+        ]
+        self.apply_combo.blockSignals(True)
+        self.apply_combo.clear()
+        self.apply_combo.addItem(APPLY_OWN)
+        self.apply_combo.addItems(names)
+        if self.apply_combo.findText(chosen) >= 0:
+            self.apply_combo.setCurrentText(chosen)
+        self.apply_combo.blockSignals(False)
         current = self.roi_combo.currentText()
         self.roi_combo.blockSignals(True)
         self.roi_combo.clear()
@@ -487,6 +534,96 @@ class RenderWidget(QWidget):
         if self.roi_combo.findText(current) >= 0:
             self.roi_combo.setCurrentText(current)
         self.roi_combo.blockSignals(False)
+
+    # -- applying the model to another stack -------------------------------------------------------
+    def apply_layer(self) -> Any | None:
+        """The image layer chosen in "Apply to", or None for the model's own stack."""
+        name = self.apply_combo.currentText()
+        if not name or name == APPLY_OWN or name not in self.viewer.layers:
+            return None
+        return self.viewer.layers[name]
+
+    def _apply_key(self, md: Any, layer: Any) -> tuple[str, str]:
+        return (str(Path(md.path).resolve()), str(layer.name))
+
+    def layer_stack(self, layer: Any, md: Any) -> Any:
+        """The layer as a TZYX stack for ``md`` (a 3D layer is a 2D time-lapse for a 2D+t model)."""
+        axes = layer_axes(layer)
+        if layer.ndim == 3 and not layer_meta(layer).get("axes") and md.shape[1] == 1:
+            axes = "TYX"
+        vs, fi = layer_physical(layer, axes)
+        return layer_to_stack(layer, axes, vs, fi)
+
+    def _apply_changed(self, *_: Any) -> None:
+        """Prepare the chosen layer for the model (normalization, flows) off the GUI thread."""
+        md, layer = self.model(), self.apply_layer()
+        key = self._apply_key(md, layer) if md is not None and layer is not None else None
+        if key is None or key in self._applied or key in self._apply_errors:
+            try:
+                target = self.target()
+            except SpatimeINRError:
+                target = None
+            if target is not None:
+                self._sync_t_range(target.shape[0])
+            self.update_info()
+            return
+        if self.apply_worker is not None:  # one at a time; the choice is looked at again after
+            self.update_info()
+            return
+        try:
+            stack = self.layer_stack(layer, md)
+            from ..reuse import compatibility
+
+            compatibility(md, stack)  # an impossible pair is said at once, not in the worker
+        except SpatimeINRError as err:
+            self._apply_errors[key] = str(err)
+            self.update_info()
+            return
+
+        def run() -> Any:
+            from ..reuse import apply_model
+
+            return apply_model(md, stack)
+
+        def failed(err: BaseException) -> None:
+            self._apply_errors[key] = str(err)
+
+        worker = create_worker(run, _start_thread=False, _ignore_errors=True)
+        worker.returned.connect(lambda applied: self._on_applied(key, applied))
+        worker.errored.connect(failed)
+        worker.finished.connect(self._on_apply_finished)
+        self.apply_worker = worker
+        self.status.setText(f"Preparing {layer.name!r} for this model (normalization, motion)…")
+        worker.start()
+        self.update_info()
+
+    def _on_applied(self, key: tuple[str, str], applied: Any) -> None:
+        self._applied[key] = str(applied.model_dir.path)
+        self._sync_t_range(applied.model_dir.shape[0])
+        note = " ".join(applied.warnings)
+        self.status.setText(f"{key[1]!r} is ready for this model." + (f" {note}" if note else ""))
+
+    def _on_apply_finished(self) -> None:
+        self.apply_worker = None
+        self._apply_changed()  # the choice may have changed meanwhile
+
+    def target(self) -> Any | None:
+        """The model directory that renders the current choice: the model, or the model applied
+        to the chosen layer (raises while that is still being prepared)."""
+        md = self.model()
+        layer = self.apply_layer()
+        if md is None or layer is None:
+            return md
+        key = self._apply_key(md, layer)
+        if key in self._apply_errors:
+            raise SpatimeINRError(self._apply_errors[key])
+        path = self._applied.get(key)
+        if path is None:
+            raise _Pending(
+                f"Preparing {layer.name!r} for this model (its normalization and motion); Add "
+                "layer and Export are available when it is ready."
+            )
+        return api.open_model(path)
 
     def _t_toggled(self, on: bool) -> None:
         self.t_from.setEnabled(on)
@@ -541,7 +678,8 @@ class RenderWidget(QWidget):
         return centre - half, centre + half
 
     def _model_or_fail(self) -> Any:
-        md = self.model()
+        """The model directory that renders the current choice (:meth:`target`), or an error."""
+        md = self.target()
         if md is None:
             raise SpatimeINRError("No model: train one in the Train widget or open a model folder.")
         return md
@@ -614,6 +752,12 @@ class RenderWidget(QWidget):
     def update_info(self, *_: Any) -> None:
         try:
             plan = self.plan()
+        except _Pending as err:  # not an error: the chosen layer is being prepared
+            self.output_info.setText(str(err))
+            self.error_label.setText("")
+            self.add_btn.setEnabled(False)
+            self.export_btn.setEnabled(False)
+            return
         except LimitError as err:  # the plan alone is absurd: say so in the info line
             self.output_info.setText(str(err))
             self.error_label.setText("")
@@ -753,7 +897,17 @@ class RenderWidget(QWidget):
 
         md = self._model_or_fail()
         self.plan()  # refuses what Export would refuse before the render starts
-        return render_argv(md.path, self.export_path(), self.render_settings(md))
+        layer = self.apply_layer()
+        if layer is None:
+            return render_argv(md.path, self.export_path(), self.render_settings(md))
+        source = layer_source(layer)  # the model applied to a layer: render MODEL --input FILE
+        if not source:
+            raise SpatimeINRError(
+                f"The layer {layer.name!r} has no file: save it (File → Save Selected Layers) and "
+                "open it again to put it in a command."
+            )
+        argv = render_argv(self.model().path, self.export_path(), self.render_settings(md))
+        return [*argv, "--input", str(Path(source).resolve())]
 
     def copy_command(self) -> str:
         """Copy the command line of the current export to the clipboard; returns it ("" when the

@@ -308,6 +308,17 @@ class TrainWidget(QWidget):
         self.out_browse.setToolTip("Choose the folder to save the model in.")
         self.out_browse.setMaximumWidth(32)
 
+        # -- warm start --------------------------------------------------------------------------
+        self.init_edit = QLineEdit()
+        self.init_edit.setPlaceholderText("none: start from scratch")
+        self.init_edit.setToolTip(
+            "A trained model folder to start from (a warm start, as train --init-from): its "
+            "weights, preset and engine settings; it must be of the same kind of stack (2D+t or "
+            "3D+t). Empty: start from scratch."
+        )
+        self.init_browse = QPushButton("Start from model…")
+        self.init_browse.setToolTip("Choose a trained model folder to start from.")
+
         # -- run ------------------------------------------------------------------------------
         self.train_btn = QPushButton("Train")
         self.train_btn.setToolTip("Start training in the background (napari stays usable).")
@@ -354,6 +365,10 @@ class TrainWidget(QWidget):
         out_row.addWidget(self.out_edit)
         out_row.addWidget(self.out_browse)
         form.addRow("Save model to", out_row)
+        init_row = QHBoxLayout()
+        init_row.addWidget(self.init_edit, 1)
+        init_row.addWidget(self.init_browse)
+        form.addRow("Start from", init_row)
         for i in range(form.rowCount()):
             item = form.itemAt(i, form.ItemRole.LabelRole)
             field = form.itemAt(i, form.ItemRole.FieldRole)
@@ -396,6 +411,8 @@ class TrainWidget(QWidget):
         self.advanced.connect_changed(self.validate)
         self.advanced.connect_changed(self._engine_changed)
         self.out_browse.clicked.connect(self._browse_out)
+        self.init_browse.clicked.connect(self._browse_init)
+        self.init_edit.textChanged.connect(self.validate)
         self.train_btn.clicked.connect(self.start)
         self.stop_btn.clicked.connect(self.stop)
         self.copy_btn.clicked.connect(self.copy_command)
@@ -459,6 +476,16 @@ class TrainWidget(QWidget):
             self.out_edit.setText(str(Path(d) / name))
             self._out_auto = False
             self.validate()
+
+    def _browse_init(self) -> None:
+        d = QFileDialog.getExistingDirectory(self, "Start from a trained model")
+        if d:
+            self.init_edit.setText(d)
+
+    def init_from(self) -> str | None:
+        """The model folder to start from (``api.train(init_from=...)``), or None."""
+        text = self.init_edit.text().strip()
+        return text or None
 
     def _preset_changed(self, *_: Any) -> None:
         try:
@@ -564,6 +591,10 @@ class TrainWidget(QWidget):
                 raise SpatimeINRError("Choose a folder to save the model to.")
             if Path(out).exists():
                 raise SpatimeINRError(f"{out} exists already: choose a new folder name.")
+            if self.init_from():  # a missing or untrained model: said before Train
+                from ..reuse import init_from_record
+
+                init_from_record(self.init_from())
             from ..limits import check_train  # the gate of the CLI and the API, up front
 
             size = dict(zip(axes, layer.data.shape, strict=False))
@@ -723,14 +754,17 @@ class TrainWidget(QWidget):
         self.progress.setValue(0)
         self.status.setText(f"Starting {cfg.method} on {stack.name} {stack.shape}…")
         time_limit = cfg.time_limit
+        init = self.init_from()
 
         def run() -> Any:
             if self.in_process:
                 from .processes import train_in_process
 
-                yield from train_in_process(stack, out, cfg, stop=lambda: self._stop)
+                yield from train_in_process(
+                    stack, out, cfg, stop=lambda: self._stop, init_from=init
+                )
             else:
-                yield from api.train(stack, out, cfg, stop=lambda: self._stop)
+                yield from api.train(stack, out, cfg, stop=lambda: self._stop, init_from=init)
 
         worker = create_worker(run, _start_thread=False, _ignore_errors=True)
         worker.yielded.connect(lambda p: self._on_progress(p, time_limit))
