@@ -226,6 +226,8 @@ def test_one_model_on_several_stacks_renders_each(trained, tmp_path, capsys):
     assert [s["name"] for s in meta["stacks"]] == ["b", "c"]
     assert (model / "flows.npz").is_file() and (model / "stacks/1/flows.npz").is_file()
     assert meta["shape"] == list(SHAPE)  # the single-stack layout holds the first stack
+    code, out, _ = run(capsys, "info", model, "--json")
+    assert json.loads(out)["stacks"] == [f"b {SHAPE}", f"c {SHAPE}"]
     before = tree(model)
     for name in ("b", "c"):
         out = tmp_path / f"{name}.tif"

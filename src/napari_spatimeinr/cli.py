@@ -778,6 +778,12 @@ def cmd_info(args: argparse.Namespace) -> int:
         else None,
         "software_version": m.get("software_version"),
     }
+    if m.get("init_from"):  # a warm start
+        info["init_from"] = m["init_from"].get("model_dir")
+    if m.get("stacks"):  # trained on several stacks
+        info["stacks"] = [f"{s['name']} {tuple(s['shape'])}" for s in m["stacks"]]
+    if m.get("applied"):  # an applied model directory (render --input)
+        info["applied_from"] = m["applied"].get("model_dir")
     if args.json:
         print(json.dumps(info, indent=2))
     else:
