@@ -248,8 +248,6 @@ def apply_model(
     stack (motion engine) are computed on ``device``; ``stop()`` returning True ends the work with
     :class:`~napari_spatimeinr.errors.StopRequested` and leaves no partial directory.
     """
-    from .errors import StopRequested
-
     md = model if isinstance(model, ModelDir) else ModelDir(model)
     if md.meta.get("applied"):  # already applied: start from the model it came from
         md = ModelDir(md.meta["applied"]["model_dir"])
@@ -298,8 +296,6 @@ def apply_model(
                 raise
     finally:
         shutil.rmtree(tmp_parent, ignore_errors=True)
-    if stop is not None and stop():
-        raise StopRequested()
     return Applied(ModelDir(target), warns)
 
 
@@ -473,17 +469,7 @@ def model_for_input(
         stack = read_stack(input, **(read_options or {}))
     from .render.lazy import resolve_device
 
-    flow_device = "cpu" if device == "auto" and not _has_torch_cuda() else resolve_device(device)
-    applied = apply_model(model, stack, cache_dir, device=flow_device)
+    applied = apply_model(model, stack, cache_dir, device=resolve_device(device))
     for w in applied.warnings:
         warnings.warn(w, MismatchWarning, stacklevel=3)
     return applied.model_dir
-
-
-def _has_torch_cuda() -> bool:
-    try:
-        import torch
-
-        return bool(torch.cuda.is_available())
-    except Exception:  # pragma: no cover - torch missing or broken
-        return False
