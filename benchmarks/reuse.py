@@ -20,7 +20,9 @@ time with ``OMP_NUM_THREADS=1`` (the machine is shared; note ``uptime`` beside t
     OMP_NUM_THREADS=1 python benchmarks/reuse.py --only t_ctc2d --work /tmp/reuse [--json out.jsonl]
 
 ``--phase base`` trains ``first`` and ``cold`` only; ``--phase reuse`` then runs zero-shot and warm
-from the models kept in ``--work`` (the default ``all`` does both).
+from the models kept in ``--work`` (the default ``all`` does both). ``--phase both`` adds ``both``:
+one model trained on the two halves' inputs together (``api.train([first, second], ...)``, for
+``--time-limit`` seconds), rendered on the second half with ``input=``.
 """
 
 from __future__ import annotations
@@ -90,7 +92,7 @@ def main() -> None:
     ap.add_argument("--time-limit", type=float, default=600.0, help="first and cold runs (s)")
     ap.add_argument("--warm-limit", type=float, default=60.0, help="warm-started run (s)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--phase", choices=["all", "base", "reuse"], default="all")
+    ap.add_argument("--phase", choices=["all", "base", "reuse", "both"], default="all")
     ap.add_argument("--json", type=Path, help="append the row to this JSON-lines file")
     args = ap.parse_args()
     path = next(p for p in sorted(args.data.glob("*.tif")) if args.only in p.name)
@@ -135,7 +137,24 @@ def main() -> None:
         row["warm_limit"] = args.warm_limit
         row["reuse_load_start"] = load
         row_path.write_text(json.dumps(row, indent=1))
-    if "cold" in row and "zero_shot" in row:
+    if args.phase == "both":
+        deg1 = degrade(first, "temporal", FACTOR)
+        both_dir = work / "both"
+        t0 = time.perf_counter()
+        for _ in api.train(
+            [deg1.input, deg2.input],
+            both_dir,
+            {"time_limit": args.time_limit, "seed": args.seed, "device": "cpu"},
+            overwrite=True,
+        ):
+            pass
+        both = render_on(both_dir, deg2.input, work / "cache")
+        row["both"] = round(score(both, deg2.truth, deg2.scored, low, high)["psnr"], 3)
+        row["both_seconds"] = round(time.perf_counter() - t0, 1)
+        row["both_load_start"] = load
+        row_path.write_text(json.dumps(row, indent=1))
+        print(json.dumps({k: row.get(k) for k in ("stack", "both", "cold", "zero_shot")}))
+    if "cold" in row and "zero_shot" in row and args.phase != "both":
         c = row["cold"]
         print(
             f"{row['stack']} temporal x{FACTOR}, second half: motion {c['motion']:.2f}, "

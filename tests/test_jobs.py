@@ -43,8 +43,10 @@ def test_train_command_round_trips_the_config(values):
     line = jobs.command_line(argv)
     assert shlex.split(line) == argv
     args = _parse(line)
-    assert args.input == f"{ODD}/in.tif" and args.output == f"{ODD}/m.spatimeinr"
+    assert args.input == [f"{ODD}/in.tif"] and args.output == f"{ODD}/m.spatimeinr"
     assert train_config_of(args) == cfg
+    warm = jobs.train_argv(f"{ODD}/in.tif", f"{ODD}/m.spatimeinr", cfg, init_from=f"{ODD}/a m")
+    assert _parse(jobs.command_line(warm)).init_from == f"{ODD}/a m"
     # only what differs from the defaults is written
     assert ("--set" in argv) == bool({"checkpoint_every", "params"} & set(values))
 

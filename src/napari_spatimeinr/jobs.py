@@ -130,10 +130,12 @@ def train_argv(
     voxel_size: tuple[float, float, float] | None = None,
     frame_interval: float | None = None,
     overwrite: bool = False,
+    init_from: str | Path | None = None,
 ) -> list[str]:
     """The ``spatimeinr train`` argv (program name first) that trains ``config`` on ``inputs``.
 
     Run, it writes a model directory whose ``config.yaml`` is ``config``. Paths are made absolute.
+    ``init_from``: a model to start from (``--init-from``, a warm start).
     """
     paths = [inputs] if isinstance(inputs, str | Path) else list(inputs)
     if not paths:
@@ -150,6 +152,7 @@ def train_argv(
         else:
             rest[name] = value
     argv += _set_args("", rest)
+    argv += flag_args("--init-from", _abs(init_from) if init_from else None)
     argv += flag_args("--overwrite", overwrite)
     return argv
 

@@ -670,6 +670,7 @@ class TrainWidget(QWidget):
             axes=axes,
             voxel_size=tuple(s.value() for s in self.voxel_spins),  # type: ignore[arg-type]
             frame_interval=self.interval_spin.value(),
+            init_from=self.init_from(),
         )
 
     def copy_command(self) -> str:
