@@ -181,6 +181,14 @@ def _check_several(stacks: list[Stack4D], cfg: TrainConfig) -> None:
         )
     if all(s.shape[0] == 1 for s in stacks):
         raise SpatimeINRError("Several inputs train the time part: give time-lapses (T > 1).")
+    from .limits import TrainCost, check_memory
+
+    need = sum(TrainCost(s.shape, cfg.method, cfg.preset).peak_bytes for s in stacks)
+    check_memory(  # the refiner's examples of every stack are held together
+        need,
+        f"training on {len(stacks)} stacks",
+        "Train on fewer or smaller stacks (crop them), or on a machine with more memory.",
+    )
 
 
 def open_model(path: str | Path) -> ModelDir:

@@ -378,7 +378,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
         (path,) = expand_inputs(args.input)
         _say(args, f"Applying {md.path.name} to {path.name} (its normalization and motion)")
-        md, warns = _apply(args, path)
+        md, warns = _apply(args, path, progress=lambda message: _say(args, message))
         for w in warns:
             _say(args, f"Warning: {w}")
     plan, cost, model_bytes = _plan(args, md, out)

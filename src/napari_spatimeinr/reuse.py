@@ -260,6 +260,15 @@ def apply_model(
             return Applied(ModelDir(target), warns, reused=True)
         except SpatimeINRError:
             shutil.rmtree(target, ignore_errors=True)  # a damaged cache entry: build it again
+    from .limits import TrainCost, check_disk
+
+    cost = TrainCost(tuple(int(v) for v in stack.shape), md.method, md.config.preset)  # type: ignore[arg-type]
+    check_disk(
+        cost.disk_bytes,
+        cache,
+        f"the normalized copy and optical flows of {stack.name or 'the input'}",
+        "Free some space or choose another --cache-dir.",
+    )
     try:
         cache.mkdir(parents=True, exist_ok=True)
         tmp_parent = Path(tempfile.mkdtemp(prefix=".applying-", dir=cache))
