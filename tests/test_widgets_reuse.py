@@ -12,6 +12,7 @@ pytest.importorskip("napari")
 
 from conftest import smooth_random  # noqa: E402
 from napari_spatimeinr import api  # noqa: E402
+from napari_spatimeinr._layers import META_KEY  # noqa: E402
 from napari_spatimeinr._widgets.render import APPLY_OWN, RenderWidget  # noqa: E402
 from napari_spatimeinr._widgets.train import TrainWidget  # noqa: E402
 from napari_spatimeinr.data.stack import Stack4D  # noqa: E402
@@ -53,6 +54,9 @@ def test_render_widget_applies_the_model_to_a_layer(
     assert plan.shape == (7, 1, 24, 24)
     got = api.render_plan(plan).compute()
     assert np.abs(got[::2] - other.data).mean() < np.abs(own[::2] - other.data).mean()
+    w.path_edit.setText(str(tmp_path / "other_t2.tif"))
+    assert w.copy_command() == ""  # the layer has no file: a command cannot name it
+    assert "has no file" in w.error_label.text()
     w.apply_combo.setCurrentText("volume")  # a 3D+t layer for a 2D+t model: one clear reason
     assert "2D+t" in w.error_label.text() and "3D+t" in w.error_label.text()
     assert not w.add_btn.isEnabled()
@@ -73,6 +77,9 @@ def test_train_widget_starts_from_a_model(make_napari_viewer, qtbot, model, tmp_
     assert not w.train_btn.isEnabled() and "No model directory" in w.error_label.text()
     w.init_edit.setText(str(model))
     assert w.train_btn.isEnabled(), w.error_label.text()
+    w.viewer.layers["new"].metadata[META_KEY] = {"source_path": str(tmp_path / "n.tif")}
+    argv = w.command_argv()
+    assert argv[argv.index("--init-from") + 1] == str(model.resolve())
     with qtbot.waitSignal(w.model_ready, timeout=120000):
         w.start()
     meta = json.loads((tmp_path / "warm.spatimeinr" / "meta.json").read_text())
