@@ -216,6 +216,19 @@ def cmd_render(args: argparse.Namespace) -> int:
     write_family(out)  # an unknown suffix is refused before the model is opened
     check_target(out, args.overwrite)
     check_writable(out)
+    unc_out = Path(args.uncertainty) if args.uncertainty else None
+    if unc_out is not None:
+        if unc_out.resolve() == out.resolve():
+            raise SpatimeINRError(
+                f"--uncertainty {unc_out} is the render's own output: choose another file name."
+            )
+        if unc_out.exists() and not args.overwrite:
+            raise SpatimeINRError(
+                f"{unc_out} already exists: choose another name, or pass --overwrite to replace it."
+            )
+        write_family(unc_out)
+        check_target(unc_out, args.overwrite)
+        check_writable(unc_out)
     if args.workers is not None and args.workers < 1:
         raise SpatimeINRError(f"--workers must be at least 1, got {args.workers}.")
     md = api.open_model(args.model_dir)
@@ -229,6 +242,13 @@ def cmd_render(args: argparse.Namespace) -> int:
     check_export(
         cost, out, args.dtype, force=args.force, model_bytes=model_bytes, check_target=False
     )
+    if unc_out is not None:
+        from .render.lazy import check_uncertainty
+
+        check_uncertainty(md)
+        check_export(
+            cost, unc_out, args.dtype, force=args.force, model_bytes=model_bytes, check_target=False
+        )
     plan = api.plan_render(
         md,
         args.scale_t,
@@ -250,34 +270,43 @@ def cmd_render(args: argparse.Namespace) -> int:
             f"{_fmt_bytes(cost.peak_bytes(model_bytes))}; estimated time "
             f"{_fmt_seconds(est) if est is not None else 'unknown (cluster)'}",
         )
-        arr = api.render_plan(plan)
-        bar = _bar(args, None, "render", "slab")
+        jobs = [(api.render_plan(plan), out, plan.meta, "render")]
+        if unc_out is not None:
+            from .render.lazy import uncertainty_meta
 
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.n = done
-            bar.refresh()
+            unc = api.render_plan(plan, uncertainty=True)
+            jobs.append((unc, unc_out, uncertainty_meta(plan.meta), "uncertainty"))
+        for arr, target, meta, label in jobs:
+            bar = _bar(args, None, label, "slab")
 
-        with _graceful_stop() as stop:
-            t0 = time.perf_counter()
-            try:
-                api.export(
-                    arr,
-                    out,
-                    plan.meta,
-                    args.dtype,
-                    overwrite=args.overwrite,
-                    progress=progress,
-                    cancel=stop,
-                    force=args.force,
-                )
-            except StopRequested:
+            def progress(done: int, total: int, bar=bar) -> None:
+                bar.total = total
+                bar.n = done
+                bar.refresh()
+
+            with _graceful_stop() as stop:
+                t1 = time.perf_counter()
+                try:
+                    api.export(
+                        arr,
+                        target,
+                        meta,
+                        args.dtype,
+                        overwrite=args.overwrite,
+                        progress=progress,
+                        cancel=stop,
+                        force=args.force,
+                    )
+                except StopRequested:
+                    bar.close()
+                    done = "" if target == out else f" ({out} was written)"
+                    raise SpatimeINRError(
+                        f"Render cancelled: {target} was not written{done}."
+                    ) from None
                 bar.close()
-                raise SpatimeINRError("Render cancelled: no output was written.") from None
-            bar.close()
-    dt = time.perf_counter() - t0
-    n = t * z * y * x
-    _say(args, f"Wrote {out} in {_fmt_seconds(dt)} ({n / max(dt, 1e-9):.3g} voxels/s)")
+            dt = time.perf_counter() - t1
+            n = t * z * y * x
+            _say(args, f"Wrote {target} in {_fmt_seconds(dt)} ({n / max(dt, 1e-9):.3g} voxels/s)")
     return 0
 
 
@@ -570,6 +599,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--keep-measured",
         action="store_true",
         help="measured frames as acquired (default: every frame from the model, one noise level)",
+    )
+    r.add_argument(
+        "--uncertainty",
+        metavar="FILE",
+        help="also write the render's uncertainty map (expected absolute error per voxel, in the "
+        "output's intensity units) to FILE: same grid, axes and metadata (fast engine only)",
     )
     r.add_argument(
         "--t-range",
