@@ -11,7 +11,11 @@ optical flow ``v`` and ``R`` the refiner. What it knows about its own error, per
 * ``flow_deformation``: the flow's own spatial gradient ``|∇v|`` (where the flow folds, tears or
   is inconsistent with a rigid motion: occlusions, divisions) times the rendered intensity;
 * the rendered intensity itself (``noise_*``): fluorescence noise grows with the signal
-  (Poisson–Gaussian: variance ``a + b·I + c·I²``); a measured instant carries only this term.
+  (Poisson–Gaussian: variance ``a + b·I + c·I²``);
+* ``pixel_noise``: the noise level of each camera pixel (y, x), measured on the stack itself (the
+  mean square of the measured planes minus their local mean, over all frames and planes): sCMOS
+  cameras have pixels several times noisier than others, and a render cannot know better.
+  A measured instant carries only the noise terms.
 
 The motion terms are scaled by ``α(1-α)``, the variance of a Brownian bridge between the two
 frames at that instant: zero at a measured instant, largest half-way. This makes the terms mean
@@ -21,9 +25,10 @@ The model (:class:`Calibration`) is ``E|err| = scale · s^power`` with ``s² = �
 non-negative features ``f_k`` above (locally smoothed), ``w_k >= 0`` (so more disagreement, motion
 or signal never predicts less error). It is fitted on the stack's own self-supervised held-out
 pairs: each measured frame ``j`` predicted from frames ``j-1`` and ``j+1`` exactly as a new instant
-is rendered (the flow ``j-1 → j+1`` is the two stored flows composed, ``α = 1/2``), the squared
-error (smoothed like the features) regressed on the features by non-negative least squares, then
-``scale`` and ``power`` fitted on the binned mean ``|err|``. It is written to the model directory as
+is rendered (the flow ``j-1 → j+1`` is the two stored flows composed, ``α = 1/2``; the pixel noise
+measured without frame ``j``), the squared error regressed on the features by non-negative least
+squares reweighted by the predicted variance (a variance model), then ``scale`` and ``power``
+fitted on the binned mean ``|err|``. It is written to the model directory as
 ``uncertainty.json`` (:data:`UNCERTAINTY_FILE`) at the end of training; a model trained before
 this file existed gets the same fit on first use (in memory, a few seconds).
 
@@ -48,6 +53,7 @@ FEATURES = (
     "noise_constant",
     "noise_linear",
     "noise_quadratic",
+    "pixel_noise",
     "disagreement",
     "edge_motion",
     "flow_deformation",
@@ -86,28 +92,62 @@ def frame_features(
     w0: np.ndarray | None = None,
     w1: np.ndarray | None = None,
     v: np.ndarray | None = None,
+    pixel_noise: np.ndarray | None = None,
 ) -> np.ndarray:
     """The features (len(FEATURES), *S) float32 of one frame (normalized units, voxels).
 
     ``pred``: the rendered frame (*S), 2D (y, x) or 3D (z, y, x); ``w0``/``w1``: the two frames
     warped to the instant and ``v`` (nd, *S) the flow between the measured frames (voxels), all
-    None at a measured instant (``alpha`` 0: the motion features are zero).
+    None at a measured instant (``alpha`` 0: the motion features are zero); ``pixel_noise``
+    (Y, X): :func:`pixel_noise` of the stack (None: zero).
     """
     pred = np.asarray(pred, dtype=np.float32)
-    signal = _smooth(np.clip(pred, 0.0, None))
+    level = np.clip(pred, 0.0, None)  # the render's own voxel: its expected noise
+    signal = _smooth(level)
     out = np.zeros((len(FEATURES), *pred.shape), dtype=np.float32)
     out[0] = 1.0
-    out[1] = signal
-    out[2] = signal**2
+    out[1] = level
+    out[2] = level**2
+    if pixel_noise is not None:
+        out[3] = np.broadcast_to(np.asarray(pixel_noise, np.float32), pred.shape[-2:])
     h = float(alpha) * (1.0 - float(alpha))
     if h > 0 and w0 is not None and w1 is not None and v is not None:
         v = np.asarray(v, dtype=np.float32)
         speed2 = _smooth((v**2).sum(0))
-        out[3] = h * _smooth((np.asarray(w0, np.float32) - np.asarray(w1, np.float32)) ** 2)
-        out[4] = h * _smooth(_grad2(pred)) * speed2
+        out[4] = h * _smooth((np.asarray(w0, np.float32) - np.asarray(w1, np.float32)) ** 2)
+        out[5] = h * _smooth(_grad2(pred)) * speed2
         deform = sum(_grad2(c) for c in v)
-        out[5] = h * _smooth(deform) * signal**2
+        out[6] = h * _smooth(deform) * signal**2
     return out
+
+
+#: planes (of all frames and z slices) that measure the noise of each camera pixel
+PIXEL_NOISE_PLANES = 256
+PIXEL_NOISE_SIGMA = 2.0
+
+
+def pixel_noise(data: np.ndarray, exclude_frame: int | None = None) -> np.ndarray:
+    """The noise level (mean square, normalized units²) of each pixel (Y, X) of a TZYX stack.
+
+    Each y–x plane minus its Gaussian local mean (σ = 2 px) leaves mostly noise; its square is
+    averaged over the planes of all frames and z slices (at most :data:`PIXEL_NOISE_PLANES`,
+    evenly spread). ``exclude_frame``: leave that frame out (a held-out frame must not measure
+    its own noise).
+    """
+    data = np.asarray(data)
+    n_t, n_z = data.shape[0], data.shape[1]
+    step = max(1, (n_t * n_z) // PIXEL_NOISE_PLANES)
+    acc = np.zeros(data.shape[-2:], np.float64)
+    n = 0
+    for k in range(0, n_t * n_z, step):
+        t, z = divmod(k, n_z)
+        if t == exclude_frame:
+            continue
+        p = np.asarray(data[t, z], np.float32)
+        r = p - ndimage.gaussian_filter(p, PIXEL_NOISE_SIGMA, mode="nearest")
+        acc += r.astype(np.float64) ** 2
+        n += 1
+    return (acc / max(n, 1)).astype(np.float32)
 
 
 @dataclass
@@ -156,24 +196,16 @@ def fit_calibration(
     ``samples``: per held-out frame, (features (len(FEATURES), *S), error ``pred - truth`` (*S)).
     """
     rng = np.random.default_rng(seed + 31337)
-    feats, targets, abs_err = [], [], []
+    feats, abs_err = [], []
     total = sum(e.size for _, e in samples)
     for f, e in samples:
         n = max(1, int(round(FIT_VOXELS * e.size / max(total, 1))))
         idx = rng.choice(e.size, size=min(n, e.size), replace=False)
         feats.append(f.reshape(len(FEATURES), -1)[:, idx])
-        targets.append(_smooth(np.asarray(e, np.float32) ** 2).reshape(-1)[idx])
         abs_err.append(np.abs(e).reshape(-1)[idx])
     a = np.concatenate(feats, 1).T.astype(np.float64)
-    b = np.concatenate(targets).astype(np.float64)
     err = np.concatenate(abs_err).astype(np.float64)
-    norms = np.sqrt((a**2).mean(0))
-    norms[norms == 0] = 1.0
-    w, _ = nnls(a / norms, b, maxiter=50 * a.shape[1])
-    w = w / norms
-    if not np.any(w > 0):  # nothing explains the error: a constant level
-        w = np.zeros(len(FEATURES))
-        w[0] = float(np.mean(err**2))
+    w = _fit_variance(a, err**2)
     s = np.sqrt(np.clip(a @ w, 0.0, None))
     scale, power = _fit_power(s, err)
     cal = Calibration(weights=[float(v) for v in w], scale=scale, power=power, source=source)
@@ -186,6 +218,32 @@ def fit_calibration(
         "mean_abs_error": float(err.mean()),
     }
     return cal
+
+
+#: reweighting rounds of the variance fit
+IRLS_ROUNDS = 4
+
+
+def _nnls(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    norms = np.sqrt((a**2).mean(0))
+    norms[norms == 0] = 1.0
+    w, _ = nnls(a / norms, b, maxiter=50 * a.shape[1])
+    return w / norms
+
+
+def _fit_variance(a: np.ndarray, e2: np.ndarray) -> np.ndarray:
+    """Non-negative ``w`` with ``E[e²] = a @ w``: least squares reweighted by the predicted
+    variance (a squared error scatters in proportion to its variance; unweighted, the few largest
+    errors would decide the fit), a few rounds."""
+    w = _nnls(a, e2)
+    floor = 1e-3 * float(e2.mean()) + 1e-12
+    for _ in range(IRLS_ROUNDS):
+        m = np.maximum(a @ w, floor)
+        w = _nnls(a / m[:, None], e2 / m)
+    if not np.any(w > 0):  # nothing explains the error: a constant level
+        w = np.zeros(a.shape[1])
+        w[0] = float(e2.mean())
+    return w
 
 
 def _fit_power(s: np.ndarray, err: np.ndarray) -> tuple[float, float]:

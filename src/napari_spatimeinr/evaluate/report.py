@@ -197,4 +197,13 @@ def format_table(report: dict[str, Any]) -> str:
             f"{_f(delta, '+8.2f')} {_f(train if name == method else None, '8.1f')}  "
             + "; ".join(note)
         )
+    unc = report.get("uncertainty")
+    if unc:
+        triv = unc.get("trivial_spearman", {})
+        lines.append(
+            f"uncertainty: Spearman {_f(unc.get('spearman'), '.3f')} with |error| "
+            f"(intensity {_f(triv.get('intensity'), '.3f')}, distance "
+            f"{_f(triv.get('distance'), '.3f')}, product {_f(triv.get('intensity_x_distance'), '.3f')}); "
+            f"top decile {_f(unc.get('top_decile_ratio'), '.2f')}x the mean |error|"
+        )
     return "\n".join(lines)

@@ -107,6 +107,7 @@ class MotionRenderer:
         self.spatial = SpatialResampler.load(model_dir)  # None: z on the spline
         self.model_path = model_dir.path
         self._calibration: uncertainty.Calibration | None = None
+        self._pixel_noise: np.ndarray | None = None
         self._cal_lock = threading.Lock()  # not self.lock: the fit renders under that one
         self._unc_cache: OrderedDict[tuple[int, float, bool], np.ndarray] = OrderedDict()
 
@@ -250,6 +251,12 @@ class MotionRenderer:
                 self._calibration = cal
             return self._calibration
 
+    def pixel_noise(self) -> np.ndarray:
+        """The noise level of each camera pixel (Y, X), measured once on the input."""
+        if self._pixel_noise is None:
+            self._pixel_noise = uncertainty.pixel_noise(self._raw)
+        return self._pixel_noise
+
     def calibration_frames(self, max_frames: int = CALIBRATION_FRAMES) -> list[int]:
         """Measured frames ``j`` predicted from ``j-1`` and ``j+1`` for the calibration: evenly
         spread, those whose two flows training stored first."""
@@ -285,7 +292,9 @@ class MotionRenderer:
             err = (pred - self.data[j]).reshape(sp).float().cpu().numpy()
             pred_np = pred.reshape(sp).float().cpu().numpy()
             w0n, w1n, vn = (x.float().cpu().numpy() for x in (w0, w1, v13))
-        return uncertainty.frame_features(pred_np, 0.5, w0n, w1n, vn), err
+        own_out = uncertainty.pixel_noise(self._raw, exclude_frame=j)  # frame j is the truth here
+        feats = uncertainty.frame_features(pred_np, 0.5, w0n, w1n, vn, own_out)
+        return feats, err
 
     def fit_calibration(
         self, source: str = "training", deadline: float | None = None
@@ -313,7 +322,7 @@ class MotionRenderer:
         sp = self.sp
         pred = self.frame(t, keep_measured).reshape(sp)
         if a == 0.0:
-            feats = uncertainty.frame_features(pred, 0.0)
+            feats = uncertainty.frame_features(pred, 0.0, pixel_noise=self.pixel_noise())
         else:
             with torch.no_grad():
                 v = self._flow(i)
@@ -321,7 +330,7 @@ class MotionRenderer:
                     self.data[i].reshape(sp), self.data[i + 1].reshape(sp), v, a
                 )
                 w0n, w1n, vn = (x.float().cpu().numpy() for x in (w0, w1, v))
-            feats = uncertainty.frame_features(pred, a, w0n, w1n, vn)
+            feats = uncertainty.frame_features(pred, a, w0n, w1n, vn, self.pixel_noise())
         out = cal.predict(feats).reshape(self.frame_shape)
         self._unc_cache[key] = out
         while len(self._unc_cache) > FRAME_CACHE:
