@@ -160,3 +160,8 @@ def test_evaluate_report_has_the_uncertainty_entry(tmp_path):
     assert res.uncertainty is not None and res.uncertainty.shape == res.truth.shape
     linear = list(run_evaluation(st, "temporal", 2, method="linear", baselines=["linear"]))
     assert "uncertainty" not in linear[-1].report  # interpolation has no uncertainty map
+
+
+def test_info_says_how_the_map_was_calibrated(event_model, capsys):
+    assert main(["info", str(event_model)]) == 0
+    assert f"calibrated on {SHAPE[0] - 2} held-out frames" in capsys.readouterr().out

@@ -468,6 +468,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # -- info --------------------------------------------------------------------------------------
+def _uncertainty_summary(md: Any) -> str:
+    """One line on the model's uncertainty map for ``spatimeinr info``."""
+    from . import uncertainty
+    from .render.lazy import check_uncertainty
+
+    try:
+        check_uncertainty(md)
+    except SpatimeINRError:
+        return "none (fast engine, 3 frames or more)"
+    cal = uncertainty.load(md.path / uncertainty.UNCERTAINTY_FILE)
+    if cal is None:
+        return "not calibrated yet (fitted when first rendered, a few seconds)"
+    f = cal.fit
+    return (
+        f"calibrated on {f.get('frames')} held-out frames: Spearman {f.get('spearman', 0):.2f} "
+        f"with |error|, top decile {f.get('top_decile_ratio', 0):.1f}x the mean"
+    )
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from .model_dir import ModelDir
     from .spatial import summary as spatial_summary
@@ -491,6 +510,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         "spatial": spatial_summary(m.get("spatial"))
         if md.config.method == "spatimeinr" and m["shape"][1] > 1
         else None,
+        "uncertainty": _uncertainty_summary(md),
         "software_version": m.get("software_version"),
     }
     if args.json:
