@@ -124,6 +124,17 @@ def _cases(d: Path) -> list[list[str]]:
         ["render", str(d / "badinput.model"), "-o", "out.tif"],
         ["render", str(d / "badyaml.model"), "-o", "out.tif"],
         ["info", str(d / "missing.model")],
+        # motion export: models without motion, broken models, bad outputs
+        ["motion", m, "-o", "out.ome.tif"],
+        ["motion", str(d / "incomplete.model"), "-o", "out.ome.tif"],
+        ["motion", str(d / "missing.model"), "-o", "out.ome.zarr"],
+        ["motion", str(d / "badjson.model"), "-o", "out.ome.tif"],
+        ["motion", str(d / "badyaml.model"), "-o", "out.ome.tif"],
+        ["motion", m, "-o", "out.png"],
+        ["motion", m, "-o", "out.nii.gz"],
+        ["motion", m, "-o", "/proc/forbidden.ome.tif"],
+        ["motion", m, "-o", "exists.tif"],
+        ["motion", m, "-o", "notzarr.zarr", "--overwrite"],
         # inputs
         ["train", "trunc.tif", "-o", "new.m", "--method", "linear"],
         ["train", "trunc.ome.tif", "-o", "new.m", "--method", "linear"],

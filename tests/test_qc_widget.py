@@ -150,9 +150,9 @@ def test_stop_ends_the_worker_without_a_result(qtbot, viewer_and_widget, monkeyp
     w.factor_spin.setValue(2)
     w.run()
     assert w.stop_button.isEnabled() and not w.run_button.isEnabled()
-    qtbot.waitUntil(lambda: w.progress.maximum() == 10_000, timeout=10_000)
+    qtbot.waitUntil(lambda: w.progress.maximum() == 10_000, timeout=60_000)
     w.stop_button.click()
-    wait_done(qtbot, w, timeout=10_000)
+    wait_done(qtbot, w, timeout=60_000)
     assert w.result is None
     assert "Stopped" in w.status_label.text()
     assert w.run_button.isEnabled() and not w.save_button.isEnabled()

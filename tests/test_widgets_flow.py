@@ -58,7 +58,7 @@ def test_sample_train_render_export(make_napari_viewer, qtbot, tmp_path):
     np.testing.assert_allclose(layer.scale, (15.0, 0.5, 0.2, 0.2))
     md = api.open_model(tmp_path / "cubic.spatimeinr")
     assert tuple(layer.contrast_limits) == pytest.approx((md.norm.low, md.norm.high))
-    qtbot.waitUntil(lambda: not layer.data.busy, timeout=10000)  # the slice in view is shown
+    qtbot.waitUntil(lambda: not layer.data.busy, timeout=60_000)  # the slice in view is shown
     render.set_grid(True)
     assert render.grid().enabled
 
@@ -67,7 +67,7 @@ def test_sample_train_render_export(make_napari_viewer, qtbot, tmp_path):
     with qtbot.waitSignal(render.export_done, timeout=30000) as done:
         assert render.export()
     assert done.args[0] == str(out)
-    qtbot.waitUntil(lambda: render.export_worker is None, timeout=5000)
+    qtbot.waitUntil(lambda: render.export_worker is None, timeout=60_000)
     assert "export ≈" in render.output_info.text()  # estimated from this export's speed
     with tifffile.TiffFile(out) as tf:
         ij = tf.imagej_metadata
@@ -140,8 +140,17 @@ def test_spatimeinr_few_steps_then_stop(make_napari_viewer, qtbot, tmp_path):
     with qtbot.waitSignal(train.model_ready, timeout=60000):
         with qtbot.waitSignal(train.preview_ready, timeout=90000) as shown:
             train.start()
+            # added right after the click (black, additive), so training only swaps its data
+            qtbot.waitUntil(lambda: any("preview" in ly.metadata for ly in viewer.layers))
+            [waiting] = [ly for ly in viewer.layers if "preview" in ly.metadata]
+            assert waiting.name.endswith("(waiting for the first checkpoint)")
+            assert not waiting.data.any() and waiting.blending == "additive"
+            assert viewer.layers.selection.active.name == "tiny"
         preview = shown.args[0]  # shown while training, from a checkpoint
-        assert preview in viewer.layers and train.running
+        # the same layer, now named as the model and holding the rendered plane
+        assert [ly.name for ly in viewer.layers if "preview" in ly.metadata] == ["tiny preview"]
+        assert preview.name == "tiny preview"
+        assert preview in viewer.layers and train.running and preview.data.any()
         train.stop()
     assert not train.error_label.text()
     assert preview.data.shape == (24, 24) and preview.metadata["preview"]["t"] == 2

@@ -63,10 +63,10 @@ def test_add_layer_overlays_input(widget, qtbot):
     layer = w.add_layer()
     assert layer.name == "tiny · linear z×2 (computing…)"  # the slice in view is on its way
     assert layer.data.shape == (6, 10, 24, 20)
-    qtbot.waitUntil(lambda: not layer.data.busy, timeout=10000)
+    qtbot.waitUntil(lambda: not layer.data.busy, timeout=60_000)
     assert layer.name == "tiny · linear z×2"
     w.viewer.dims.set_current_step(1, 0)  # a second plane: the speed is known
-    qtbot.waitUntil(lambda: not layer.data.busy, timeout=10000)
+    qtbot.waitUntil(lambda: not layer.data.busy, timeout=60_000)
     assert "(from the slices shown)" in w.output_info.text()
     np.testing.assert_allclose(layer.scale, (30.0, 0.5, 0.2, 0.2))
     inp = next(ly for ly in w.viewer.layers if ly is not layer)  # the input was added beside it

@@ -53,7 +53,7 @@ def test_train_classical_registers_model(viewer_with_sample, qtbot, tmp_path):
     w.method_combo.setCurrentText("cubic")
     w.out_edit.setText(str(tmp_path / "m.spatimeinr"))
     w.validate()
-    with qtbot.waitSignal(w.model_ready, timeout=20000) as blocker:
+    with qtbot.waitSignal(w.model_ready, timeout=60_000) as blocker:
         w.start()
     assert blocker.args[0] == str((tmp_path / "m.spatimeinr").resolve())
     assert blocker.args[0] in registry().paths()
@@ -75,7 +75,7 @@ def test_training_error_shown(viewer_with_sample, qtbot, tmp_path, monkeypatch):
     w.method_combo.setCurrentText("linear")
     w.out_edit.setText(str(tmp_path / "m2.spatimeinr"))
     w.start()
-    qtbot.waitUntil(lambda: w.worker is None, timeout=10000)
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
     assert "disk is full" in w.error_label.text()
 
 

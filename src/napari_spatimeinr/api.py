@@ -9,6 +9,8 @@ Typical use::
     arr = api.render("movie.spatimeinr", scale_t=4, scale_zyx=(2, 1, 1))   # lazy dask array
     plan = api.plan_render("movie.spatimeinr", scale_t=4, scale_zyx=(2, 1, 1))
     api.export(arr, "movie_x4.ome.tif", plan.meta)
+    v = api.motion("movie.spatimeinr").interval(0)     # (vz, vy, vx) in µm/s, frames 0 -> 1
+    api.export_motion("movie.spatimeinr", "movie_motion.ome.zarr")
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ __all__ = [
     "estimate_seconds",
     "evaluate",
     "export",
+    "export_motion",
+    "motion",
     "open_model",
     "plan_render",
     "read",
@@ -164,6 +168,46 @@ def export(
         overwrite=overwrite,
         progress=progress,
         cancel=cancel,
+        force=force,
+    )
+
+
+def motion(model_dir: str | Path | ModelDir, device: str = "auto"):
+    """The velocity field a motion model recovered (:class:`.velocity.VelocityField`).
+
+    ``motion(m).interval(t)`` is the velocity between frames ``t`` and ``t+1`` at frame ``t``'s
+    voxels, (3, Z, Y, X) float32, components (vz, vy, vx) in µm/s. A model without motion (the
+    classical methods, the ``paper`` preset) is refused with a message saying so.
+    """
+    from .velocity import VelocityField
+
+    return VelocityField(model_dir, device)
+
+
+def export_motion(
+    model_dir: Any,
+    path: str | Path,
+    *,
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+    device: str = "auto",
+    force: bool = False,
+) -> Path:
+    """Write the velocity field (TCZYX, µm/s) of a model directory (or of an open
+    :func:`motion` field) to an OME-TIFF (.ome.tif, .tif) or OME-Zarr file.
+
+    See :func:`napari_spatimeinr.velocity.export_motion`.
+    """
+    from .velocity import export_motion as _export
+
+    return _export(
+        model_dir,
+        path,
+        overwrite=overwrite,
+        progress=progress,
+        cancel=cancel,
+        device=device,
         force=force,
     )
 

@@ -1,4 +1,4 @@
-"""Command line: ``spatimeinr train | render | evaluate | info`` (DESIGN.md, "CLI contract").
+"""Command line: ``spatimeinr train | render | evaluate | motion | info`` (DESIGN.md, "CLI contract").
 
 Errors print one line to stderr and exit with status 2 (usage errors too); progress goes to stderr;
 results to files. Limits before work (DESIGN.md, "CLI contract"): every command runs the gate of
@@ -83,15 +83,66 @@ def _graceful_stop():
 
 
 # -- train -------------------------------------------------------------------------------------
-def cmd_train(args: argparse.Namespace) -> int:
+def set_config_value(values: dict[str, Any], item: str) -> None:
+    """Apply one ``--set KEY=VALUE`` to a config mapping (``params.lr=1e-3`` sets a nested field).
+
+    The value stays text: the config's validation parses it by the field's type (numbers,
+    true/false), as for the other flags.
+    """
+    from pydantic import BaseModel
+
+    key, sep, value = item.partition("=")
+    names = key.strip().split(".")
+    if not sep or not all(names):
+        raise SpatimeINRError(f"--set {item!r}: write KEY=VALUE, e.g. --set params.lr=0.001.")
+    model: Any = TrainConfig
+    target = values
+    for i, name in enumerate(names):
+        if name not in model.model_fields:
+            where = ".".join(names[:i]) or "the training configuration"
+            known = ", ".join(model.model_fields)
+            raise SpatimeINRError(
+                f"--set {item!r}: {where} has no field {name!r} (fields: {known})."
+            )
+        if i == len(names) - 1:
+            target[name] = value.strip()
+            break
+        ann = model.model_fields[name].annotation
+        model = next(
+            (
+                a
+                for a in getattr(ann, "__args__", (ann,))
+                if isinstance(a, type) and issubclass(a, BaseModel)
+            ),
+            None,
+        )
+        if model is None:
+            raise SpatimeINRError(f"--set {item!r}: {name!r} has no fields below it.")
+        sub = target.get(name)
+        if not isinstance(sub, dict):  # unset (or null in --config): start an empty mapping
+            sub = target[name] = {}
+        target = sub
+
+
+def train_config_of(args: argparse.Namespace) -> TrainConfig:
+    """The training configuration of ``spatimeinr train`` arguments: ``--config``, then each
+    ``--set``, then the flags, each overriding the one before."""
     from . import api
 
     values: dict[str, Any] = load_yaml(args.config) if args.config else {}
+    for item in args.set or ():
+        set_config_value(values, item)
     for key in ("method", "preset", "steps", "time_limit", "device", "seed"):
         v = getattr(args, key)
         if v is not None:
             values[key] = v
-    cfg = api.train_config(values)
+    return api.train_config(values)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from . import api
+
+    cfg = train_config_of(args)
     read_options = {
         "axes": args.axes,
         "channel": args.channel,
@@ -467,6 +518,61 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- motion ------------------------------------------------------------------------------------
+def cmd_motion(args: argparse.Namespace) -> int:
+    """Export the velocity field of a motion model (TCZYX, µm/s). The checks run before any work:
+    a model without motion, the suffix, an existing output, the folder, the free disk."""
+    from . import api
+    from .io.write import check_target
+    from .io.write_velocity import velocity_bytes, velocity_family
+    from .limits import check_writable
+    from .velocity import VelocityField
+
+    out = Path(args.output)
+    velocity_family(out)  # an unknown suffix is refused before the model is opened
+    check_target(out, args.overwrite)
+    check_writable(out, "motion file")
+    field = VelocityField(api.open_model(args.model_dir), args.device)
+    t, c, z, y, x = field.shape
+    solve = (
+        f"; {field.n_unsolved} of {t} flows were not stored and are solved now"
+        if field.n_unsolved
+        else ""
+    )
+    _say(
+        args,
+        f"Motion T={t} intervals C={c} (vz, vy, vx in µm/s) Z={z} Y={y} X={x} float32, about "
+        f"{_fmt_bytes(velocity_bytes(field.shape))} on disk; peak memory about "
+        f"{_fmt_bytes(field.peak_bytes)}; estimated time {_fmt_seconds(field.estimate_seconds())}"
+        f"{solve}",
+    )
+    bar = _bar(args, t, "motion", "interval")
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    t0 = time.perf_counter()
+    with _graceful_stop() as stop:
+        try:
+            api.export_motion(
+                field,
+                out,
+                overwrite=args.overwrite,
+                progress=progress,
+                cancel=stop,
+                device=args.device,
+                force=args.force,
+            )
+        except StopRequested:
+            bar.close()
+            raise SpatimeINRError("Motion export cancelled: no output was written.") from None
+    bar.close()
+    _say(args, f"Wrote {out} in {_fmt_seconds(time.perf_counter() - t0)}")
+    return 0
+
+
 # -- info --------------------------------------------------------------------------------------
 def _uncertainty_summary(md: Any) -> str:
     """One line on the model's uncertainty map for ``spatimeinr info``."""
@@ -585,6 +691,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE.yaml",
         help="training configuration file (flags override its values)",
     )
+    t.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="any configuration field, e.g. --set checkpoint_every=30 --set params.lr=0.001 "
+        "(repeatable; overrides --config, the flags above override it)",
+    )
     t.add_argument("--resume", action="store_true", help="continue the training in MODEL_DIR")
     t.add_argument("--overwrite", action="store_true", help="replace an existing model directory")
     t.add_argument("--force", action="store_true", help=FORCE_HELP)
@@ -676,6 +789,31 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--force", action="store_true", help=FORCE_HELP)
     e.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     e.set_defaults(func=cmd_evaluate)
+
+    m = sub.add_parser(
+        "motion",
+        help="export the motion a model recovered: velocities in µm/s (TCZYX)",
+        description="Write the velocity field between neighbouring frames: axes TCZYX, T = the "
+        "T-1 intervals (entry t: frames t -> t+1, at frame t's voxels), C = (vz, vy, vx) in µm/s "
+        "(vz = 0 for 2D+t), with the voxel size, frame interval and provenance.",
+    )
+    m.add_argument("model_dir")
+    m.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="output file: .ome.tif / .tif (OME-TIFF) or .ome.zarr / .zarr (OME-Zarr)",
+    )
+    m.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="where flows the model did not store are solved (auto: a GPU when there is one)",
+    )
+    m.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    m.add_argument("--force", action="store_true", help=FORCE_HELP)
+    m.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    m.set_defaults(func=cmd_motion)
 
     i = sub.add_parser("info", help="describe a model directory")
     i.add_argument("model_dir")

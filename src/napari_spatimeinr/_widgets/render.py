@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import shlex
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
+    QApplication,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
@@ -35,6 +37,7 @@ from superqt.utils import create_worker
 
 from .. import api
 from .._layers import METHOD_LABELS, browse_plan, model_input_kwargs, render_layer_kwargs
+from ..config import RenderConfig, build
 from ..coords import spatial_size
 from ..errors import LimitError, SpatimeINRError, StopRequested
 from ..io.formats import SUPPORTED_WRITE_SUFFIXES, suffix_of
@@ -56,6 +59,13 @@ from .processes import export_steps, iterate_in_process
 if TYPE_CHECKING:
     import napari
 
+MOTION_TIP = (
+    "Add the motion the model recovered as arrows (a Vectors layer) for the frame in view: the "
+    "velocity to the next frame, on a grid of points where the frame has signal, at the input's "
+    "physical scale; arrow length proportional to speed, colour = speed in µm/s. It follows the "
+    "time slider. Models of the fast SpatimeINR engine only (spatimeinr motion MODEL -o FILE "
+    "exports the whole field)."
+)
 ROI_WHOLE = "whole volume"
 ROI_VIEW = "current view (y, x)"
 EXPORT_FILTER = (
@@ -113,6 +123,8 @@ class RenderWidget(QWidget):
         self.added_layers: list[Any] = []
         self.uncertainty_layers: list[Any] = []
         self._last_browse: tuple[Any, Any] | None = None  # (plan, model) of the last layer
+        #: the Vectors layer of "Show motion" (a :class:`.motion_layer.MotionVectors`) or None
+        self.motion: Any = None
         self.last_export: Path | None = None
         #: per model folder: (seconds, voxels) of finished exports, for time estimates
         self._export_speed: dict[str, tuple[float, int]] = {}
@@ -188,6 +200,8 @@ class RenderWidget(QWidget):
         self.grid_btn = QPushButton("Side by side")
         self.grid_btn.setCheckable(True)
         self.grid_btn.setToolTip("Show the layers next to each other (napari grid view).")
+        self.motion_check = QCheckBox("Show motion")
+        self.motion_check.setToolTip(MOTION_TIP)
         self.output_info = QLabel("")
         self.output_info.setWordWrap(True)  # a refusal by the limits gate is one long line
         self.output_info.setToolTip(
@@ -220,6 +234,17 @@ class RenderWidget(QWidget):
         self.cancel_btn = QPushButton("Cancel")
         self.cancel_btn.setToolTip("Stop the export; no partial file is left.")
         self.cancel_btn.setEnabled(False)
+        self.copy_btn = QPushButton("Copy command")
+        self.copy_btn.setToolTip(
+            "Copy the 'spatimeinr render' command line of this export (paths quoted) to the "
+            "clipboard: paste it into a terminal, e.g. on a cluster (docs/cluster.md)."
+        )
+        self.job_btn = QPushButton("Save job script…")
+        self.job_btn.setToolTip(
+            "Save a SLURM batch script that runs this export, with time, memory and GPU "
+            "estimated for it (a large render runs on a dask cluster of several nodes); submit "
+            "it with 'sbatch FILE' (docs/cluster.md)."
+        )
         self.export_bar = QProgressBar()
         self.export_bar.setToolTip("Export progress (chunks written).")
         self.status = QLabel("")
@@ -256,8 +281,10 @@ class RenderWidget(QWidget):
         )
         view_row = QHBoxLayout()
         view_row.addWidget(self.add_btn)
-        view_row.addWidget(self.uncertainty_check)
         view_row.addWidget(self.grid_btn)
+        show_row = QHBoxLayout()  # what comes with the render layer
+        show_row.addWidget(self.uncertainty_check)
+        show_row.addWidget(self.motion_check)
         ef = form_layout()
         path_row = QHBoxLayout()
         path_row.addWidget(self.path_edit, 1)
@@ -267,15 +294,20 @@ class RenderWidget(QWidget):
         ex_row = QHBoxLayout()
         ex_row.addWidget(self.export_btn)
         ex_row.addWidget(self.cancel_btn)
+        job_row = QHBoxLayout()
+        job_row.addWidget(self.copy_btn)
+        job_row.addWidget(self.job_btn)
         lay = scroll_layout(self)
         lay.addLayout(form)
         lay.addWidget(self.model_info)
         lay.addLayout(form3)
         lay.addWidget(self.output_info)
         lay.addLayout(view_row)
+        lay.addLayout(show_row)
         lay.addSpacing(8)
         lay.addLayout(ef)
         lay.addLayout(ex_row)
+        lay.addLayout(job_row)
         lay.addWidget(self.export_bar)
         lay.addWidget(self.status)
         lay.addWidget(self.error_label)
@@ -299,9 +331,12 @@ class RenderWidget(QWidget):
         self.add_btn.clicked.connect(self.add_layer)
         self.uncertainty_check.toggled.connect(self._uncertainty_toggled)
         self.grid_btn.toggled.connect(self.set_grid)
+        self.motion_check.toggled.connect(self.show_motion)
         self.browse_btn.clicked.connect(self._browse_path)
         self.export_btn.clicked.connect(self.export)
         self.cancel_btn.clicked.connect(self.cancel)
+        self.copy_btn.clicked.connect(self.copy_command)
+        self.job_btn.clicked.connect(lambda: self.save_job_script())
         self.export_progress.connect(self._on_export_progress)
         self.viewer.layers.events.inserted.connect(self._layers_changed)
         self.viewer.layers.events.removed.connect(self._layers_changed)
@@ -368,6 +403,7 @@ class RenderWidget(QWidget):
             self.t_to.setValue(t - 1)
             if not self.path_edit.text():
                 self.path_edit.setText(str(Path(md.path).with_name(f"{md.name}_render.tif")))
+        self._motion_model_changed(md)
         self.update_info()
 
     def make_isotropic(self) -> None:
@@ -387,7 +423,68 @@ class RenderWidget(QWidget):
         )
 
     # -- layers ---------------------------------------------------------------------------------
+    # -- motion ---------------------------------------------------------------------------------
+    def _motion_model_changed(self, md: Any) -> None:
+        """The check box is offered for models with motion; a shown field follows the model."""
+        from ..velocity import has_motion
+
+        ok = md is not None and has_motion(md) and md.shape[0] > 1
+        self.motion_check.setEnabled(ok)
+        self.motion_check.setToolTip(
+            MOTION_TIP
+            if ok or md is None
+            else f"{MOTION_TIP}\nThis model has no motion: it was not trained with the fast engine."
+        )
+        if self.motion is not None and (
+            md is None or Path(self.motion.path) != Path(md.path).resolve()
+        ):
+            keep = self.motion_check.isChecked()
+            self.show_motion(False)
+            if ok and keep:
+                self.show_motion(True)
+        if not ok and self.motion_check.isChecked():
+            self.motion_check.setChecked(False)
+
+    def show_motion(self, on: bool) -> Any | None:
+        """Add (or remove) the motion vectors of the current model; returns the MotionVectors."""
+        from .motion_layer import MotionVectors
+
+        if not on:
+            if self.motion is not None:
+                motion, self.motion = self.motion, None
+                motion.close()
+            if self.motion_check.isChecked():
+                self.motion_check.setChecked(False)
+            return None
+        if self.motion is not None:
+            return self.motion
+        md = self.model()
+        if md is None:
+            self._fail("No model: train one in the Train widget or open a model folder.")
+            self.motion_check.setChecked(False)
+            return None
+        try:
+            from ..velocity import check_motion
+
+            check_motion(md)
+        except SpatimeINRError as err:
+            self._fail(str(err))
+            self.motion_check.setChecked(False)
+            return None
+        self._ensure_input_layer(md)  # the time axis and the physical frame of reference
+        self.motion = MotionVectors(self.viewer, md, parent=self)
+        self.motion.failed.connect(self._fail)
+        if not self.motion_check.isChecked():
+            self.motion_check.setChecked(True)
+        self.status.setText(
+            f"Motion of {md.name!r}: arrows every {self.motion.step} voxels, following the time "
+            "slider (velocity from the frame in view to the next)."
+        )
+        return self.motion
+
     def _layers_changed(self, *_: Any) -> None:
+        if self.motion is not None and self.motion.layer not in self.viewer.layers:
+            self.show_motion(False)  # the user deleted the layer: the box follows
         for ly in self.viewer.layers:  # models opened with File → Open
             path = layer_meta(ly).get("model_dir")
             if path and Path(path).is_dir():
@@ -457,21 +554,43 @@ class RenderWidget(QWidget):
         centre = np.asarray(cam.center[-2:], float)
         return centre - half, centre + half
 
-    def plan(self) -> Any:
-        """The render plan of the current settings (raises SpatimeINRError when invalid)."""
+    def _model_or_fail(self) -> Any:
         md = self.model()
         if md is None:
             raise SpatimeINRError("No model: train one in the Train widget or open a model folder.")
+        return md
+
+    def render_settings(self, md: Any) -> RenderConfig:
+        """The render settings of the widget for model ``md`` (what Export and the command use)."""
         t_range = (self.t_from.value(), self.t_to.value()) if self.t_check.isChecked() else None
         if t_range is not None and t_range[1] < t_range[0]:
             raise SpatimeINRError("Time range: the last frame must not come before the first.")
+        return build(
+            RenderConfig,
+            {
+                "scale_t": self.scale_t.value(),
+                "scale_z": self.scale_z.value(),
+                "scale_y": self.scale_y.value(),
+                "scale_x": self.scale_x.value(),
+                "t_range": t_range,
+                "roi": self.roi(md),
+                "dtype": self.dtype_combo.currentText(),
+                "keep_measured": self.keep_measured.isChecked(),
+            },
+            "render settings",
+        )
+
+    def plan(self) -> Any:
+        """The render plan of the current settings (raises SpatimeINRError when invalid)."""
+        md = self._model_or_fail()
+        s = self.render_settings(md)
         return api.plan_render(
             md,
-            scale_t=self.scale_t.value(),
-            scale_zyx=(self.scale_z.value(), self.scale_y.value(), self.scale_x.value()),
-            t_range=t_range,
-            roi=self.roi(md),
-            keep_measured=self.keep_measured.isChecked(),
+            scale_t=s.scale_t,
+            scale_zyx=s.scale_zyx,
+            t_range=s.t_range,
+            roi=s.roi,
+            keep_measured=s.keep_measured,
         )
 
     def refusals(self, plan: Any, probe: bool = False) -> tuple[str, str]:
@@ -667,6 +786,92 @@ class RenderWidget(QWidget):
             grid.shape = (1, max(1, len(self.viewer.layers)))
         if self.grid_btn.isChecked() != bool(on):
             self.grid_btn.setChecked(bool(on))
+
+    # -- the same export elsewhere: a command line, a batch job -----------------------------------------
+    def export_path(self) -> Path:
+        """The file Export writes (``.tif`` added when the name has no ending)."""
+        text = self.path_edit.text().strip()
+        if not text:
+            raise SpatimeINRError("Choose a file to export to (e.g. result.tif).")
+        path = Path(text).expanduser()
+        if not path.suffix:
+            path = path.with_name(path.name + ".tif")
+        if suffix_of(path) not in SUPPORTED_WRITE_SUFFIXES:
+            raise SpatimeINRError(
+                f"{path.name}: unknown file type. End the name with .tif, .ome.tif, .nii.gz or .zarr."
+            )
+        return path
+
+    def command_argv(self) -> list[str]:
+        """The ``spatimeinr render`` argv of the current export settings."""
+        from ..jobs import render_argv
+
+        md = self._model_or_fail()
+        self.plan()  # refuses what Export would refuse before the render starts
+        return render_argv(md.path, self.export_path(), self.render_settings(md))
+
+    def copy_command(self) -> str:
+        """Copy the command line of the current export to the clipboard; returns it ("" when the
+        settings cannot be written as a command: the reason is shown)."""
+        from ..jobs import command_line
+
+        try:
+            line = command_line(self.command_argv())
+        except SpatimeINRError as err:
+            self._fail(str(err))
+            return ""
+        QApplication.clipboard().setText(line)
+        self.error_label.setText("")
+        self.status.setText(f"Copied to the clipboard: {line}")
+        return line
+
+    def job_script(self) -> str:
+        """The SLURM batch script of the current export (see :func:`..jobs.slurm_script`)."""
+        from ..jobs import render_resources, slurm_script
+
+        md = self._model_or_fail()
+        argv = self.command_argv()
+        resources = render_resources(
+            md.shape,
+            self.render_settings(md),
+            model_bytes=(md.path / "input.npy").stat().st_size,
+            voxels_per_second=self.measured_speed(md.path)[0],
+            train_device=md.config.device,
+            output=self.export_path(),
+        )
+        return slurm_script(argv, resources, job_name=f"spatimeinr-render-{md.name}")
+
+    def save_job_script(self, path: str | Path | None = None) -> Path | None:
+        """Write :meth:`job_script` to ``path`` (asked with a file dialog when None, which
+        confirms a replacement; a given path that exists is refused). Returns the file written."""
+        from ..jobs import write_job_script
+
+        try:
+            text = self.job_script()
+            suggested = self.export_path().with_name(
+                f"{self.export_path().name.split('.')[0]}.render.sbatch"
+            )
+        except SpatimeINRError as err:
+            self._fail(str(err))
+            return None
+        overwrite = False
+        if path is None:
+            chosen, _ = QFileDialog.getSaveFileName(
+                self, "Save SLURM job script", str(suggested), "SLURM script (*.sbatch *.sh)"
+            )
+            if not chosen:
+                return None
+            path, overwrite = chosen, True  # the dialog asked before replacing a file
+        try:
+            written = write_job_script(path, text, overwrite=overwrite)
+        except SpatimeINRError as err:
+            self._fail(str(err))
+            return None
+        self.error_label.setText("")
+        self.status.setText(
+            f"Job script saved: {written}. Submit it with: sbatch {shlex.quote(str(written))}"
+        )
+        return written
 
     # -- export -----------------------------------------------------------------------------------
     def _browse_path(self) -> None:

@@ -10,12 +10,14 @@ added to the session's model registry, where the Render & Export widget finds it
 from __future__ import annotations
 
 import functools
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtCore import Qt, Signal
+from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtWidgets import (
+    QApplication,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
@@ -45,7 +47,9 @@ from .forms import (
     fmt_seconds,
     form_layout,
     layer_axes,
+    layer_meta,
     layer_physical,
+    layer_source,
     layer_to_stack,
     relax_widths,
     remove_layers,
@@ -308,6 +312,16 @@ class TrainWidget(QWidget):
         self.stop_btn = QPushButton("Stop")
         self.stop_btn.setToolTip("Finish the current step and keep the model trained so far.")
         self.stop_btn.setEnabled(False)
+        self.copy_btn = QPushButton("Copy command")
+        self.copy_btn.setToolTip(
+            "Copy the 'spatimeinr train' command line for these settings (paths quoted) to the "
+            "clipboard: paste it into a terminal, e.g. on a cluster (docs/cluster.md)."
+        )
+        self.job_btn = QPushButton("Save job script…")
+        self.job_btn.setToolTip(
+            "Save a SLURM batch script that runs this training, with time, memory and GPU "
+            "estimated for it; submit it with 'sbatch FILE' (docs/cluster.md)."
+        )
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.setToolTip("Training progress (steps done, or time used of the time limit).")
@@ -346,11 +360,15 @@ class TrainWidget(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.train_btn)
         buttons.addWidget(self.stop_btn)
+        job_buttons = QHBoxLayout()
+        job_buttons.addWidget(self.copy_btn)
+        job_buttons.addWidget(self.job_btn)
         lay = scroll_layout(self)
         lay.addLayout(form)
         lay.addWidget(self.advanced_box)
         lay.addWidget(self.preview_check)
         lay.addLayout(buttons)
+        lay.addLayout(job_buttons)
         lay.addWidget(self.progress)
         lay.addWidget(self.status)
         lay.addWidget(self.error_label)
@@ -378,6 +396,8 @@ class TrainWidget(QWidget):
         self.out_browse.clicked.connect(self._browse_out)
         self.train_btn.clicked.connect(self.start)
         self.stop_btn.clicked.connect(self.stop)
+        self.copy_btn.clicked.connect(self.copy_command)
+        self.job_btn.clicked.connect(lambda: self.save_job_script())
         self._refresh_layers()
         self._preset_changed()
         self._method_changed()
@@ -589,6 +609,96 @@ class TrainWidget(QWidget):
             return None
         return PRESET_STEPS.get(self.preset_combo.currentText())
 
+    # -- the same training elsewhere: a command line, a batch job ---------------------------------------
+    def command_argv(self) -> list[str]:
+        """The ``spatimeinr train`` argv of the current settings (raises SpatimeINRError when the
+        layer has no file, or the settings are invalid)."""
+        from ..jobs import file_axes, train_argv
+
+        layer = self.selected_layer()
+        if layer is None:
+            raise SpatimeINRError("No image layer: open a stack (File → Open) first.")
+        source = layer_source(layer)
+        if not source:
+            raise SpatimeINRError(
+                f"The layer {layer.name!r} was not read from a file, so a command cannot name it: "
+                "save it (File → Save Selected Layers…, as .tif), open that file and copy again."
+            )
+        out = self.out_edit.text().strip()
+        if not out:
+            raise SpatimeINRError("Choose a folder to save the model to.")
+        meta = layer_meta(layer)
+        source_axes = meta.get("source_axes") if meta.get("axes") else None
+        axes = file_axes(layer_axes(layer), self.axes_edit.text(), source_axes)
+        return train_argv(
+            source,
+            out,
+            self.config(),
+            axes=axes,
+            voxel_size=tuple(s.value() for s in self.voxel_spins),  # type: ignore[arg-type]
+            frame_interval=self.interval_spin.value(),
+        )
+
+    def copy_command(self) -> str:
+        """Copy the command line of the current settings to the clipboard; returns it ("" when
+        the settings cannot be written as a command: the reason is shown)."""
+        from ..jobs import command_line
+
+        try:
+            line = command_line(self.command_argv())
+        except SpatimeINRError as err:
+            self._fail(str(err))
+            return ""
+        QApplication.clipboard().setText(line)
+        self.error_label.setText("")
+        self.status.setText(breakable(f"Copied to the clipboard: {line}"))
+        return line
+
+    def job_script(self) -> str:
+        """The SLURM batch script of the current settings (see :func:`..jobs.slurm_script`)."""
+        from ..jobs import slurm_script, train_resources
+
+        argv = self.command_argv()
+        layer = self.selected_layer()
+        size = dict(zip(self.axes_edit.text().upper(), layer.data.shape, strict=False))
+        shape = tuple(int(size.get(a, 1)) for a in "TZYX")
+        resources = train_resources(shape, self.config())  # type: ignore[arg-type]
+        name = Path(self.out_edit.text().strip()).name.split(".")[0] or "model"
+        return slurm_script(argv, resources, job_name=f"spatimeinr-train-{name}")
+
+    def save_job_script(self, path: str | Path | None = None) -> Path | None:
+        """Write :meth:`job_script` to ``path`` (asked with a file dialog when None, which
+        confirms a replacement; a given path that exists is refused). Returns the file written."""
+        from ..jobs import write_job_script
+
+        try:
+            text = self.job_script()
+        except SpatimeINRError as err:
+            self._fail(str(err))
+            return None
+        overwrite = False
+        if path is None:
+            out = Path(self.out_edit.text().strip())
+            suggested = out.parent / f"{out.name.split('.')[0] or 'model'}.train.sbatch"
+            chosen, _ = QFileDialog.getSaveFileName(
+                self, "Save SLURM job script", str(suggested), "SLURM script (*.sbatch *.sh)"
+            )
+            if not chosen:
+                return None
+            path, overwrite = chosen, True  # the dialog asked before replacing a file
+        try:
+            written = write_job_script(path, text, overwrite=overwrite)
+        except SpatimeINRError as err:
+            self._fail(str(err))
+            return None
+        self.error_label.setText("")
+        self.status.setText(
+            breakable(
+                f"Job script saved: {written}. Submit it with: sbatch {shlex.quote(str(written))}"
+            )
+        )
+        return written
+
     # -- running ----------------------------------------------------------------------------------
     def start(self) -> None:
         """Start training in a worker thread (no-op with the reason shown if settings are invalid)."""
@@ -622,6 +732,10 @@ class TrainWidget(QWidget):
 
         if self.preview_check.isChecked() and cfg.method == "spatimeinr":
             warm_up()  # the render process of the previews starts while the model trains
+            # its own turn of the event loop: the click and the new layer are two short pauses
+            QTimer.singleShot(
+                0, functools.partial(self._add_preview_layer, stack.name, stack.shape)
+            )
         worker = create_worker(run, _start_thread=False, _ignore_errors=True)
         worker.yielded.connect(lambda p: self._on_progress(p, time_limit))
         worker.errored.connect(self._on_error)
@@ -734,32 +848,48 @@ class TrainWidget(QWidget):
             if self._train_layer in self.viewer.layers:  # its controls, not an empty panel
                 self.viewer.layers.selection.active = self._train_layer
 
+    def _add_preview_layer(self, name: str, shape: tuple[int, ...]) -> Any:
+        """The preview layer, added when Train is pressed: black (additive) until the first plane.
+
+        Adding a layer (napari's layer controls, a vispy visual and its shaders) holds the GUI
+        thread for a few hundred ms on a software-OpenGL canvas; done here, that happens once at
+        the click, and each preview during training only swaps the layer's data.
+        """
+        layer = self._train_layer
+        if layer is None or self.worker is None or self._grid_on():  # training over already
+            return None
+        self.remove_preview()  # one preview at a time
+        ny, nx = shape[-2:]
+        preview = self.viewer.add_image(
+            np.zeros((ny, nx), np.float32),
+            name=f"{name} preview (waiting for the first checkpoint)",
+            scale=tuple(layer.scale[-2:]),
+            translate=tuple(layer.translate[-2:]),
+            contrast_limits=tuple(layer.contrast_limits),
+            blending="additive",
+            colormap="magenta",
+            # as the input's: napari warns about mixed units otherwise
+            axis_labels=tuple(getattr(layer, "axis_labels", ("y", "x")))[-2:],
+            units=tuple(getattr(layer, "units", ("µm", "µm")))[-2:],
+            metadata={"preview": {}},
+        )
+        self.viewer.layers.selection.active = layer  # the input's controls stay in view
+        self._preview_layer = preview
+        return preview
+
     def _show_preview(self, plane: Any, md: Any, tz: tuple[int, int]) -> None:
         if self.worker is None or self._grid_on():  # training ended, or side by side: no preview
             return
-        _, vy, vx = md.voxel_size
-        origin = [float(v) for v in md.meta.get("origin", (0.0, 0.0, 0.0, 0.0))]
-        name = f"{md.name} preview"
         step = self.last_progress.step if self.last_progress is not None else 0
         layer = self._preview_layer
-        if layer is None or layer not in self.viewer.layers:
-            layer = self.viewer.add_image(
-                plane,
-                name=name,
-                scale=(vy, vx),
-                translate=(origin[2], origin[3]),
-                contrast_limits=(md.norm.low, md.norm.high),
-                blending="additive",
-                colormap="magenta",
-                visible=True,
-                # as the input's: napari warns about mixed units otherwise
-                axis_labels=tuple(getattr(self._train_layer, "axis_labels", ("y", "x")))[-2:],
-                units=tuple(getattr(self._train_layer, "units", ("µm", "µm")))[-2:],
-                metadata={"preview": {}},
-            )
-            self._preview_layer = layer
-        else:
-            layer.data = plane
+        if layer is None or layer not in self.viewer.layers:  # switched on during training
+            layer = self._add_preview_layer(md.name, md.shape)
+            if layer is None:
+                return
+        layer.data = plane
+        if not layer.metadata["preview"]:  # the first plane: the model's own intensity range
+            layer.contrast_limits = (md.norm.low, md.norm.high)
+            layer.name = f"{md.name} preview"
         layer.metadata["preview"] = {"t": tz[0], "z": tz[1], "step": step}
         self.status.setToolTip(f"Preview: frame {tz[0]}, depth {tz[1]}, step {step}")
         self.preview_ready.emit(layer)
