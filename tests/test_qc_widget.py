@@ -182,6 +182,7 @@ def test_uncertainty_plot_and_layer_beside_the_error(viewer_and_widget):
     }
     res = EvalResult(report, truth, truth[::2], {"spatimeinr": pred}, uncertainty=unc)
     w.result = res
+    w._axes = w.request()["axes"]  # what run() records before the worker starts
     w._show_result(res)
     assert len(w.figure.axes) == 2  # PSNR per frame, then uncertainty against error
     labels = [ln.get_label() for ln in w.figure.axes[1].get_lines()]
