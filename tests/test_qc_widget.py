@@ -156,3 +156,40 @@ def test_stop_ends_the_worker_without_a_result(qtbot, viewer_and_widget, monkeyp
     assert w.result is None
     assert "Stopped" in w.status_label.text()
     assert w.run_button.isEnabled() and not w.save_button.isEnabled()
+
+
+def test_uncertainty_plot_and_layer_beside_the_error(viewer_and_widget):
+    from napari_spatimeinr.evaluate.protocol import EvalResult
+
+    viewer, w = viewer_and_widget
+    truth = viewer.layers["cells"].data
+    pred = truth + 1.0
+    unc = np.full(truth.shape, 0.8, np.float32)
+    per_frame = [{"t": t, "mean_predicted": 0.8, "mean_abs_error": 1.0} for t in (1, 3, 5)]
+    pf = [{"t": t, "psnr": 30.0, "ssim": 0.9} for t in (1, 3, 5)]
+    report = {
+        "task": "temporal",
+        "factor": 2,
+        "method": "spatimeinr",
+        "scored_frames": [1, 3, 5],
+        "intensity_range": [0.0, 1000.0],
+        "best_baseline": "linear",
+        "results": {
+            name: {"psnr": 30.0, "ssim": 0.9, "per_frame": pf, "train_seconds": 1.0}
+            for name in ("spatimeinr", "linear")
+        },
+        "uncertainty": {"spearman": 0.5, "top_decile_ratio": 2.5, "per_frame": per_frame},
+    }
+    res = EvalResult(report, truth, truth[::2], {"spatimeinr": pred}, uncertainty=unc)
+    w.result = res
+    w._axes = w.request()["axes"]  # what run() records before the worker starts
+    w._show_result(res)
+    assert len(w.figure.axes) == 2  # PSNR per frame, then uncertainty against error
+    labels = [ln.get_label() for ln in w.figure.axes[1].get_lines()]
+    assert labels == ["held-out |error|", "predicted uncertainty"]
+    np.testing.assert_allclose(w.figure.axes[1].get_lines()[1].get_ydata(), [0.8] * 3)
+    layer = viewer.layers["cells QC uncertainty spatimeinr (temporal ×2)"]
+    assert layer.data.shape == truth.shape
+    assert tuple(layer.scale) == tuple(
+        viewer.layers["cells QC |error| spatimeinr (temporal ×2)"].scale
+    )

@@ -133,3 +133,37 @@ def test_isotropic_button_sets_z_to_the_voxel_ratio(widget):
     assert w.scale_y.value() == 1.0 and w.scale_x.value() == 1.0
     assert w.plan().shape[1:] == (25, 24, 20)
     assert "0.2 × 0.2 × 0.2 µm" in w.iso_label.text()
+
+
+def test_show_uncertainty_adds_a_lazy_layer_computed_off_the_gui_thread(
+    make_napari_viewer, qtbot, tmp_path, small_stack
+):
+    from napari_spatimeinr._widgets.async_layer import AsyncArray
+    from napari_spatimeinr.render import lazy
+
+    small = dict(refine_width=4, refine_depth=2, batch_size=512, patch_size=16, spatial=False)
+    out = tmp_path / "fast.spatimeinr"
+    list(api.train(small_stack, out, {"steps": 3, "device": "cpu", "params": small}))
+    w = RenderWidget(make_napari_viewer())
+    qtbot.addWidget(w)
+    w.add_model(out)
+    w.scale_t.setValue(2.0)
+    lazy.clear_renderer_cache()
+    w.uncertainty_check.setChecked(True)  # no render layer yet: nothing to add
+    assert w.uncertainty_layers == []
+    render = w.add_layer()
+    assert len(w.uncertainty_layers) == 1
+    unc = w.uncertainty_layers[0]
+    assert isinstance(unc.data, AsyncArray) and unc.data.computations == 0  # lazy
+    assert unc.data.shape == render.data.shape
+    assert unc.colormap.name == "inferno" and unc.blending == "additive"
+    np.testing.assert_allclose(unc.scale, render.scale)
+    qtbot.waitUntil(lambda: not unc.data.busy and not render.data.busy, timeout=120000)
+    shown = np.asarray(unc._slice.image.raw)
+    assert shown.min() >= 0 and shown.max() > 0
+    # computed in the render process: this (GUI) process never loaded the model's renderer
+    assert not any(str(out.resolve()) == key[0] for key in lazy._CACHE)
+    w.uncertainty_check.setChecked(False)  # off: the layer goes, the render stays
+    assert unc not in w.viewer.layers and render in w.viewer.layers
+    w.uncertainty_check.setChecked(True)  # on again: back for the last render
+    assert len(w.uncertainty_layers) == 1 and w.uncertainty_layers[0] in w.viewer.layers

@@ -130,3 +130,27 @@ def browse_plan(plan: Any) -> Any:
     check_view(browse_cost(plan))
     chunks = da.core.normalize_chunks(browse_chunks(plan.shape), plan.shape)
     return dataclasses.replace(plan, chunks=chunks)
+
+
+#: napari colormap of uncertainty layers (sequential: dark = certain, bright = likely wrong)
+UNCERTAINTY_COLORMAP = "inferno"
+
+
+def uncertainty_layer_kwargs(plan: Any, md: ModelDir) -> dict[str, Any]:
+    """Layer kwargs of a render's uncertainty map: the render's scale and origin, a sequential
+    colormap, additive blending over the render, contrast from 0 to three times the mean error
+    of the calibration (never computed from the lazy data)."""
+    from . import uncertainty
+
+    kw = render_layer_kwargs(plan, md)
+    cal = uncertainty.load(Path(md.path) / uncertainty.UNCERTAINTY_FILE)
+    mean = float(cal.fit.get("mean_abs_error", 0.0)) if cal is not None else 0.0
+    high = 3.0 * mean if mean > 0 else 0.1
+    kw.update(
+        name=f"{kw['name']} uncertainty",
+        contrast_limits=(0.0, high * md.norm.span),
+        colormap=UNCERTAINTY_COLORMAP,
+        blending="additive",
+    )
+    kw["metadata"][META_KEY]["content"] = "uncertainty (expected absolute error)"
+    return kw

@@ -300,8 +300,9 @@ def _check_output(out: Path, overwrite: bool) -> None:
     check_writable(out)
 
 
-def _plan(args: argparse.Namespace, md, out: Path):
-    """The plan of one render after the gate of :mod:`.limits` (cost, disk, memory)."""
+def _plan(args: argparse.Namespace, md, out: Path, unc_out: Path | None = None):
+    """The plan of one render after the gate of :mod:`.limits` (cost, disk, memory); with
+    ``unc_out``, the uncertainty map's file passes the same gate."""
     from . import api
     from .limits import check_export, render_cost
 
@@ -320,6 +321,13 @@ def _plan(args: argparse.Namespace, md, out: Path):
     check_export(
         cost, out, args.dtype, force=args.force, model_bytes=model_bytes, check_target=False
     )
+    if unc_out is not None:
+        from .render.lazy import check_uncertainty
+
+        check_uncertainty(md)
+        check_export(
+            cost, unc_out, args.dtype, force=args.force, model_bytes=model_bytes, check_target=False
+        )
     plan = api.plan_render(
         md,
         args.scale_t,
@@ -369,9 +377,21 @@ def cmd_render(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise SpatimeINRError(f"--workers must be at least 1, got {args.workers}.")
     if args.input and _batch(args):
+        if args.uncertainty:
+            raise SpatimeINRError(
+                "--uncertainty writes one file: render the stacks one at a time (one --input "
+                "and one -o FILE each) to get their uncertainty maps."
+            )
         return _render_batch(args)
     out = Path(args.output)
     _check_output(out, args.overwrite)
+    unc_out = Path(args.uncertainty) if args.uncertainty else None
+    if unc_out is not None:
+        if unc_out.resolve() == out.resolve():
+            raise SpatimeINRError(
+                f"--uncertainty {unc_out} is the render's own output: choose another file name."
+            )
+        _check_output(unc_out, args.overwrite)
     md = api.open_model(args.model_dir)
     if args.input:
         from .reuse import expand_inputs
@@ -381,7 +401,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         md, warns = _apply(args, path, progress=lambda message: _say(args, message))
         for w in warns:
             _say(args, f"Warning: {w}")
-    plan, cost, model_bytes = _plan(args, md, out)
+    plan, cost, model_bytes = _plan(args, md, out, unc_out)
     disk = cost.disk_bytes(args.dtype, str(out))
     with _dask_client(args):
         est = api.estimate_seconds(plan) if not (args.scheduler or args.workers) else None
@@ -393,34 +413,43 @@ def cmd_render(args: argparse.Namespace) -> int:
             f"{_fmt_bytes(cost.peak_bytes(model_bytes))}; estimated time "
             f"{_fmt_seconds(est) if est is not None else 'unknown (cluster)'}",
         )
-        arr = api.render_plan(plan)
-        bar = _bar(args, None, "render", "slab")
+        jobs = [(api.render_plan(plan), out, plan.meta, "render")]
+        if unc_out is not None:
+            from .render.lazy import uncertainty_meta
 
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.n = done
-            bar.refresh()
+            unc = api.render_plan(plan, uncertainty=True)
+            jobs.append((unc, unc_out, uncertainty_meta(plan.meta), "uncertainty"))
+        for arr, target, meta, label in jobs:
+            bar = _bar(args, None, label, "slab")
 
-        with _graceful_stop() as stop:
-            t0 = time.perf_counter()
-            try:
-                api.export(
-                    arr,
-                    out,
-                    plan.meta,
-                    args.dtype,
-                    overwrite=args.overwrite,
-                    progress=progress,
-                    cancel=stop,
-                    force=args.force,
-                )
-            except StopRequested:
+            def progress(done: int, total: int, bar=bar) -> None:
+                bar.total = total
+                bar.n = done
+                bar.refresh()
+
+            with _graceful_stop() as stop:
+                t1 = time.perf_counter()
+                try:
+                    api.export(
+                        arr,
+                        target,
+                        meta,
+                        args.dtype,
+                        overwrite=args.overwrite,
+                        progress=progress,
+                        cancel=stop,
+                        force=args.force,
+                    )
+                except StopRequested:
+                    bar.close()
+                    done = "" if target == out else f" ({out} was written)"
+                    raise SpatimeINRError(
+                        f"Render cancelled: {target} was not written{done}."
+                    ) from None
                 bar.close()
-                raise SpatimeINRError("Render cancelled: no output was written.") from None
-            bar.close()
-    dt = time.perf_counter() - t0
-    n = t * z * y * x
-    _say(args, f"Wrote {out} in {_fmt_seconds(dt)} ({n / max(dt, 1e-9):.3g} voxels/s)")
+            dt = time.perf_counter() - t1
+            n = t * z * y * x
+            _say(args, f"Wrote {target} in {_fmt_seconds(dt)} ({n / max(dt, 1e-9):.3g} voxels/s)")
     return 0
 
 
@@ -753,6 +782,25 @@ def cmd_motion(args: argparse.Namespace) -> int:
 
 
 # -- info --------------------------------------------------------------------------------------
+def _uncertainty_summary(md: Any) -> str:
+    """One line on the model's uncertainty map for ``spatimeinr info``."""
+    from . import uncertainty
+    from .render.lazy import check_uncertainty
+
+    try:
+        check_uncertainty(md)
+    except SpatimeINRError:
+        return "none (fast engine, 3 frames or more)"
+    cal = uncertainty.load(md.path / uncertainty.UNCERTAINTY_FILE)
+    if cal is None:
+        return "not calibrated yet (fitted when first rendered, a few seconds)"
+    f = cal.fit
+    return (
+        f"calibrated on {f.get('frames')} held-out frames: Spearman {f.get('spearman', 0):.2f} "
+        f"with |error|, top decile {f.get('top_decile_ratio', 0):.1f}x the mean"
+    )
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from .model_dir import ModelDir
     from .spatial import summary as spatial_summary
@@ -776,6 +824,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         "spatial": spatial_summary(m.get("spatial"))
         if md.config.method == "spatimeinr" and m["shape"][1] > 1
         else None,
+        "uncertainty": _uncertainty_summary(md),
         "software_version": m.get("software_version"),
     }
     if m.get("init_from"):  # a warm start
@@ -907,6 +956,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--keep-measured",
         action="store_true",
         help="measured frames as acquired (default: every frame from the model, one noise level)",
+    )
+    r.add_argument(
+        "--uncertainty",
+        metavar="FILE",
+        help="also write the render's uncertainty map (expected absolute error per voxel, in the "
+        "output's intensity units) to FILE: same grid, axes and metadata (fast engine only)",
     )
     r.add_argument(
         "--t-range",

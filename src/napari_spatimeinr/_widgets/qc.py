@@ -37,7 +37,7 @@ from ..data.stack import Stack4D
 from ..errors import SpatimeINRError
 from ..evaluate.degrade import plan_shapes
 from ..evaluate.protocol import METHODS, EvalResult, run_evaluation
-from ..evaluate.report import plot_report, write_report
+from ..evaluate.report import plot_report, plot_uncertainty, write_report
 from ..io.axes import check_axes, to_tzyx
 from ..train.progress import Progress
 from .forms import fit_width, form_layout, relax_widths, scroll_layout
@@ -492,11 +492,15 @@ class QCWidget(QWidget):
 
     def draw_plot(self, rep: dict[str, Any]) -> None:
         self.figure.clear()
-        ax = self.figure.add_subplot(111)
+        with_unc = bool(rep.get("uncertainty", {}).get("per_frame"))
+        ax = self.figure.add_subplot(211 if with_unc else 111)
         names = [rep["method"], "cubic", rep.get("best_baseline")]
         names = [n for i, n in enumerate(names) if n and n in rep["results"] and n not in names[:i]]
         # several frames: the method against cubic (and the best baseline); one frame: all bars
         plot_report(rep, ax, names if len(rep.get("scored_frames", [])) > 1 else None)
+        if with_unc:  # per frame: mean predicted uncertainty next to the held-out error
+            plot_uncertainty(rep, self.figure.add_subplot(212))
+        self.canvas.setMinimumHeight(400 if with_unc else 210)
         self.canvas.draw_idle()
 
     def _put_layer(self, data: np.ndarray, name: str, **kwargs: Any) -> Any:
@@ -545,6 +549,16 @@ class QCWidget(QWidget):
                 **common,
             ),
         ]
+        if res.uncertainty is not None:  # beside |error|, on the same contrast
+            layers.append(
+                self._put_layer(
+                    from_tzyx(res.uncertainty, axes),
+                    f"{base} QC uncertainty {res.method} ({tag})",
+                    contrast_limits=(0.0, max((high - low) / 4, 1e-12)),
+                    colormap="inferno",
+                    **common,
+                )
+            )
         return layers
 
     def save_report(self, path: str | Path | None = None) -> tuple[Path, Path, Path] | None:

@@ -132,6 +132,8 @@ class RenderWidget(QWidget):
         self.export_worker: Any = None
         self._cancel = False
         self.added_layers: list[Any] = []
+        self.uncertainty_layers: list[Any] = []
+        self._last_browse: tuple[Any, Any] | None = None  # (plan, model) of the last layer
         #: the Vectors layer of "Show motion" (a :class:`.motion_layer.MotionVectors`) or None
         self.motion: Any = None
         self.last_export: Path | None = None
@@ -197,6 +199,14 @@ class RenderWidget(QWidget):
             "Off (default): every frame comes from the model at one noise level, measured ones "
             "included, so the movie does not pulse every k-th frame. On: the measured frames are "
             "the acquired data (for analyses that need the raw values)."
+        )
+        self.uncertainty_check = QCheckBox("Show uncertainty")
+        self.uncertainty_check.setToolTip(
+            "Also add the render's uncertainty: for every voxel, the error to expect, in the "
+            "render's intensity units (bright = the model guessed; dark = measured or well "
+            "predicted). Calibrated on the stack's own frames predicted from their neighbours; "
+            "shown over the render (additive) or beside it (Side by side). SpatimeINR fast models "
+            "of 3 frames or more."
         )
         self.roi_combo = QComboBox()
         self.roi_combo.setToolTip(
@@ -295,7 +305,9 @@ class RenderWidget(QWidget):
         view_row = QHBoxLayout()
         view_row.addWidget(self.add_btn)
         view_row.addWidget(self.grid_btn)
-        view_row.addWidget(self.motion_check)
+        show_row = QHBoxLayout()  # what comes with the render layer
+        show_row.addWidget(self.uncertainty_check)
+        show_row.addWidget(self.motion_check)
         ef = form_layout()
         path_row = QHBoxLayout()
         path_row.addWidget(self.path_edit, 1)
@@ -314,6 +326,7 @@ class RenderWidget(QWidget):
         lay.addLayout(form3)
         lay.addWidget(self.output_info)
         lay.addLayout(view_row)
+        lay.addLayout(show_row)
         lay.addSpacing(8)
         lay.addLayout(ef)
         lay.addLayout(ex_row)
@@ -340,6 +353,7 @@ class RenderWidget(QWidget):
         self.dtype_combo.currentIndexChanged.connect(self.update_info)
         self.path_edit.textChanged.connect(self.update_info)
         self.add_btn.clicked.connect(self.add_layer)
+        self.uncertainty_check.toggled.connect(self._uncertainty_toggled)
         self.grid_btn.toggled.connect(self.set_grid)
         self.motion_check.toggled.connect(self.show_motion)
         self.browse_btn.clicked.connect(self._browse_path)
@@ -846,10 +860,51 @@ class RenderWidget(QWidget):
         )
         layer.data.ready.connect(self.update_info)  # the measured speed improves the estimate
         self.added_layers.append(layer)
+        self._last_browse = (browsed, md)
         self.status.setText(
             f"Added {kw['name']!r}: each slice is computed when you first show it, then kept."
         )
+        if self.uncertainty_check.isChecked():
+            self.add_uncertainty_layer()
         return layer
+
+    def add_uncertainty_layer(self) -> Any | None:
+        """Add the uncertainty map of the last render layer as a lazy layer (computed off the GUI
+        thread like the render); returns it, or None (with the reason shown) when it cannot."""
+        from .._layers import uncertainty_layer_kwargs
+        from ..render.lazy import check_uncertainty
+
+        if self._last_browse is None:
+            self.status.setText("Add a render layer first: its uncertainty is shown with it.")
+            return None
+        plan, md = self._last_browse
+        try:
+            check_uncertainty(md)
+            darr = api.render_plan(plan, uncertainty=True)
+        except SpatimeINRError as err:
+            self._fail(str(err))
+            return None
+        layer = add_async_layer(
+            self.viewer,
+            darr,
+            on_error=self._fail,
+            processes=True,
+            **uncertainty_layer_kwargs(plan, md),
+        )
+        self.uncertainty_layers.append(layer)
+        return layer
+
+    def _uncertainty_toggled(self, on: bool) -> None:
+        if on:
+            live = [ly for ly in self.added_layers if ly in self.viewer.layers]
+            shown = [ly for ly in self.uncertainty_layers if ly in self.viewer.layers]
+            if live and not shown:
+                self.add_uncertainty_layer()
+            return
+        remove_layers(
+            self.viewer, [ly for ly in self.uncertainty_layers if ly in self.viewer.layers]
+        )
+        self.uncertainty_layers.clear()
 
     def _ensure_input_layer(self, md: Any) -> None:
         path = str(Path(md.path).resolve())

@@ -44,6 +44,7 @@ class EvalResult:
         reconstructions: method name → TZYX float32 on the truth grid, raw units (the evaluated
             method first, then the baselines).
         degraded: the :class:`~.degrade.Degraded` record (scored frames, layer scales, input stack).
+        uncertainty: the evaluated method's uncertainty map (temporal tasks of the fast engine).
     """
 
     report: dict[str, Any]
@@ -51,6 +52,8 @@ class EvalResult:
     input: np.ndarray
     reconstructions: dict[str, np.ndarray] = field(default_factory=dict)
     degraded: Degraded | None = None
+    #: the evaluated method's uncertainty map (raw units, truth grid), when it makes one
+    uncertainty: np.ndarray | None = None
 
     @property
     def method(self) -> str:
@@ -112,11 +115,14 @@ def reconstruct(
     device: str = "auto",
     work_dir: str | Path | None = None,
     stop: Callable[[], bool] | None = None,
-) -> Generator[Progress, None, tuple[np.ndarray, float] | None]:
+    uncertainty: bool = False,
+) -> Generator[Progress, None, tuple[np.ndarray, float, np.ndarray | None] | None]:
     """Train ``method`` on ``stack`` and render it at ×(scale_t, scale_zyx): the one plug-in point.
 
     Goes through ``api.train`` and ``api.render`` exactly like the CLI. Yields Progress records and
-    returns ``(array float32 in raw units, train_seconds)``, or ``None`` when stopped. The model
+    returns ``(array float32 in raw units, train_seconds, uncertainty map or None)``, or ``None``
+    when stopped; the uncertainty map (raw units, same grid) is rendered when ``uncertainty`` is
+    True and the trained model can make one (:func:`.render.lazy.check_uncertainty`). The model
     directory lives in a temporary folder inside ``work_dir`` (kept as ``work_dir/model`` when
     ``work_dir`` is given, so it can be inspected or rendered again).
     """
@@ -140,7 +146,19 @@ def reconstruct(
         if method == "spatimeinr" and train_seconds <= 0:
             train_seconds = time.perf_counter() - t0
         arr = api.render(path, scale_t, scale_zyx, device=device)
+        unc_arr = None
+        if uncertainty:
+            from ..render.lazy import check_uncertainty
+
+            try:
+                check_uncertainty(ModelDir(path))
+                unc_arr = api.render_plan(
+                    api.plan_render(path, scale_t, scale_zyx, device=device), uncertainty=True
+                )
+            except SpatimeINRError:
+                unc_arr = None
         out = np.empty(arr.shape, dtype=np.float32)
+        unc = np.empty(arr.shape, dtype=np.float32) if unc_arr is not None else None
         n_t = arr.shape[0]
         t1 = time.perf_counter()
         t0 = 0
@@ -148,6 +166,8 @@ def reconstruct(
             if should_stop():
                 return None
             out[t0 : t0 + size] = arr[t0 : t0 + size].compute()
+            if unc is not None and unc_arr is not None:
+                unc[t0 : t0 + size] = unc_arr[t0 : t0 + size].compute()
             t0 += size
             dt = time.perf_counter() - t1
             yield Progress(
@@ -159,7 +179,7 @@ def reconstruct(
             )
         if work_dir is None:
             _forget_renderer(path)
-    return out, train_seconds
+    return out, train_seconds, unc
 
 
 def _forget_renderer(path: Path) -> None:
@@ -280,10 +300,11 @@ def run_evaluation(
         device=device,
         work_dir=work_dir,
         stop=should_stop,
+        uncertainty=task == "temporal",
     )
     if out is None:
         return
-    pred, train_seconds = out
+    pred, train_seconds, unc = out
     if pred.shape != truth.shape:  # a broken method; the grid convention guarantees equality
         raise SpatimeINRError(
             f"The {method} render has shape {pred.shape}, the truth {truth.shape}: please report "
@@ -302,13 +323,37 @@ def run_evaluation(
     report = build_report(
         stack, deg, task, k, z_only, method, preset, time_limit, steps, seed, low, high, results
     )
+    if unc is not None:
+        report["uncertainty"] = uncertainty_entry(unc, pred, truth, deg.scored, seed)
     yield EvalResult(
         report=report,
         truth=truth,
         input=deg.input.data,
         reconstructions=recon,
         degraded=deg,
+        uncertainty=unc,
     )
+
+
+def uncertainty_entry(
+    unc: np.ndarray, pred: np.ndarray, truth: np.ndarray, scored: Sequence[int], seed: int = 0
+) -> dict[str, Any]:
+    """The report's ``"uncertainty"``: how well the predicted expected |error| ranks the actual
+    |error| over the scored (left-out) frames' voxels, beside the trivial maps (rendered
+    intensity, distance in frames to the nearest measured frame, their product), and per frame
+    the mean predicted and actual |error| (raw units)."""
+    from ..uncertainty import report_metrics
+
+    scored = [int(t) for t in scored]
+    kept = np.array([t for t in range(truth.shape[0]) if t not in set(scored)], dtype=np.float32)
+    dist = np.array([np.abs(kept - t).min() if len(kept) else 0.0 for t in scored], np.float32)
+    err = np.abs(pred[scored] - truth[scored])
+    entry = report_metrics(unc[scored], err, pred[scored], dist[:, None, None, None], seed)
+    entry["per_frame"] = [
+        {"t": t, "mean_predicted": float(unc[t].mean()), "mean_abs_error": float(err[j].mean())}
+        for j, t in enumerate(scored)
+    ]
+    return entry
 
 
 def build_report(

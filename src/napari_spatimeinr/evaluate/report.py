@@ -116,6 +116,38 @@ def plot_overall(report: dict[str, Any], ax: Any, methods: list[str] | None = No
     ax.grid(True, axis="x", alpha=0.3)
 
 
+def plot_uncertainty(report: dict[str, Any], ax: Any) -> bool:
+    """Per scored frame: the mean predicted uncertainty beside the mean actual |error| (raw
+    units); the title gives the voxel-wise Spearman. False (nothing drawn) without an entry."""
+    unc = report.get("uncertainty")
+    if not unc or not unc.get("per_frame"):
+        return False
+    pf = unc["per_frame"]
+    ts = [r["t"] for r in pf]
+    ax.plot(
+        ts, [r["mean_abs_error"] for r in pf], marker="o", markersize=3, label="held-out |error|"
+    )
+    ax.plot(
+        ts,
+        [r["mean_predicted"] for r in pf],
+        marker="s",
+        markersize=3,
+        linestyle="--",
+        label="predicted uncertainty",
+    )
+    rho = unc.get("spearman")
+    ax.set_xlabel("frame (withheld)")
+    ax.set_ylabel("mean per frame")
+    ax.set_ylim(bottom=0)
+    ax.set_title(
+        "uncertainty vs error" + (f" (voxel Spearman {rho:.2f})" if rho is not None else ""),
+        fontsize=10,
+    )
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return True
+
+
 def plot_report(report: dict[str, Any], ax: Any, methods: list[str] | None = None) -> None:
     """Per-frame PSNR curves, or bars of the overall PSNR when a single frame is scored."""
     if len(report.get("scored_frames", [])) > 1:
@@ -128,10 +160,13 @@ def _write_png(report: dict[str, Any], path: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(7, 4), dpi=100)
+    with_unc = bool(report.get("uncertainty", {}).get("per_frame"))
+    fig = Figure(figsize=(7, 7 if with_unc else 4), dpi=100)
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot(111)
+    ax = fig.add_subplot(211 if with_unc else 111)
     plot_report(report, ax)
+    if with_unc:
+        plot_uncertainty(report, fig.add_subplot(212))
     fig.tight_layout()
     atomic_write(path, lambda fh: fig.savefig(fh, format="png"))
 
@@ -196,5 +231,14 @@ def format_table(report: dict[str, Any]) -> str:
             f"{name:<12} {_f(e['psnr'], '8.2f')} {_f(e['ssim'], '7.4f')} "
             f"{_f(delta, '+8.2f')} {_f(train if name == method else None, '8.1f')}  "
             + "; ".join(note)
+        )
+    unc = report.get("uncertainty")
+    if unc:
+        triv = unc.get("trivial_spearman", {})
+        lines.append(
+            f"uncertainty: Spearman {_f(unc.get('spearman'), '.3f')} with |error| "
+            f"(intensity {_f(triv.get('intensity'), '.3f')}, distance "
+            f"{_f(triv.get('distance'), '.3f')}, product {_f(triv.get('intensity_x_distance'), '.3f')}); "
+            f"top decile {_f(unc.get('top_decile_ratio'), '.2f')}x the mean |error|"
         )
     return "\n".join(lines)

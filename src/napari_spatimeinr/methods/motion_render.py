@@ -24,8 +24,9 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from .. import flow
+from .. import flow, uncertainty
 from ..data.normalize import Normalization
+from ..errors import SpatimeINRError
 from ..model.histopolation import cell_mean_matrix
 from ..model.presets import resolve_params
 from ..model_dir import ModelDir
@@ -37,6 +38,8 @@ from ..train.trainer import make_refiner, resolve_device
 FRAME_CACHE = 8
 #: instants closer than this to a measured frame (in frames) are that frame
 EPS = 1e-6
+#: held-out frames (each predicted from its two neighbours) that calibrate the uncertainty
+CALIBRATION_FRAMES = 12
 
 
 @lru_cache(maxsize=64)
@@ -102,6 +105,11 @@ class MotionRenderer:
         self._flow_cache: OrderedDict[int, torch.Tensor] = OrderedDict()
         self.tile = None  # rows (y) per CNN tile after a CUDA out-of-memory
         self.spatial = SpatialResampler.load(model_dir)  # None: z on the spline
+        self.model_path = model_dir.path
+        self._calibration: uncertainty.Calibration | None = None
+        self._pixel_noise: np.ndarray | None = None
+        self._cal_lock = threading.Lock()  # not self.lock: the fit renders under that one
+        self._unc_cache: OrderedDict[tuple[int, float, bool], np.ndarray] = OrderedDict()
 
     def _locate(self, t: float) -> tuple[int, float]:
         """(frame i, fraction α) of instant ``t``; outside the sequence the end frame repeats."""
@@ -229,3 +237,115 @@ class MotionRenderer:
         i, a = self._locate(float(t))
         key = (i, a, bool(keep_measured and a == 0.0))  # as the frame cache: raw or model frame
         return lambda f, z, y, x, sp: self.spatial(f, z, y, x, sp, key)
+
+    # ---- uncertainty (see napari_spatimeinr.uncertainty) ----
+
+    def calibration(self) -> uncertainty.Calibration:
+        """The model's uncertainty calibration: ``uncertainty.json``, else fitted now (models
+        trained before it existed; kept in memory, the model directory is not changed)."""
+        with self._cal_lock:
+            if self._calibration is None:
+                cal = uncertainty.load(self.model_path / uncertainty.UNCERTAINTY_FILE)
+                if cal is None:
+                    cal = self.fit_calibration(source="computed on demand (no uncertainty.json)")
+                self._calibration = cal
+            return self._calibration
+
+    def pixel_noise(self) -> np.ndarray:
+        """The noise level of each camera pixel (Y, X), measured once on the input."""
+        if self._pixel_noise is None:
+            self._pixel_noise = uncertainty.pixel_noise(self._raw)
+        return self._pixel_noise
+
+    def calibration_frames(self, max_frames: int = CALIBRATION_FRAMES) -> list[int]:
+        """Measured frames ``j`` predicted from ``j-1`` and ``j+1`` for the calibration: evenly
+        spread, those whose two flows training stored first."""
+        if self.n_frames < 3:
+            raise SpatimeINRError(
+                "An uncertainty map needs a time-lapse of at least 3 frames (it is calibrated on "
+                "frames predicted from their two neighbours); this model has "
+                f"{self.n_frames}: render without --uncertainty."
+            )
+        inner = np.arange(1, self.n_frames - 1)
+        ready = [int(j) for j in inner if self.computed[j - 1] and self.computed[j]]
+        pool = ready if len(ready) >= min(3, len(inner)) else [int(j) for j in inner]
+        if len(pool) <= max_frames:
+            return pool
+        pick = np.unique(np.round(np.linspace(0, len(pool) - 1, max_frames)).astype(int))
+        return [pool[k] for k in pick]
+
+    def heldout_prediction(self, j: int) -> tuple[np.ndarray, np.ndarray]:
+        """Frame ``j`` predicted from frames ``j-1`` and ``j+1`` as a new instant is rendered
+        (flow ``j-1 → j+1``: the two stored flows composed, ``α = 1/2``).
+
+        Returns (features (len(FEATURES), *S), error ``prediction - frame j`` (*S)), normalized units.
+        """
+        sp = self.sp
+        with self.lock, torch.no_grad():
+            v1, v2 = self._flow(j - 1), self._flow(j)
+            nd = v1.shape[0]
+            # a(x) ≈ b(x + v1(x)) and b(y) ≈ c(y + v2(y)), so a(x) ≈ c(x + v1(x) + v2(x + v1(x)))
+            v13 = v1 + flow.warp(v2, v1[None].expand(nd, *v1.shape))
+            a, c = self.data[j - 1].reshape(sp), self.data[j + 1].reshape(sp)
+            w0, w1 = flow.warp_pair(a, c, v13, 0.5)
+            pred = self._net((0.5 * (w0 + w1)).reshape(self.frame_shape)[None])[0]
+            err = (pred - self.data[j]).reshape(sp).float().cpu().numpy()
+            pred_np = pred.reshape(sp).float().cpu().numpy()
+            w0n, w1n, vn = (x.float().cpu().numpy() for x in (w0, w1, v13))
+        own_out = uncertainty.pixel_noise(self._raw, exclude_frame=j)  # frame j is the truth here
+        feats = uncertainty.frame_features(pred_np, 0.5, w0n, w1n, vn, own_out)
+        return feats, err
+
+    def fit_calibration(
+        self, source: str = "training", deadline: float | None = None
+    ) -> uncertainty.Calibration:
+        """Fit the uncertainty calibration on held-out frames (at least 2, more while before
+        ``deadline``, a ``time.perf_counter()`` value)."""
+        import time
+
+        samples = []
+        for n, j in enumerate(self.calibration_frames()):
+            if deadline is not None and n >= 2 and time.perf_counter() > deadline:
+                break
+            samples.append(self.heldout_prediction(j))
+        return uncertainty.fit_calibration(samples, source=source)
+
+    def uncertainty_frame(self, t: float, keep_measured: bool = False) -> np.ndarray:
+        """Expected |error| (Z, Y, X) of :meth:`frame` at instant ``t`` (normalized units); call
+        with ``self.lock`` held, after :meth:`calibration`."""
+        cal = self._calibration or self.calibration()
+        i, a = self._locate(float(t))
+        key = (i, round(a, 9), bool(keep_measured and a == 0.0))
+        if key in self._unc_cache:
+            self._unc_cache.move_to_end(key)
+            return self._unc_cache[key]
+        sp = self.sp
+        pred = self.frame(t, keep_measured).reshape(sp)
+        if a == 0.0:
+            feats = uncertainty.frame_features(pred, 0.0, pixel_noise=self.pixel_noise())
+        else:
+            with torch.no_grad():
+                v = self._flow(i)
+                w0, w1 = flow.warp_pair(
+                    self.data[i].reshape(sp), self.data[i + 1].reshape(sp), v, a
+                )
+                w0n, w1n, vn = (x.float().cpu().numpy() for x in (w0, w1, v))
+            feats = uncertainty.frame_features(pred, a, w0n, w1n, vn, self.pixel_noise())
+        out = cal.predict(feats).reshape(self.frame_shape)
+        self._unc_cache[key] = out
+        while len(self._unc_cache) > FRAME_CACHE:
+            self._unc_cache.popitem(last=False)
+        return out
+
+    def uncertainty_block(
+        self, t, z, y, x, spacing=(1.0, 1.0, 1.0, 1.0), keep_measured: bool = False
+    ) -> np.ndarray:
+        """Expected |error| on the block of :meth:`render_block` (normalized units, >= 0): the
+        frame's map resampled in space by the mean-preserving spline."""
+        t = np.asarray(t, dtype=np.float64).reshape(-1)
+        sp = tuple(float(s) for s in spacing[1:])
+        self.calibration()  # first, outside the lock (fitting it renders held-out frames)
+        with self.lock:
+            frames = [self.uncertainty_frame(tv, keep_measured) for tv in t]
+        out = [np.clip(resample_space(f, z, y, x, sp), 0.0, None) for f in frames]
+        return np.stack(out).astype(np.float32)

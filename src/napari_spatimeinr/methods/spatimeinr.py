@@ -15,6 +15,7 @@ from ..model.network import SpatimeINRNet, window_frames
 from ..model.presets import resolve_params
 from ..spatial.train import train_with_spatial
 from ..train import checkpoint
+from ..train.progress import Progress
 from ..train.trainer import resolve_device
 from ..train.trainer import train as _train
 from .motion_render import MotionRenderer
@@ -22,7 +23,6 @@ from .motion_render import MotionRenderer
 if TYPE_CHECKING:
     from ..config import TrainConfig
     from ..model_dir import ModelDir
-    from ..train.progress import Progress
 
 #: query points per forward pass (times the hypercube's samples); halved on CUDA out-of-memory
 QUERY_CHUNK = 1 << 17
@@ -114,7 +114,9 @@ class SpatimeINRMethod:
     def train(
         self, model_dir: ModelDir, config: TrainConfig, stop: Callable[[], bool]
     ) -> Iterator[Progress]:
-        return train_with_spatial(model_dir, config, stop, _train)
+        if not (resolve_params(config).motion and model_dir.shape[0] >= 3):
+            return train_with_spatial(model_dir, config, stop, _train)
+        return _with_calibration(model_dir, config, stop)
 
     def load_renderer(
         self, model_dir: ModelDir, device: str = "auto"
@@ -122,3 +124,43 @@ class SpatimeINRMethod:
         if resolve_params(model_dir.config).motion:
             return MotionRenderer(model_dir, device)
         return SpatimeINRRenderer(model_dir, device)
+
+
+#: share of the time limit kept for the uncertainty calibration at the end of a fast training
+CALIBRATION_SHARE = 0.03
+
+
+def _with_calibration(
+    model_dir: ModelDir, config: TrainConfig, stop: Callable[[], bool]
+) -> Iterator[Progress]:
+    """The fast engine's training, then the uncertainty calibration on its held-out frames
+    (``uncertainty.json``; skipped after a Stop: rendering then fits it on first use)."""
+    import time
+
+    from .. import uncertainty
+
+    t0 = time.perf_counter()
+    inner = config
+    if config.time_limit is not None:
+        inner = config.model_copy(
+            update={"time_limit": config.time_limit * (1 - CALIBRATION_SHARE)}
+        )
+    last = None
+    for p in train_with_spatial(model_dir, inner, stop, _train):
+        if p.done:
+            last = p
+            break
+        yield p
+    if last is not None and not stop() and "stopped" not in last.message:
+        yield Progress(
+            step=last.step,
+            total=last.total,
+            seconds=time.perf_counter() - t0,
+            message="uncertainty: calibrating on held-out frames",
+        )
+        deadline = t0 + config.time_limit if config.time_limit is not None else None
+        cal = MotionRenderer(model_dir, config.device).fit_calibration(deadline=deadline)
+        model_dir.write_atomic(uncertainty.UNCERTAINTY_FILE, cal.to_json().encode())
+        last.message = f"{last.message}; uncertainty calibrated on {cal.fit['frames']} frames"
+    if last is not None:
+        yield last

@@ -121,6 +121,53 @@ def _render_task(
     return out
 
 
+def _uncertainty_task(
+    path: str,
+    device: str,
+    t: np.ndarray,
+    z: np.ndarray,
+    y: np.ndarray,
+    x: np.ndarray,
+    spacing: tuple[float, float, float, float],
+    keep_measured: bool = False,
+) -> np.ndarray:
+    md, renderer = get_renderer(path, device)
+    block = renderer.uncertainty_block(t, z, y, x, spacing, keep_measured=keep_measured)  # type: ignore[attr-defined]
+    return (block * np.float32(md.norm.span)).astype(np.float32)
+
+
+def check_uncertainty(md: ModelDir) -> None:
+    """Refuse, in one line, an uncertainty map for a model that cannot make one."""
+    from ..errors import SpatimeINRError
+    from ..model.presets import resolve_params
+
+    if md.method in CLASSICAL_METHODS or not resolve_params(md.config).motion:
+        what = md.method if md.method in CLASSICAL_METHODS else f"{md.method} {md.config.preset}"
+        raise SpatimeINRError(
+            f"{md.path.name} is a {what} model: uncertainty maps come from SpatimeINR's fast "
+            "engine (train with --preset fast), or render without --uncertainty."
+        )
+    if md.shape[0] < 3:
+        raise SpatimeINRError(
+            f"{md.path.name} has {md.shape[0]} frame(s): an uncertainty map needs a time-lapse of "
+            "at least 3 frames (it is calibrated on frames predicted from their neighbours); "
+            "render without --uncertainty."
+        )
+
+
+def uncertainty_meta(meta: OutputMeta) -> OutputMeta:
+    """The metadata of a render's uncertainty map: the same grid, axes, physical metadata and
+    provenance, named as such (``provenance["content"]``)."""
+    from dataclasses import replace
+
+    prov = dict(meta.provenance)
+    prov["content"] = (
+        "uncertainty: expected absolute error of the render, in its intensity units "
+        "(calibrated on the stack's own held-out frames)"
+    )
+    return replace(meta, name=f"{meta.name} uncertainty", provenance=prov)
+
+
 def _exact_measured(out: np.ndarray, md: ModelDir, t, zyx, spacing) -> None:
     """Measured frames of an integer-typed source exactly as acquired (in place).
 
@@ -306,12 +353,21 @@ def _measured_frames(keep_measured: bool, new_instants: bool) -> str:
     return "model estimate (one noise level with the new frames)"
 
 
-def render_plan(plan: RenderPlan) -> da.Array:
-    """The lazy dask array (float32, input intensity units) of a plan."""
+def render_plan(plan: RenderPlan, uncertainty: bool = False) -> da.Array:
+    """The lazy dask array (float32, input intensity units) of a plan.
+
+    ``uncertainty=True``: instead, the render's uncertainty map (the expected absolute error of
+    every voxel, same grid and chunks; :mod:`napari_spatimeinr.uncertainty`).
+    """
     g = plan.grid
     spacing = plan.spacing
     path = str(Path(plan.model_dir).resolve())
-    name = "spatimeinr-render-" + tokenize(
+    task = _render_task
+    prefix = "spatimeinr-render-"
+    if uncertainty:
+        check_uncertainty(ModelDir(path))
+        task, prefix = _uncertainty_task, "spatimeinr-uncertainty-"
+    name = prefix + tokenize(
         _model_key(Path(path)), g.t, g.z, g.y, g.x, plan.chunks, plan.device, plan.keep_measured
     )
     bounds = [np.concatenate([[0], np.cumsum(c)]) for c in plan.chunks]
@@ -326,7 +382,7 @@ def render_plan(plan: RenderPlan) -> da.Array:
                         for ax, b, i in zip(g.axes, bounds, idx, strict=True)
                     ]
                     dsk[(name, *idx)] = (
-                        _render_task,
+                        task,
                         path,
                         plan.device,
                         *vecs,
@@ -351,12 +407,15 @@ def render(
     input: str | Path | Stack4D | None = None,
     cache_dir: str | Path | None = None,
     read_options: dict | None = None,
-) -> da.Array:
+    uncertainty: bool = False,
+) -> da.Array | tuple[da.Array, da.Array]:
     """Render a model directory lazily: a dask array (T, Z, Y, X) float32 in input intensity units.
 
     Nothing is computed until the array (or part of it) is. See :func:`plan_render` for the grid
     and metadata (output voxel size, frame interval, origin, provenance), and for ``input`` (the
-    model applied to another stack; its intensity units then).
+    model applied to another stack; its intensity units then). ``uncertainty=True`` returns
+    ``(render, uncertainty map)``: the second is the expected absolute error of every voxel, on
+    the same grid and chunks (:func:`render_plan`).
     """
     plan = plan_render(
         model_dir,
@@ -372,6 +431,8 @@ def render(
         cache_dir=cache_dir,
         read_options=read_options,
     )
+    if uncertainty:
+        return render_plan(plan), render_plan(plan, uncertainty=True)
     return render_plan(plan)
 
 
