@@ -51,6 +51,9 @@ class PauseMeter:
         self.timer.timeout.connect(self._tick)
         self.reset()
         self.timer.start()
+        import gc
+
+        gc.callbacks.append(self._gc)
         if trace_ms > 0:
             import threading
 
@@ -74,6 +77,13 @@ class PauseMeter:
     def reset(self) -> None:
         self.last = time.perf_counter()
         self.gaps: list[float] = []
+        self.gc_ms: list[float] = []  # Python's garbage collections (any thread), in ms
+
+    def _gc(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._gc_t0 = time.perf_counter()
+        elif info.get("generation") == 2:
+            self.gc_ms.append((time.perf_counter() - self._gc_t0) * 1000)
 
     def _tick(self) -> None:
         now = time.perf_counter()
@@ -90,6 +100,9 @@ class PauseMeter:
             "p99_ms": round(float(np.percentile(g, 99)), 1),
             "over_100ms": int((g > 100).sum()),
             "ticks": len(g),
+            # full (generation 2) garbage collections: a pause in any Python code of the process
+            "gc2_max_ms": round(max(self.gc_ms, default=0.0), 1),
+            "gc2_count": len(self.gc_ms),
         }
 
 

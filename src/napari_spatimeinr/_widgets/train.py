@@ -38,6 +38,7 @@ from .. import api
 from ..config import SpatimeINRParams, TrainConfig, build
 from ..errors import SpatimeINRError
 from ..train.progress import Progress
+from . import quiet_gc
 from .forms import (
     ModelForm,
     breakable,
@@ -220,6 +221,7 @@ class TrainWidget(QWidget):
         self._preview_stamp = 0
         self._preview_layer: Any = None
         self._train_layer: Any = None
+        self._gc_held = False
 
         # -- input --------------------------------------------------------------------------
         self.layer_combo = QComboBox()
@@ -790,6 +792,8 @@ class TrainWidget(QWidget):
             return
         if previews:
             warm_up()  # the render process of the previews starts while the model trains
+        quiet_gc.hold()  # full garbage collections took 360 ms of the GUI thread while training
+        self._gc_held = True
         worker.start()
 
     def stop(self) -> None:
@@ -957,6 +961,9 @@ class TrainWidget(QWidget):
 
     def _on_finished(self) -> None:
         self.worker = None
+        if self._gc_held:
+            self._gc_held = False
+            quiet_gc.release()
         self.stop_btn.setEnabled(False)
         out = self.model_dir
         if out is not None and (out / "meta.json").is_file():
