@@ -328,3 +328,33 @@ def fit_width(widget: QWidget) -> None:
     area = widget._scroll_area  # type: ignore[attr-defined]
     bar = area.verticalScrollBar().sizeHint().width()
     widget.setMinimumWidth(area.widget().minimumSizeHint().width() + bar + 4)
+
+
+def save_job_script_file(
+    parent: QWidget, text: str, suggested: Path, path: str | Path | None
+) -> Path | None:
+    """Write the SLURM script ``text`` to ``path``, or where a save dialog (opened at ``suggested``)
+    says; None when the dialog is cancelled. A given ``path`` that exists is refused (raises
+    :class:`SpatimeINRError`); the dialog itself asks before replacing a file."""
+    from qtpy.QtWidgets import QFileDialog
+
+    from ..jobs import write_job_script
+
+    overwrite = False
+    if path is None:
+        chosen, _ = QFileDialog.getSaveFileName(
+            parent, "Save SLURM job script", str(suggested), "SLURM script (*.sbatch *.sh)"
+        )
+        if not chosen:
+            return None
+        path, overwrite = chosen, True  # the dialog asked before replacing a file
+    return write_job_script(path, text, overwrite=overwrite)
+
+
+def job_saved_message(written: Path) -> str:
+    """The status line after a job script was saved: where, and how to submit it."""
+    import shlex
+
+    return breakable(
+        f"Job script saved: {written}. Submit it with: sbatch {shlex.quote(str(written))}"
+    )

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import shlex
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +47,7 @@ from .forms import (
     fmt_duration,
     fmt_seconds,
     form_layout,
+    job_saved_message,
     layer_axes,
     layer_meta,
     layer_physical,
@@ -55,6 +55,7 @@ from .forms import (
     layer_to_stack,
     relax_widths,
     remove_layers,
+    save_job_script_file,
     scroll_layout,
 )
 from .models import registry
@@ -998,33 +999,19 @@ class RenderWidget(QWidget):
     def save_job_script(self, path: str | Path | None = None) -> Path | None:
         """Write :meth:`job_script` to ``path`` (asked with a file dialog when None, which
         confirms a replacement; a given path that exists is refused). Returns the file written."""
-        from ..jobs import write_job_script
-
         try:
             text = self.job_script()
             suggested = self.export_path().with_name(
                 f"{self.export_path().name.split('.')[0]}.render.sbatch"
             )
+            written = save_job_script_file(self, text, suggested, path)
         except SpatimeINRError as err:
             self._fail(str(err))
             return None
-        overwrite = False
-        if path is None:
-            chosen, _ = QFileDialog.getSaveFileName(
-                self, "Save SLURM job script", str(suggested), "SLURM script (*.sbatch *.sh)"
-            )
-            if not chosen:
-                return None
-            path, overwrite = chosen, True  # the dialog asked before replacing a file
-        try:
-            written = write_job_script(path, text, overwrite=overwrite)
-        except SpatimeINRError as err:
-            self._fail(str(err))
+        if written is None:
             return None
         self.error_label.setText("")
-        self.status.setText(
-            f"Job script saved: {written}. Submit it with: sbatch {shlex.quote(str(written))}"
-        )
+        self.status.setText(job_saved_message(written))
         return written
 
     # -- export -----------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ added to the session's model registry, where the Render & Export widget finds it
 from __future__ import annotations
 
 import functools
-import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +46,7 @@ from .forms import (
     fmt_duration,
     fmt_seconds,
     form_layout,
+    job_saved_message,
     layer_axes,
     layer_meta,
     layer_physical,
@@ -54,6 +54,7 @@ from .forms import (
     layer_to_stack,
     relax_widths,
     remove_layers,
+    save_job_script_file,
     scroll_layout,
 )
 from .models import registry
@@ -705,34 +706,17 @@ class TrainWidget(QWidget):
     def save_job_script(self, path: str | Path | None = None) -> Path | None:
         """Write :meth:`job_script` to ``path`` (asked with a file dialog when None, which
         confirms a replacement; a given path that exists is refused). Returns the file written."""
-        from ..jobs import write_job_script
-
+        out = Path(self.out_edit.text().strip())
+        suggested = out.parent / f"{out.name.split('.')[0] or 'model'}.train.sbatch"
         try:
-            text = self.job_script()
+            written = save_job_script_file(self, self.job_script(), suggested, path)
         except SpatimeINRError as err:
             self._fail(str(err))
             return None
-        overwrite = False
-        if path is None:
-            out = Path(self.out_edit.text().strip())
-            suggested = out.parent / f"{out.name.split('.')[0] or 'model'}.train.sbatch"
-            chosen, _ = QFileDialog.getSaveFileName(
-                self, "Save SLURM job script", str(suggested), "SLURM script (*.sbatch *.sh)"
-            )
-            if not chosen:
-                return None
-            path, overwrite = chosen, True  # the dialog asked before replacing a file
-        try:
-            written = write_job_script(path, text, overwrite=overwrite)
-        except SpatimeINRError as err:
-            self._fail(str(err))
+        if written is None:
             return None
         self.error_label.setText("")
-        self.status.setText(
-            breakable(
-                f"Job script saved: {written}. Submit it with: sbatch {shlex.quote(str(written))}"
-            )
-        )
+        self.status.setText(job_saved_message(written))
         return written
 
     # -- running ----------------------------------------------------------------------------------
