@@ -11,18 +11,9 @@ zoomed on the image's centre, the Render & Export tab beside it. Writes docs/mot
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-SIZE = (1280, 800)
-
-
-def _wait(app, cond, timeout: float) -> None:
-    end = time.monotonic() + timeout
-    while not cond() and time.monotonic() < end:
-        app.processEvents()
-        time.sleep(0.02)
+from screenshots import HERE, SIZE, _wait
 
 
 def main() -> None:

@@ -10,10 +10,9 @@ between two measured frames. Writes docs/uncertainty.png.
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 
-from screenshots import HERE, SIZE, _settle, _wait
+from screenshots import HERE, _settle, _wait, trained_viewer
 
 
 def main() -> None:
@@ -22,28 +21,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=HERE)
     args = p.parse_args()
 
-    from qtpy.QtWidgets import QApplication
-
-    from napari_spatimeinr import _napari_launch as launch
-    from napari_spatimeinr._widgets.workflow import WorkflowWidget
-
-    viewer = launch.build_viewer()
-    launch.fit_to_screen(viewer, SIZE)
-    wf = viewer.window._qt_window.findChild(WorkflowWidget)
-    train, render = wf.train, wf.render
-    app = QApplication.instance()
-    win = viewer.window._qt_window
-
-    tmp = Path(tempfile.mkdtemp(prefix="spatimeinr-shots-"))
-    train.out_edit.setText(str(tmp / "nuclei.spatimeinr"))
-    train._out_auto = False
-    train.time_spin.setValue(args.seconds)
-    train.validate()
-    train.start()
-    _wait(app, lambda: train.worker is None, args.seconds + 180)
-    if train.error_label.text():
-        raise SystemExit(train.error_label.text())
-    _settle(app)
+    viewer, train, render, app, win = trained_viewer(args.seconds, timeout=180.0)
     render.scale_t.setValue(4.0)
     render.uncertainty_check.setChecked(True)
     layer = render.add_layer()

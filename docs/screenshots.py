@@ -34,12 +34,9 @@ def _settle(app, seconds: float = 0.5) -> None:
         time.sleep(0.02)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seconds", type=float, default=45.0, help="SpatimeINR training time")
-    p.add_argument("--out", type=Path, default=HERE)
-    args = p.parse_args()
-
+def trained_viewer(seconds: float, timeout: float = 120.0):
+    """napari laid out as ``spatimeinr-napari`` lays it out at :data:`SIZE`, with the sample stack
+    trained for ``seconds`` from the Train tab: (viewer, train tab, render tab, app, window)."""
     from qtpy.QtWidgets import QApplication
 
     from napari_spatimeinr import _napari_launch as launch
@@ -50,18 +47,26 @@ def main() -> None:
     wf = viewer.window._qt_window.findChild(WorkflowWidget)
     train, render = wf.train, wf.render
     app = QApplication.instance()
-    win = viewer.window._qt_window
-
     tmp = Path(tempfile.mkdtemp(prefix="spatimeinr-shots-"))
     train.out_edit.setText(str(tmp / "nuclei.spatimeinr"))
     train._out_auto = False
-    train.time_spin.setValue(args.seconds)
+    train.time_spin.setValue(seconds)
     train.validate()
     train.start()
-    _wait(app, lambda: train.worker is None, args.seconds + 120)
+    _wait(app, lambda: train.worker is None, seconds + timeout)
     if train.error_label.text():
         raise SystemExit(train.error_label.text())
     _settle(app)
+    return viewer, train, render, app, viewer.window._qt_window
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seconds", type=float, default=45.0, help="SpatimeINR training time")
+    p.add_argument("--out", type=Path, default=HERE)
+    args = p.parse_args()
+
+    viewer, train, render, app, win = trained_viewer(args.seconds)
     win.grab().save(str(args.out / "render_widget.png"))  # the tab that opened by itself
 
     render.scale_t.setValue(4.0)
@@ -84,6 +89,9 @@ def main() -> None:
     win.grab().save(str(args.out / "side_by_side.png"))
 
     render.set_grid(False)
+    from napari_spatimeinr._widgets.workflow import WorkflowWidget
+
+    wf = win.findChild(WorkflowWidget)
     wf.tabs.setCurrentIndex(wf.TAB_TRAIN)
     train.advanced_box.expand(animate=False)
     _settle(app)
