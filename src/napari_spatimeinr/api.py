@@ -9,6 +9,8 @@ Typical use::
     arr = api.render("movie.spatimeinr", scale_t=4, scale_zyx=(2, 1, 1))   # lazy dask array
     plan = api.plan_render("movie.spatimeinr", scale_t=4, scale_zyx=(2, 1, 1))
     api.export(arr, "movie_x4.ome.tif", plan.meta)
+    for o in api.render_outputs(plan, "x4.tif", uncertainty="x4_uncertainty.tif"):  # as the CLI
+        api.export(o.array, o.path, o.meta)
     v = api.motion("movie.spatimeinr").interval(0)     # (vz, vy, vx) in µm/s, frames 0 -> 1
     api.export_motion("movie.spatimeinr", "movie_motion.ome.zarr")
 """
@@ -28,13 +30,23 @@ from .errors import SpatimeINRError
 from .io.meta import OutputMeta
 from .methods import get_method
 from .model_dir import ModelDir, create_model_dir
-from .render.lazy import RenderPlan, estimate_seconds, plan_render, render, render_plan
+from .render.lazy import (
+    RenderOutput,
+    RenderPlan,
+    estimate_seconds,
+    plan_render,
+    render,
+    render_outputs,
+    render_plan,
+    uncertainty_path,
+)
 from .train.progress import Progress
 
 __all__ = [
     "ModelDir",
     "OutputMeta",
     "Progress",
+    "RenderOutput",
     "RenderPlan",
     "Stack4D",
     "estimate_seconds",
@@ -46,9 +58,11 @@ __all__ = [
     "plan_render",
     "read",
     "render",
+    "render_outputs",
     "render_plan",
     "train",
     "train_config",
+    "uncertainty_path",
 ]
 
 
@@ -277,4 +291,6 @@ def evaluate(*args: Any, **kwargs: Any):
 render = render
 plan_render = plan_render
 render_plan = render_plan
+render_outputs = render_outputs
+uncertainty_path = uncertainty_path
 estimate_seconds = estimate_seconds

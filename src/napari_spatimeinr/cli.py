@@ -413,13 +413,7 @@ def cmd_render(args: argparse.Namespace) -> int:
             f"{_fmt_bytes(cost.peak_bytes(model_bytes))}; estimated time "
             f"{_fmt_seconds(est) if est is not None else 'unknown (cluster)'}",
         )
-        jobs = [(api.render_plan(plan), out, plan.meta, "render")]
-        if unc_out is not None:
-            from .render.lazy import uncertainty_meta
-
-            unc = api.render_plan(plan, uncertainty=True)
-            jobs.append((unc, unc_out, uncertainty_meta(plan.meta), "uncertainty"))
-        for arr, target, meta, label in jobs:
+        for arr, target, meta, label in api.render_outputs(plan, out, unc_out):
             bar = _bar(args, None, label, "slab")
 
             def progress(done: int, total: int, bar=bar) -> None:

@@ -12,6 +12,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import dask.array as da
 import numpy as np
@@ -166,6 +167,50 @@ def uncertainty_meta(meta: OutputMeta) -> OutputMeta:
         "(calibrated on the stack's own held-out frames)"
     )
     return replace(meta, name=f"{meta.name} uncertainty", provenance=prov)
+
+
+#: what :func:`uncertainty_path` adds to a render's file name
+UNCERTAINTY_SUFFIX = "_uncertainty"
+
+
+def uncertainty_path(out: str | Path) -> Path:
+    """Where the uncertainty map of a render written to ``out`` goes by default: beside it, same
+    format, ``_uncertainty`` added to the name (``movie_x4.ome.tif`` → ``movie_x4_uncertainty.ome.tif``)."""
+    from ..io.formats import stem_of
+
+    out = Path(str(out).rstrip("/\\"))
+    stem = stem_of(out)
+    return out.with_name(f"{stem}{UNCERTAINTY_SUFFIX}{out.name[len(stem) :]}")
+
+
+class RenderOutput(NamedTuple):
+    """One file of a render export: the lazy array, where it goes, its metadata, and a label
+    (``render`` or ``uncertainty``) for progress and messages."""
+
+    array: da.Array
+    path: Path
+    meta: OutputMeta
+    label: str
+
+
+def render_outputs(
+    plan: RenderPlan, out: str | Path, uncertainty: str | Path | None = None
+) -> list[RenderOutput]:
+    """The files a render export writes, in order: the render to ``out``, then, with
+    ``uncertainty``, its uncertainty map there (same grid, axes, physical metadata and provenance;
+    :func:`uncertainty_meta`). The CLI's ``render -o OUT --uncertainty FILE`` and the napari
+    widget's Export both write exactly these (each with :func:`napari_spatimeinr.api.export`)."""
+    outputs = [RenderOutput(render_plan(plan), Path(out), plan.meta, "render")]
+    if uncertainty is not None:
+        outputs.append(
+            RenderOutput(
+                render_plan(plan, uncertainty=True),
+                Path(uncertainty),
+                uncertainty_meta(plan.meta),
+                "uncertainty",
+            )
+        )
+    return outputs
 
 
 def _exact_measured(out: np.ndarray, md: ModelDir, t, zyx, spacing) -> None:
