@@ -86,6 +86,21 @@ def test_render_command_round_trips_the_settings():
     assert plain[:3] == ["spatimeinr", "render", plain[2]] and len(plain) == 5
 
 
+def test_render_command_has_uncertainty_only_when_asked():
+    s = RenderConfig(scale_t=4)
+    plain = jobs.render_argv(f"{ODD}/m", f"{ODD}/o.tif", s)
+    assert "--uncertainty" not in plain and _parse(jobs.command_line(plain)).uncertainty is None
+    argv = jobs.render_argv(f"{ODD}/m", f"{ODD}/o.tif", s, uncertainty=f"{ODD}/o_unc.tif")
+    args = _parse(jobs.command_line(argv))
+    assert args.uncertainty == f"{ODD}/o_unc.tif" and args.output == f"{ODD}/o.tif"
+    # the job asks for time for both passes (the map is a second pass over the grid)
+    one = jobs.render_resources((5, 4, 256, 256), s, voxels_per_second=1e4)
+    two = jobs.render_resources((5, 4, 256, 256), s, voxels_per_second=1e4, uncertainty=True)
+    margin = jobs.TIME_MARGIN_S
+    assert two.seconds - margin == pytest.approx(2 * (one.seconds - margin))
+    assert any("uncertainty map" in n for n in two.notes)
+
+
 def test_file_axes_follows_a_relabelled_layer():
     assert jobs.file_axes("TZYX", "TZYX", "TYX") == "TYX"  # as the reader read it
     assert jobs.file_axes("TZYX", "ZTYX", "TYX") == "ZYX"  # the user says T is really Z

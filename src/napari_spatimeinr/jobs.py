@@ -164,8 +164,11 @@ def render_argv(
     *,
     workers: int | None = None,
     overwrite: bool = False,
+    uncertainty: str | Path | None = None,
 ) -> list[str]:
     """The ``spatimeinr render`` argv (program name first) for ``settings``. Paths are made absolute.
+
+    ``uncertainty``: also write the render's uncertainty map to that file (``--uncertainty``).
 
     A dask scheduler is not part of it: a job script appends ``--scheduler`` with the address
     of the cluster it starts (:func:`slurm_script`).
@@ -174,6 +177,7 @@ def render_argv(
     argv = [PROGRAM, "render", _abs(model_dir), "-o", _abs(output)]
     for name, value in _non_default(settings).items():
         argv += flag_args(RENDER_FLAGS[name], value)
+    argv += flag_args("--uncertainty", _abs(uncertainty) if uncertainty else None)
     argv += flag_args("--workers", workers)
     argv += flag_args("--overwrite", overwrite)
     return argv
@@ -285,6 +289,7 @@ def render_resources(
     train_device: str = "auto",
     cpus: int | None = None,
     output: str | Path | None = None,
+    uncertainty: bool = False,
 ) -> JobResources:
     """Resources of a render job of a model of ``input_shape`` with ``settings``.
 
@@ -295,6 +300,8 @@ def render_resources(
     dask cluster and the command gets ``--scheduler``). One GPU per node when the render device is
     ``cuda``, or ``auto`` for a model trained on ``cuda``. With ``output``, a multi-node render
     to a single-file format gets a note suggesting ``.zarr`` (which every node writes itself).
+    ``uncertainty``: the command also writes the uncertainty map (``--uncertainty``), a second
+    pass over the same grid, counted at the same speed (twice the voxels).
     """
     from .limits import render_cost
 
@@ -309,7 +316,8 @@ def render_resources(
         workers=cpus,
     )
     speed = voxels_per_second or DEFAULT_RENDER_VOXELS_PER_S
-    one_node = cost.voxels / speed
+    passes = 2 if uncertainty else 1
+    one_node = passes * cost.voxels / speed
     nodes = 1
     if one_node > CLUSTER_ABOVE_SECONDS:
         nodes = min(MAX_NODES, math.ceil(one_node / CLUSTER_ABOVE_SECONDS))
@@ -318,6 +326,7 @@ def render_resources(
     notes = [
         f"output {cost.describe()}; memory: render peak {_gb(peak)} + {_gb(BASE_MEMORY_BYTES)}",
         f"time: at {speed:.3g} voxels/s ({where}) {_minutes(one_node)} on one node"
+        + (" (render + uncertainty map)" if uncertainty else "")
         + (f", spread over {nodes} nodes" if nodes > 1 else "")
         + f"; × {TIME_FACTOR:g} + {TIME_MARGIN_S / 60:g} min",
     ]
