@@ -1,4 +1,5 @@
-"""Render & Export widget: regions, time range, overwrite question, Cancel leaves no file."""
+"""Render & Export widget: regions, time range, overwrite question, Cancel leaves no file, the
+uncertainty map shown and exported beside the render (and in the copied command)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,37 @@ import pytest
 
 pytest.importorskip("napari")
 
+from conftest import smooth_random  # noqa: E402
 from napari_spatimeinr import api  # noqa: E402
 from napari_spatimeinr._widgets.render import ROI_VIEW, RenderWidget  # noqa: E402
+from napari_spatimeinr.data.stack import Stack4D  # noqa: E402
 
 pytestmark = pytest.mark.gui
+SMALL = dict(refine_width=4, refine_depth=2, batch_size=512, patch_size=16, spatial=False)
+
+
+@pytest.fixture(scope="module")
+def fast_model(tmp_path_factory):
+    """A fast SpatimeINR model (it makes uncertainty maps) of the conftest's small stack, trained
+    for 3 steps, shared by this module's uncertainty tests."""
+    stack = Stack4D(
+        smooth_random((6, 5, 24, 20)),
+        voxel_size=(1.0, 0.2, 0.2),
+        frame_interval=30.0,
+        name="tiny",
+        source_axes="TZYX",
+    )
+    out = tmp_path_factory.mktemp("fast") / "fast.spatimeinr"
+    list(api.train(stack, out, {"steps": 3, "device": "cpu", "params": SMALL}))
+    return out
+
+
+@pytest.fixture
+def fast_widget(make_napari_viewer, qtbot, fast_model):
+    w = RenderWidget(make_napari_viewer())
+    qtbot.addWidget(w)
+    w.add_model(fast_model)
+    return w
 
 
 @pytest.fixture
@@ -136,17 +164,12 @@ def test_isotropic_button_sets_z_to_the_voxel_ratio(widget):
 
 
 def test_show_uncertainty_adds_a_lazy_layer_computed_off_the_gui_thread(
-    make_napari_viewer, qtbot, tmp_path, small_stack
+    fast_widget, fast_model, qtbot
 ):
     from napari_spatimeinr._widgets.async_layer import AsyncArray
     from napari_spatimeinr.render import lazy
 
-    small = dict(refine_width=4, refine_depth=2, batch_size=512, patch_size=16, spatial=False)
-    out = tmp_path / "fast.spatimeinr"
-    list(api.train(small_stack, out, {"steps": 3, "device": "cpu", "params": small}))
-    w = RenderWidget(make_napari_viewer())
-    qtbot.addWidget(w)
-    w.add_model(out)
+    w, out = fast_widget, fast_model
     w.scale_t.setValue(2.0)
     lazy.clear_renderer_cache()
     w.uncertainty_check.setChecked(True)  # no render layer yet: nothing to add
@@ -167,3 +190,122 @@ def test_show_uncertainty_adds_a_lazy_layer_computed_off_the_gui_thread(
     assert unc not in w.viewer.layers and render in w.viewer.layers
     w.uncertainty_check.setChecked(True)  # on again: back for the last render
     assert len(w.uncertainty_layers) == 1 and w.uncertainty_layers[0] in w.viewer.layers
+
+
+def _tiff_meta(path):
+    """(shape, axes, ImageJ metadata without the provenance, provenance, resolution) of a TIFF."""
+    import json
+
+    import tifffile
+
+    with tifffile.TiffFile(path) as f:
+        meta = dict(f.imagej_metadata)
+        prov = json.loads(meta.pop("Info"))["spatimeinr"]
+        return f.series[0].shape, f.series[0].axes, meta, prov, f.pages[0].resolution
+
+
+def test_export_writes_the_uncertainty_beside_the_render_as_the_cli_does(
+    fast_widget, qtbot, tmp_path
+):
+    """Issue 16: "Also export uncertainty" writes NAME_uncertainty.tif beside the render (same
+    grid, axes, metadata, provenance); an existing map is asked about like the render; the copied
+    command, run by the CLI, writes the same two files."""
+    import shlex
+
+    import tifffile
+
+    from napari_spatimeinr.cli import build_parser, main
+
+    w = fast_widget
+    w.scale_t.setValue(2.0)
+    w.scale_z.setValue(1.5)
+    out, unc = tmp_path / "out.tif", tmp_path / "out_uncertainty.tif"
+    w.path_edit.setText(str(out))
+    assert w.export_unc_check.isEnabled() and not w.export_unc_check.isChecked()
+    w.export_unc_check.setChecked(True)
+    assert "(uncertainty)" in w.output_info.text()  # its size is counted
+    unc.write_bytes(b"old")  # an existing map is never replaced without asking
+    asked = []
+    w.confirm_overwrite = lambda p: asked.append(p) or False
+    assert not w.export()
+    assert asked == [unc] and unc.read_bytes() == b"old" and not out.exists()
+    w.confirm_overwrite = lambda p: asked.append(p) or True
+    with qtbot.waitSignal(w.export_done, timeout=120_000) as done:
+        assert w.export()
+    assert done.args[0] == str(out), w.error_label.text()
+    assert w.last_uncertainty_export == unc and "out_uncertainty.tif" in w.status.text()
+    shape, axes, meta, prov, res = _tiff_meta(out)
+    u_shape, u_axes, u_meta, u_prov, u_res = _tiff_meta(unc)
+    plan = w.plan()
+    assert shape == u_shape == (11, 8, 24, 20) == plan.shape and axes == u_axes
+    assert meta == u_meta and res == u_res  # spacing, frame interval, units
+    assert u_prov.pop("content").startswith("uncertainty")
+    assert u_prov.pop("name") == prov["name"] + " uncertainty"
+    assert u_prov == {k: v for k, v in prov.items() if k != "name"}
+    values = tifffile.imread(unc)
+    expect = api.render_plan(plan, uncertainty=True).compute()
+    np.testing.assert_allclose(values.reshape(expect.shape), expect, rtol=1e-5, atol=1e-5)
+    assert values.max() > 0 and not np.allclose(values.reshape(expect.shape), tifffile.imread(out))
+
+    # the copied command holds --uncertainty and, run by the CLI, writes the same two files
+    line = w.copy_command()
+    argv = shlex.split(line)
+    assert build_parser().parse_args(argv[1:]).uncertainty == str(unc)
+    cli_out, cli_unc = tmp_path / "cli.tif", tmp_path / "cli_unc.tif"
+    argv[argv.index("-o") + 1] = str(cli_out)
+    argv[argv.index("--uncertainty") + 1] = str(cli_unc)
+    assert main([*argv[1:], "-q"]) == 0
+    for gui, cli in ((out, cli_out), (unc, cli_unc)):
+        np.testing.assert_array_equal(tifffile.imread(gui), tifffile.imread(cli))
+        assert _tiff_meta(gui) == _tiff_meta(cli)
+
+
+def test_cancel_while_writing_the_uncertainty_keeps_only_the_complete_render(
+    fast_widget, qtbot, tmp_path, monkeypatch
+):
+    from napari_spatimeinr._widgets import processes, render
+
+    w = fast_widget
+    out = tmp_path / "out.ome.tif"
+    w.path_edit.setText(str(out))
+    w.export_unc_check.setChecked(True)
+
+    def steps(outputs, overwrite, *, dtype, stop):  # the user cancels once the render is written
+        for item in processes.export_outputs_steps(outputs, overwrite, dtype=dtype, stop=stop):
+            if item[0] == "written":
+                w._cancel = True
+            yield item
+
+    monkeypatch.setattr(render, "export_outputs_steps", steps)  # local: runs in this process
+    with qtbot.waitSignal(w.export_done, timeout=60_000) as done:
+        assert w.export()
+    assert done.args[0] == ""
+    assert "out_uncertainty.ome.tif was not written (out.ome.tif was)" in w.status.text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.ome.tif"]  # no partial file
+    assert api.read(out).shape == w.plan().shape
+
+
+def test_uncertainty_export_only_for_models_that_make_one_and_in_the_command_when_checked(
+    widget, fast_widget, tmp_path
+):
+    from napari_spatimeinr.cli import build_parser
+    from napari_spatimeinr.jobs import command_line
+
+    # a linear model has no map: the box is off, greyed, and says why
+    assert not widget.export_unc_check.isEnabled() and not widget.exports_uncertainty()
+    assert "fast engine" in widget.export_unc_check.toolTip()
+    assert "--uncertainty" not in widget.copy_command()
+
+    w = fast_widget
+    w.path_edit.setText(str(tmp_path / "a b.nii.gz"))
+    parse = build_parser().parse_args
+    assert "--uncertainty" not in w.command_argv()
+    assert parse(w.command_argv()[1:]).uncertainty is None
+    w.export_unc_check.setChecked(True)
+    argv = w.command_argv()
+    assert parse(argv[1:]).uncertainty == str(tmp_path / "a b_uncertainty.nii.gz")
+    assert w.copy_command() == command_line(argv)
+    script = w.job_script()
+    assert command_line(argv) in script.splitlines() and "uncertainty map" in script
+    w.export_unc_check.setChecked(False)
+    assert "--uncertainty" not in w.copy_command() and "uncertainty map" not in w.job_script()

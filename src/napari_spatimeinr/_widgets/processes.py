@@ -7,7 +7,7 @@ releases and re-acquires it, so drawing one frame can wait hundreds of milliseco
 Here:
 
 - :func:`iterate_in_process` runs a generator (training: :func:`train_in_process`; the QC check;
-  an export: :func:`export_steps`) in a child process and yields its items back (a superqt worker
+  an export: :func:`export_steps`, :func:`export_outputs_steps`) in a child process and yields its items back (a superqt worker
   thread iterates it; Stop/Cancel is passed through);
 - :func:`compute` computes dask arrays (render chunks, previews) in a long-lived child process that
   keeps its loaded renderers (cached per model file, so a new checkpoint is picked up).
@@ -236,3 +236,21 @@ def export_steps(
     if "error" in result:
         raise result["error"]
     yield ("done", result["path"])
+
+
+def export_outputs_steps(
+    outputs: Any, overwrite: Any, *, dtype: str, stop: Callable[[], bool]
+) -> Iterator[tuple[Any, ...]]:
+    """The files of a render export one after the other (for :func:`iterate_in_process`, one
+    child process for all): ``outputs`` are :class:`~napari_spatimeinr.render.lazy.RenderOutput`
+    (:func:`napari_spatimeinr.api.render_outputs`), ``overwrite`` one flag per file.
+
+    Yields ``("progress", i, done, total)`` while file ``i`` is written and ``("written", i,
+    path)`` when it is complete; ``stop`` cancels the file being written (no partial file; the
+    files already complete stay).
+    """
+    for i, (out, replace) in enumerate(zip(outputs, overwrite, strict=True)):
+        for kind, *rest in export_steps(
+            out.array, out.path, out.meta, dtype=dtype, overwrite=replace, stop=stop
+        ):
+            yield (kind if kind == "progress" else "written", i, *rest)

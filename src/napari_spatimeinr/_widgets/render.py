@@ -5,7 +5,9 @@ spatial factors (z, y, x) and the temporal factor, optionally a time range and a
 view or the bounding box of a shapes layer). "Add layer" adds the render as a lazy layer whose
 slices are computed off the GUI thread (:mod:`.async_layer`), at the physical scale of the output so
 it overlays the input; "Side by side" shows the layers in a grid. "Export…" writes the same render
-to a file (format from the suffix) chunk by chunk in a worker, with a progress bar and Cancel.
+to a file (format from the suffix) chunk by chunk in a worker, with a progress bar and Cancel;
+"Also export uncertainty" writes the render's uncertainty map beside it (``NAME_uncertainty`` +
+the same ending), the two files the CLI's ``render -o FILE --uncertainty FILE`` writes.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from ..config import RenderConfig, build
 from ..coords import spatial_size
 from ..errors import LimitError, SpatimeINRError, StopRequested
 from ..io.formats import SUPPORTED_WRITE_SUFFIXES, suffix_of
+from ..render.lazy import uncertainty_path
 from ..spatial import summary as spatial_summary
 from .async_layer import AsyncArray, add_async_layer
 from .forms import (
@@ -59,7 +62,7 @@ from .forms import (
     scroll_layout,
 )
 from .models import registry
-from .processes import export_steps, iterate_in_process
+from .processes import export_outputs_steps, iterate_in_process
 
 if TYPE_CHECKING:
     import napari
@@ -73,10 +76,24 @@ MOTION_TIP = (
 )
 ROI_WHOLE = "whole volume"
 ROI_VIEW = "current view (y, x)"
+UNCERTAINTY_EXPORT_TIP = (
+    "Also write the render's uncertainty map (for every voxel, the error to expect, in the "
+    "render's intensity units) to a second file beside the render: its name with '_uncertainty' "
+    "added (out.tif → out_uncertainty.tif), same format, grid, axes, voxel size, frame interval "
+    "and provenance (as 'spatimeinr render --uncertainty FILE'). SpatimeINR fast models of 3 "
+    "frames or more."
+)
 EXPORT_FILTER = (
     "ImageJ TIFF (*.tif *.tiff);;OME-TIFF (*.ome.tif *.ome.tiff);;NIfTI (*.nii.gz *.nii);;"
     "OME-Zarr (*.zarr *.ome.zarr)"
 )
+
+
+def _size(path: Path) -> float:
+    """Bytes of a written output: a file, or the files of a folder (OME-Zarr)."""
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
 
 
 def _fmt_bytes(n: float) -> str:
@@ -138,6 +155,11 @@ class RenderWidget(QWidget):
         #: the Vectors layer of "Show motion" (a :class:`.motion_layer.MotionVectors`) or None
         self.motion: Any = None
         self.last_export: Path | None = None
+        #: the uncertainty map written by the last export with "Also export uncertainty", or None
+        self.last_uncertainty_export: Path | None = None
+        #: the files of the export under way, and those of them already complete
+        self._export_targets: list[Path] = []
+        self._export_written: list[Path] = []
         #: per model folder: (seconds, voxels) of finished exports, for time estimates
         self._export_speed: dict[str, tuple[float, int]] = {}
         self._export_t0 = 0.0
@@ -250,6 +272,8 @@ class RenderWidget(QWidget):
             "files (the input's intensity units when it was integer, else its range mapped to "
             "0–65535)."
         )
+        self.export_unc_check = QCheckBox("Also export uncertainty")
+        self.export_unc_check.setToolTip(UNCERTAINTY_EXPORT_TIP)
         self.export_btn = QPushButton("Export")
         self.export_btn.setToolTip(
             "Render with these settings and write the file (in the background)."
@@ -315,6 +339,7 @@ class RenderWidget(QWidget):
         path_row.addWidget(self.browse_btn)
         ef.addRow(self._label("Export to file", self.path_edit.toolTip()), path_row)
         ef.addRow(self._label("Pixel type", self.dtype_combo.toolTip()), self.dtype_combo)
+        ef.addRow(self._label("Uncertainty", UNCERTAINTY_EXPORT_TIP), self.export_unc_check)
         ex_row = QHBoxLayout()
         ex_row.addWidget(self.export_btn)
         ex_row.addWidget(self.cancel_btn)
@@ -353,6 +378,7 @@ class RenderWidget(QWidget):
         self.keep_measured.toggled.connect(self.update_info)
         self.dtype_combo.currentIndexChanged.connect(self.update_info)
         self.path_edit.textChanged.connect(self.update_info)
+        self.export_unc_check.toggled.connect(self.update_info)
         self.add_btn.clicked.connect(self.add_layer)
         self.uncertainty_check.toggled.connect(self._uncertainty_toggled)
         self.grid_btn.toggled.connect(self.set_grid)
@@ -756,15 +782,50 @@ class RenderWidget(QWidget):
             math.prod(len(c) for c in plan.chunks),
             max(1, os.cpu_count() or 1),
         )
+        out = Path(text).expanduser()
+        targets = [out, uncertainty_path(out)] if self.exports_uncertainty() else [out]
         try:
-            check_export(
-                cost, Path(text).expanduser(), self.dtype_combo.currentText(), check_target=probe
-            )
+            for target in targets:  # each file passes the gate, as in the CLI
+                check_export(cost, target, self.dtype_combo.currentText(), check_target=probe)
             return view, ""
         except SpatimeINRError as err:
             return view, str(err)
 
+    # -- the uncertainty beside the export --------------------------------------------------------
+    def _sync_uncertainty_export(self) -> None:
+        """Offer "Also export uncertainty" only when the model (or the model applied to the chosen
+        layer) can make a map; otherwise grey it out, say why in its tooltip, and clear it (kept
+        while a layer is being prepared for the model)."""
+        from ..render.lazy import check_uncertainty
+
+        why, pending = "", False
+        try:
+            md = self.target()
+            if md is None:
+                why = "no model yet."
+            else:
+                check_uncertainty(md)
+        except _Pending:
+            why, pending = "the chosen layer is still being prepared for the model.", True
+        except SpatimeINRError as err:
+            why = str(err)
+        box = self.export_unc_check
+        box.setEnabled(not why)
+        box.setToolTip(UNCERTAINTY_EXPORT_TIP + (f"\nNot available: {why}" if why else ""))
+        if why and not pending and box.isChecked():
+            box.setChecked(False)
+
+    def exports_uncertainty(self) -> bool:
+        """Whether Export (and the command) also writes the uncertainty map."""
+        return self.export_unc_check.isEnabled() and self.export_unc_check.isChecked()
+
+    def uncertainty_export_path(self) -> Path | None:
+        """The file the uncertainty map goes to (beside :meth:`export_path`), or None when it is
+        not exported."""
+        return uncertainty_path(self.export_path()) if self.exports_uncertainty() else None
+
     def update_info(self, *_: Any) -> None:
+        self._sync_uncertainty_export()
         try:
             plan = self.plan()
         except _Pending as err:  # not an error: the chosen layer is being prepared
@@ -805,17 +866,21 @@ class RenderWidget(QWidget):
         if suffix not in SUPPORTED_WRITE_SUFFIXES:
             suffix = ".tif"
         disk = estimate_output_bytes(plan.shape, dtype, suffix)
+        files = 2 if self.exports_uncertainty() else 1  # the map: same grid, same size
         speed, exact = self.measured_speed(plan.model_dir)
         if speed is None:
             when = "export time: browse a few slices to estimate it"
         else:
-            secs = fmt_duration(math.prod(plan.shape) / speed)
+            secs = fmt_duration(files * math.prod(plan.shape) / speed)
             when = f"export ≈ {secs}" + ("" if exact else " (from the slices shown)")
+        size = f"≈ {_fmt_bytes(disk)}" + (
+            f" + {_fmt_bytes(disk)} (uncertainty)" if files > 1 else ""
+        )
         return (
             f"Output: {t} frames × {z} × {y} × {x} voxels\n"
             f"{m.voxel_size[0]:.3g} × {m.voxel_size[1]:.3g} × {m.voxel_size[2]:.3g} µm, "
             f"{m.frame_interval:.3g} s per frame\n"
-            f"≈ {_fmt_bytes(disk)} on disk ({dtype}); {when}"
+            f"{size} on disk ({dtype}); {when}"
         )
 
     def measured_speed(self, model_dir: str | Path) -> tuple[float | None, bool]:
@@ -954,15 +1019,20 @@ class RenderWidget(QWidget):
         md = self._model_or_fail()
         self.plan()  # refuses what Export would refuse before the render starts
         layer = self.apply_layer()
+        unc = self.uncertainty_export_path()
         if layer is None:
-            return render_argv(md.path, self.export_path(), self.render_settings(md))
+            return render_argv(
+                md.path, self.export_path(), self.render_settings(md), uncertainty=unc
+            )
         source = layer_source(layer)  # the model applied to a layer: render MODEL --input FILE
         if not source:
             raise SpatimeINRError(
                 f"The layer {layer.name!r} has no file: save it (File → Save Selected Layers) and "
                 "open it again to put it in a command."
             )
-        argv = render_argv(self.model().path, self.export_path(), self.render_settings(md))
+        argv = render_argv(
+            self.model().path, self.export_path(), self.render_settings(md), uncertainty=unc
+        )
         return [*argv, "--input", str(Path(source).resolve())]
 
     def copy_command(self) -> str:
@@ -993,6 +1063,7 @@ class RenderWidget(QWidget):
             voxels_per_second=self.measured_speed(md.path)[0],
             train_device=md.config.device,
             output=self.export_path(),
+            uncertainty=self.exports_uncertainty(),
         )
         return slurm_script(argv, resources, job_name=f"spatimeinr-render-{md.name}")
 
@@ -1058,34 +1129,42 @@ class RenderWidget(QWidget):
         if refused:
             self._fail(refused)
             return False
-        overwrite = False
-        if path.exists():
-            if not self.confirm_overwrite(path):
-                self.status.setText("Export not started: the file exists.")
+        # the files the CLI's "render -o PATH [--uncertainty FILE]" writes, from the same code
+        outputs = api.render_outputs(
+            plan, path, uncertainty_path(path) if self.exports_uncertainty() else None
+        )
+        overwrite = []
+        for out in outputs:  # every existing file is asked about before any work
+            if out.path.exists() and not self.confirm_overwrite(out.path):
+                self.status.setText(f"Export not started: {out.path.name} exists.")
                 return False
-            overwrite = True
-        darr = api.render_plan(plan)
+            overwrite.append(out.path.exists())
         dtype = self.dtype_combo.currentText()
         self._cancel = False
         self.error_label.setText("")
         self.export_bar.setRange(0, 0)  # busy until the first chunk
+        self._export_targets = [out.path for out in outputs]
+        self._export_written = []
+        written = self._export_written
+        n = len(outputs)
 
         def run() -> Path:
             # in a child process: rendering holds the GIL for long stretches (napari would stall)
-            for kind, *rest in iterate_in_process(
-                export_steps,
-                darr,
-                path,
-                plan.meta,
+            for kind, i, *rest in iterate_in_process(
+                export_outputs_steps,
+                outputs,
+                overwrite,
                 dtype=dtype,
-                overwrite=overwrite,
                 stop=lambda: self._cancel,
             ):
-                if kind == "progress":
-                    self.export_progress.emit(*rest)
+                if kind == "progress":  # one bar for all files (they have the same chunks)
+                    done, total = rest
+                    self.export_progress.emit(i * total + done, n * total)
                 else:
-                    return Path(rest[0])
-            raise SpatimeINRError("The export ended without writing the file.")
+                    written.append(Path(rest[0]))
+            if len(written) < n:
+                raise SpatimeINRError("The export ended without writing the file.")
+            return written[0]
 
         worker = create_worker(run, _start_thread=False, _ignore_errors=True)
         self._export_t0 = time.perf_counter()
@@ -1096,7 +1175,7 @@ class RenderWidget(QWidget):
         self.export_worker = worker
         self.export_btn.setEnabled(False)
         self.cancel_btn.setEnabled(True)
-        self.status.setText(f"Exporting to {path.name}…")
+        self.status.setText(f"Exporting to {' and '.join(out.path.name for out in outputs)}…")
         worker.start()
         return True
 
@@ -1118,16 +1197,19 @@ class RenderWidget(QWidget):
             )
 
     def _on_exported(self, path: Path) -> None:
+        written = list(self._export_written) or [Path(path)]
         self.last_export = Path(path)
+        self.last_uncertainty_export = written[1] if len(written) > 1 else None
         plan = self._export_plan
         if plan is not None:
             key = str(Path(plan.model_dir).resolve())
             s, n = self._export_speed.get(key, (0.0, 0))
             elapsed = time.perf_counter() - self._export_t0
-            self._export_speed[key] = (s + elapsed, n + math.prod(plan.shape))
+            voxels = len(written) * math.prod(plan.shape)
+            self._export_speed[key] = (s + elapsed, n + voxels)
             self.update_info()  # the next estimate uses this export's speed
         self.status.setText(
-            f"Exported {Path(path).name} ({_fmt_bytes(Path(path).stat().st_size)})."
+            "Exported " + " and ".join(f"{p.name} ({_fmt_bytes(_size(p))})" for p in written) + "."
         )
         self.export_bar.setRange(0, 1)
         self.export_bar.setValue(1)
@@ -1136,11 +1218,20 @@ class RenderWidget(QWidget):
     def _on_export_error(self, err: BaseException) -> None:
         self.export_bar.setRange(0, 1)
         self.export_bar.setValue(0)
+        kept = [p.name for p in self._export_written]  # complete files stay (the render)
+        left = [p.name for p in self._export_targets if p.name not in kept]
         if isinstance(err, StopRequested):
-            self.status.setText("Export cancelled: no file was written.")
+            if kept:
+                self.status.setText(
+                    f"Export cancelled: {' and '.join(left)} was not written "
+                    f"({' and '.join(kept)} was)."
+                )
+            else:
+                self.status.setText("Export cancelled: no file was written.")
         else:
             text = str(err) if isinstance(err, SpatimeINRError) else f"{type(err).__name__}: {err}"
-            self._fail(f"Export failed: {text}")
+            done = f" ({' and '.join(kept)} was written)" if kept else ""
+            self._fail(f"Export failed: {text}{done}")
         self.export_done.emit("")
 
     def _on_export_finished(self) -> None:
