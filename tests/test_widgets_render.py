@@ -294,9 +294,12 @@ def test_uncertainty_export_only_for_models_that_make_one_and_in_the_command_whe
     # a linear model has no map: the box is off, greyed, and says why
     assert not widget.export_unc_check.isEnabled() and not widget.exports_uncertainty()
     assert "fast engine" in widget.export_unc_check.toolTip()
+    assert not widget.uncertainty_check.isEnabled()  # "Show uncertainty" likewise
+    assert "fast engine" in widget.uncertainty_check.toolTip()
     assert "--uncertainty" not in widget.copy_command()
 
     w = fast_widget
+    assert w.uncertainty_check.isEnabled() and "Not available" not in w.uncertainty_check.toolTip()
     w.path_edit.setText(str(tmp_path / "a b.nii.gz"))
     parse = build_parser().parse_args
     assert "--uncertainty" not in w.command_argv()

@@ -76,6 +76,13 @@ MOTION_TIP = (
 )
 ROI_WHOLE = "whole volume"
 ROI_VIEW = "current view (y, x)"
+SHOW_UNCERTAINTY_TIP = (
+    "Also add the render's uncertainty: for every voxel, the error to expect, in the "
+    "render's intensity units (bright = the model guessed; dark = measured or well "
+    "predicted). Calibrated on the stack's own frames predicted from their neighbours; "
+    "shown over the render (additive) or beside it (Side by side). SpatimeINR fast models "
+    "of 3 frames or more."
+)
 UNCERTAINTY_EXPORT_TIP = (
     "Also write the render's uncertainty map (for every voxel, the error to expect, in the "
     "render's intensity units) to a second file beside the render: its name with '_uncertainty' "
@@ -224,13 +231,7 @@ class RenderWidget(QWidget):
             "the acquired data (for analyses that need the raw values)."
         )
         self.uncertainty_check = QCheckBox("Show uncertainty")
-        self.uncertainty_check.setToolTip(
-            "Also add the render's uncertainty: for every voxel, the error to expect, in the "
-            "render's intensity units (bright = the model guessed; dark = measured or well "
-            "predicted). Calibrated on the stack's own frames predicted from their neighbours; "
-            "shown over the render (additive) or beside it (Side by side). SpatimeINR fast models "
-            "of 3 frames or more."
-        )
+        self.uncertainty_check.setToolTip(SHOW_UNCERTAINTY_TIP)
         self.roi_combo = QComboBox()
         self.roi_combo.setToolTip(
             "Region to render: the whole volume, the part of the image now in view (y, x), or the "
@@ -814,6 +815,10 @@ class RenderWidget(QWidget):
         box.setToolTip(UNCERTAINTY_EXPORT_TIP + (f"\nNot available: {why}" if why else ""))
         if why and not pending and box.isChecked():
             box.setChecked(False)
+        # "Show uncertainty" likewise (left enabled while checked: unchecking removes its layers)
+        show = self.uncertainty_check
+        show.setEnabled(not why or show.isChecked())
+        show.setToolTip(SHOW_UNCERTAINTY_TIP + (f"\nNot available: {why}" if why else ""))
 
     def exports_uncertainty(self) -> bool:
         """Whether Export (and the command) also writes the uncertainty map."""
