@@ -146,13 +146,14 @@ def check_uncertainty(md: ModelDir) -> None:
         what = md.method if md.method in CLASSICAL_METHODS else f"{md.method} {md.config.preset}"
         raise SpatimeINRError(
             f"{md.path.name} is a {what} model: uncertainty maps come from SpatimeINR's fast "
-            "engine (train with --preset fast), or render without --uncertainty."
+            "engine; train a model with the fast preset (the default), or render without the "
+            "uncertainty map."
         )
     if md.shape[0] < 3:
         raise SpatimeINRError(
             f"{md.path.name} has {md.shape[0]} frame(s): an uncertainty map needs a time-lapse of "
             "at least 3 frames (it is calibrated on frames predicted from their neighbours); "
-            "render without --uncertainty."
+            "render without the uncertainty map."
         )
 
 
