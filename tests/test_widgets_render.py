@@ -207,7 +207,7 @@ def _tiff_meta(path):
 def test_export_writes_the_uncertainty_beside_the_render_as_the_cli_does(
     fast_widget, qtbot, tmp_path
 ):
-    """Issue 16: "Also export uncertainty" writes NAME_uncertainty.tif beside the render (same
+    """Issue 16: "with uncertainty" (export) writes NAME_uncertainty.tif beside the render (same
     grid, axes, metadata, provenance); an existing map is asked about like the render; the copied
     command, run by the CLI, writes the same two files."""
     import shlex

@@ -6,7 +6,7 @@ view or the bounding box of a shapes layer). "Add layer" adds the render as a la
 slices are computed off the GUI thread (:mod:`.async_layer`), at the physical scale of the output so
 it overlays the input; "Side by side" shows the layers in a grid. "Export…" writes the same render
 to a file (format from the suffix) chunk by chunk in a worker, with a progress bar and Cancel;
-"Also export uncertainty" writes the render's uncertainty map beside it (``NAME_uncertainty`` +
+"with uncertainty" (beside the pixel type) writes the render's uncertainty map beside it (``NAME_uncertainty`` +
 the same ending), the two files the CLI's ``render -o FILE --uncertainty FILE`` writes.
 """
 
@@ -162,7 +162,7 @@ class RenderWidget(QWidget):
         #: the Vectors layer of "Show motion" (a :class:`.motion_layer.MotionVectors`) or None
         self.motion: Any = None
         self.last_export: Path | None = None
-        #: the uncertainty map written by the last export with "Also export uncertainty", or None
+        #: the uncertainty map written by the last export "with uncertainty", or None
         self.last_uncertainty_export: Path | None = None
         #: the files of the export under way, and those of them already complete
         self._export_targets: list[Path] = []
@@ -267,13 +267,15 @@ class RenderWidget(QWidget):
         self.browse_btn.setMaximumWidth(32)
         self.browse_btn.setToolTip("Choose the output file.")
         self.dtype_combo = QComboBox()
+        # as wide as its entries: the "with uncertainty" box fits on the same row
+        self.dtype_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.dtype_combo.addItems(["float32", "uint16"])
         self.dtype_combo.setToolTip(
             "float32: exact values (larger files). uint16: 16-bit integers like most microscope "
             "files (the input's intensity units when it was integer, else its range mapped to "
             "0–65535)."
         )
-        self.export_unc_check = QCheckBox("Also export uncertainty")
+        self.export_unc_check = QCheckBox("with uncertainty")
         self.export_unc_check.setToolTip(UNCERTAINTY_EXPORT_TIP)
         self.export_btn = QPushButton("Export")
         self.export_btn.setToolTip(
@@ -339,8 +341,11 @@ class RenderWidget(QWidget):
         path_row.addWidget(self.path_edit, 1)
         path_row.addWidget(self.browse_btn)
         ef.addRow(self._label("Export to file", self.path_edit.toolTip()), path_row)
-        ef.addRow(self._label("Pixel type", self.dtype_combo.toolTip()), self.dtype_combo)
-        ef.addRow(self._label("Uncertainty", UNCERTAINTY_EXPORT_TIP), self.export_unc_check)
+        type_row = QHBoxLayout()  # one row: the panel fits 800-pixel screens with its status
+        type_row.addWidget(self.dtype_combo)
+        type_row.addWidget(self.export_unc_check)
+        type_row.addStretch(1)
+        ef.addRow(self._label("Pixel type", self.dtype_combo.toolTip()), type_row)
         ex_row = QHBoxLayout()
         ex_row.addWidget(self.export_btn)
         ex_row.addWidget(self.cancel_btn)
@@ -794,7 +799,7 @@ class RenderWidget(QWidget):
 
     # -- the uncertainty beside the export --------------------------------------------------------
     def _sync_uncertainty_export(self) -> None:
-        """Offer "Also export uncertainty" only when the model (or the model applied to the chosen
+        """Offer "with uncertainty" (export) only when the model (or the model applied to the chosen
         layer) can make a map; otherwise grey it out, say why in its tooltip, and clear it (kept
         while a layer is being prepared for the model)."""
         from ..render.lazy import check_uncertainty
