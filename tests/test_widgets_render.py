@@ -312,3 +312,20 @@ def test_uncertainty_export_only_for_models_that_make_one_and_in_the_command_whe
     assert command_line(argv) in script.splitlines() and "uncertainty map" in script
     w.export_unc_check.setChecked(False)
     assert "--uncertainty" not in w.copy_command() and "uncertainty map" not in w.job_script()
+
+
+def test_default_export_name_of_a_stack_named_like_a_path(make_napari_viewer, qtbot, tmp_path):
+    """A model of "movie t/4" (what `evaluate` names its input) gets a file beside it, not a path
+    into a folder "movie t" that does not exist; spaces stay."""
+    from napari_spatimeinr._widgets.forms import file_stem
+
+    assert file_stem('a/b\\c:d*e?f"g<h>i|j') == "a_b_c_d_e_f_g_h_i_j"
+    assert file_stem("movie t/4") == "movie t_4" and file_stem(" /. ") == "_"
+    assert file_stem("..") == "render"
+    stack = Stack4D(smooth_random((3, 1, 8, 8)), name="movie t/4", source_axes="TZYX")
+    out = tmp_path / "m.spatimeinr"
+    list(api.train(stack, out, {"method": "linear"}))
+    w = RenderWidget(make_napari_viewer())
+    qtbot.addWidget(w)
+    w.add_model(out)
+    assert w.export_path() == tmp_path / "movie t_4_render.tif"

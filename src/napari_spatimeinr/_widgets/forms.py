@@ -87,6 +87,16 @@ def layer_to_stack(
     ).validate()
 
 
+#: characters no file name may hold on Linux, macOS or Windows
+_NOT_IN_FILE_NAMES = re.compile(r'[\x00-\x1f/\\:*?"<>|]')
+
+
+def file_stem(name: str, fallback: str = "render") -> str:
+    """A readable file-name stem for a stack or model name: spaces kept, path separators and the
+    characters Windows refuses replaced by ``_`` (a name like "movie t/4" is not a path)."""
+    return _NOT_IN_FILE_NAMES.sub("_", name).strip(" .") or fallback
+
+
 def default_model_dir(layer: Any) -> Path:
     """Beside the input file (``<stem>.spatimeinr``), else in a new temporary folder; never taken."""
     src = layer_source(layer)

@@ -46,6 +46,7 @@ from ..render.lazy import uncertainty_path
 from ..spatial import summary as spatial_summary
 from .async_layer import AsyncArray, add_async_layer
 from .forms import (
+    file_stem,
     fit_width,
     fmt_duration,
     fmt_seconds,
@@ -457,7 +458,9 @@ class RenderWidget(QWidget):
             )
             self._sync_t_range(t)
             if not self.path_edit.text():
-                self.path_edit.setText(str(Path(md.path).with_name(f"{md.name}_render.tif")))
+                self.path_edit.setText(
+                    str(Path(md.path).with_name(f"{file_stem(md.name)}_render.tif"))
+                )
         self._motion_model_changed(md)
         self._apply_changed()
 
