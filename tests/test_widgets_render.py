@@ -327,5 +327,6 @@ def test_default_export_name_of_a_stack_named_like_a_path(make_napari_viewer, qt
     list(api.train(stack, out, {"method": "linear"}))
     w = RenderWidget(make_napari_viewer())
     qtbot.addWidget(w)
+    w.path_edit.clear()  # models of earlier tests are in the session's list: no name chosen yet
     w.add_model(out)
     assert w.export_path() == tmp_path / "movie t_4_render.tif"
