@@ -14,6 +14,13 @@ Here:
 
 Both fall back to the calling thread where a process cannot be used (an array that cannot be
 pickled, e.g. built from a local function in a test).
+
+Every child ends with napari, even when napari is killed (SIGKILL, a crash): :func:`watch_parent`
+runs first in each child. On Linux the kernel signals the child when its parent dies
+(``prctl(PR_SET_PDEATHSIG)``); everywhere a daemon thread polls ``os.getppid()``. The child's
+``stop`` then turns true (an export cancels and removes its temporary file, a training stops), and
+after :data:`PARENT_GRACE_S` the child exits regardless, removing the temporary files of the export
+it was writing.
 """
 
 from __future__ import annotations
@@ -22,10 +29,14 @@ import multiprocessing as mp
 import os
 import pickle
 import queue
+import signal
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 from typing import Any
 
 import dask
@@ -37,6 +48,15 @@ from ..errors import SpatimeINRError
 BACKGROUND_NICE = 10
 _POOL: ProcessPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
+#: seconds between two looks at the parent process (the portable fallback of PR_SET_PDEATHSIG)
+PARENT_POLL_S = 0.5
+#: seconds a child whose parent died has to stop cleanly before it exits regardless
+PARENT_GRACE_S = 8.0
+#: set in a child process once its parent (napari) is gone
+PARENT_GONE = threading.Event()
+#: files this child process is writing (their temporary siblings are removed on a forced exit)
+_WRITING: list[Path] = []
+_PR_SET_PDEATHSIG = 1
 
 
 def _spawn() -> Any:
@@ -50,7 +70,10 @@ def process_pool() -> ProcessPoolExecutor:
     with _POOL_LOCK:
         if _POOL is None:
             _POOL = ProcessPoolExecutor(
-                max_workers=1, mp_context=_spawn(), initializer=_lower_priority
+                max_workers=1,
+                mp_context=_spawn(),
+                initializer=_child_init,
+                initargs=(os.getpid(), 0.0),
             )
         return _POOL
 
@@ -72,6 +95,79 @@ def _lower_priority() -> None:
         torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
     except Exception:  # pragma: no cover - torch missing: nothing to limit
         pass
+
+
+def _child_init(parent_pid: int, grace_s: float = PARENT_GRACE_S) -> None:
+    """First thing in every child: end with the parent; then yield the CPU to napari."""
+    watch_parent(parent_pid, grace_s)
+    _lower_priority()
+
+
+def _parent_died(parent_pid: int) -> bool:
+    return os.getppid() != parent_pid
+
+
+def _set_pdeathsig(sig: int) -> bool:
+    """Ask Linux to send ``sig`` to this process when its parent ends (False where it cannot)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
+    except (OSError, AttributeError):  # pragma: no cover - no libc prctl
+        return False
+
+
+def watch_parent(parent_pid: int, grace_s: float = PARENT_GRACE_S) -> threading.Thread:
+    """End this (child) process within seconds once ``parent_pid`` is no longer its parent.
+
+    ``PR_SET_PDEATHSIG`` (Linux) signals the death at once; it also fires when the *thread* that
+    started this process ends, so the handler only reacts when the parent really changed. A daemon
+    thread polls ``os.getppid()`` every :data:`PARENT_POLL_S` (macOS, Windows, and a death before
+    the prctl). On the death :data:`PARENT_GONE` is set (:func:`_iterate_child` passes it on as
+    ``stop``), and after ``grace_s`` the process removes the temporary files of the exports it was
+    writing and exits with status 3.
+    """
+
+    def on_signal(*_: Any) -> None:
+        if _parent_died(parent_pid):
+            PARENT_GONE.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGUSR2, on_signal)
+        _set_pdeathsig(signal.SIGUSR2)
+
+    def watch() -> None:
+        while not PARENT_GONE.wait(PARENT_POLL_S):
+            if _parent_died(parent_pid):
+                PARENT_GONE.set()
+        end = time.monotonic() + grace_s
+        while time.monotonic() < end and threading.main_thread().is_alive():
+            time.sleep(0.05)
+        for target in list(_WRITING):
+            _remove_partial(target)
+        os._exit(3)
+
+    thread = threading.Thread(target=watch, name="spatimeinr-parent-watch", daemon=True)
+    thread.start()
+    if _parent_died(parent_pid):  # died before the watch began
+        PARENT_GONE.set()
+    return thread
+
+
+def _remove_partial(target: Path) -> None:
+    """Remove the temporary outputs of ``target`` (``.NAME.XXXXXXXX.tmp``/``.raw``, as
+    :mod:`napari_spatimeinr.io.write` names them); the finished file is left alone."""
+    import shutil
+
+    for p in Path(target).parent.glob(f".{Path(target).name}.*"):
+        if p.suffix in (".tmp", ".raw"):
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
 
 
 def warm_up() -> None:
@@ -119,10 +215,16 @@ def compute(parts: list[Any], fallback: Callable[[list[Any]], list[np.ndarray]] 
 
 
 # -- generators: training, hold-out checks ----------------------------------------------------------
-def _iterate_child(out_q: Any, stop_evt: Any, fn: Any, args: tuple, kwargs: dict) -> None:
-    _lower_priority()
+def _iterate_child(
+    out_q: Any, stop_evt: Any, fn: Any, args: tuple, kwargs: dict, parent_pid: int
+) -> None:
+    _child_init(parent_pid)
+
+    def stop() -> bool:  # Stop/Cancel in napari, or napari gone
+        return stop_evt.is_set() or PARENT_GONE.is_set()
+
     try:
-        for item in fn(*args, stop=stop_evt.is_set, **kwargs):
+        for item in fn(*args, stop=stop, **kwargs):
             out_q.put(("item", item))
     except BaseException as err:  # noqa: BLE001 - every failure goes back to the GUI
         try:
@@ -152,7 +254,7 @@ def iterate_in_process(
     stop_evt = ctx.Event()
     child = ctx.Process(
         target=_iterate_child,
-        args=(out_q, stop_evt, fn, args, kwargs),
+        args=(out_q, stop_evt, fn, args, kwargs, os.getpid()),
         name=f"spatimeinr-{getattr(fn, '__name__', 'job')}",
         daemon=True,
     )
@@ -229,10 +331,14 @@ def export_steps(
             events.put(None)
 
     writer = threading.Thread(target=run, name="spatimeinr-export")
+    _WRITING.append(Path(path))
     writer.start()
-    while (item := events.get()) is not None:
-        yield ("progress", *item)
-    writer.join()
+    try:
+        while (item := events.get()) is not None:
+            yield ("progress", *item)
+        writer.join()
+    finally:
+        _WRITING.remove(Path(path))
     if "error" in result:
         raise result["error"]
     yield ("done", result["path"])
