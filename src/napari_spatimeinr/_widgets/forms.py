@@ -75,6 +75,10 @@ def layer_to_stack(
             "and pick one layer, or give axes without C."
         )
     meta = layer_meta(layer)
+    # one world: the model's origin is where the layer is (its translate, by axis letter)
+    origin = [float(v) for v in meta.get("origin", (0.0, 0.0, 0.0, 0.0))]
+    placed = dict(zip(axes, (float(v) for v in getattr(layer, "translate", ())), strict=False))
+    origin = [placed.get(a, o) for a, o in zip("TZYX", origin, strict=True)]
     return Stack4D(
         to_tzyx(np.asarray(data), axes),
         voxel_size=voxel_size,
@@ -83,7 +87,7 @@ def layer_to_stack(
         name=str(layer.name),
         source_path=layer_source(layer),
         source_sha256=str(meta.get("source_sha256", "")),
-        origin=tuple(float(v) for v in meta.get("origin", (0.0, 0.0, 0.0, 0.0))),  # type: ignore[arg-type]
+        origin=tuple(origin),  # type: ignore[arg-type]
     ).validate()
 
 

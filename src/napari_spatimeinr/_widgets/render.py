@@ -112,6 +112,12 @@ def _fmt_bytes(n: float) -> str:
     return ""  # pragma: no cover
 
 
+def _identity(layer: Any) -> int:
+    """The identity of a layer, also through napari's proxy (a plugin's viewer hands out proxies
+    of its layers: two proxies of one layer are different objects)."""
+    return id(getattr(layer, "__wrapped__", layer))
+
+
 class _FactorSpin(QDoubleSpinBox):
     """A factor box as wide as one for factors up to 64: larger factors are accepted (the limits
     gate refuses absurd ones with their size) without widening the form."""
@@ -140,6 +146,8 @@ def _factor_spin(tip: str) -> QDoubleSpinBox:
 
 
 APPLY_OWN = "the model's own stack"
+#: metadata key of the hidden layers that pad the side-by-side panels (see RenderWidget.set_grid)
+GRID_SPACER = "spatimeinr_grid_spacer"
 
 
 class _Pending(SpatimeINRError):
@@ -162,6 +170,9 @@ class RenderWidget(QWidget):
         self._last_browse: tuple[Any, Any] | None = None  # (plan, model) of the last layer
         #: the Vectors layer of "Show motion" (a :class:`.motion_layer.MotionVectors`) or None
         self.motion: Any = None
+        #: layers hidden while side by side (shown again when switching back)
+        self._hidden_for_grid: list[Any] = []
+        self._arranging = False
         self.last_export: Path | None = None
         #: the uncertainty map written by the last export "with uncertainty", or None
         self.last_uncertainty_export: Path | None = None
@@ -521,6 +532,7 @@ class RenderWidget(QWidget):
                 motion.close()
             if self.motion_check.isChecked():
                 self.motion_check.setChecked(False)
+            self.regrid()
             return None
         if self.motion is not None:
             return self.motion
@@ -546,6 +558,7 @@ class RenderWidget(QWidget):
             f"Motion of {md.name!r}: arrows every {self.motion.step} voxels, following the time "
             "slider (velocity from the frame in view to the next)."
         )
+        self.regrid()
         return self.motion
 
     def _layers_changed(self, *_: Any) -> None:
@@ -945,6 +958,7 @@ class RenderWidget(QWidget):
         )
         if self.uncertainty_check.isChecked():
             self.add_uncertainty_layer()
+        self.regrid()
         return layer
 
     def add_uncertainty_layer(self) -> Any | None:
@@ -971,6 +985,7 @@ class RenderWidget(QWidget):
             **uncertainty_layer_kwargs(plan, md),
         )
         self.uncertainty_layers.append(layer)
+        self.regrid()
         return layer
 
     def _uncertainty_toggled(self, on: bool) -> None:
@@ -984,13 +999,26 @@ class RenderWidget(QWidget):
             self.viewer, [ly for ly in self.uncertainty_layers if ly in self.viewer.layers]
         )
         self.uncertainty_layers.clear()
+        self.regrid()
 
     def _ensure_input_layer(self, md: Any) -> None:
+        if self.input_layer(md) is None:
+            self.viewer.add_image(md.stack().data, **model_input_kwargs(md))
+
+    def input_layer(self, md: Any) -> Any | None:
+        """The image layer of the stack ``md`` renders (by its model folder, else its name)."""
+        from napari.layers import Image
+
         path = str(Path(md.path).resolve())
-        for ly in self.viewer.layers:
-            if layer_meta(ly).get("model_dir") == path or ly.name == md.name:
-                return
-        self.viewer.add_image(md.stack().data, **model_input_kwargs(md))
+        images = [
+            ly
+            for ly in self.viewer.layers
+            if isinstance(ly, Image) and not isinstance(ly.data, AsyncArray)
+        ]
+        for ly in images:
+            if layer_meta(ly).get("model_dir") == path:
+                return ly
+        return next((ly for ly in images if ly.name == md.name), None)
 
     def grid(self) -> Any:
         """napari's grid settings (``viewer.canvas.grid`` since 0.9, ``viewer.grid`` before)."""
@@ -998,17 +1026,108 @@ class RenderWidget(QWidget):
         return canvas.grid if canvas is not None and hasattr(canvas, "grid") else self.viewer.grid
 
     def set_grid(self, on: bool) -> None:
-        """Side-by-side view of the layers (one column per layer), or back to overlay."""
+        """Side by side: input | render (| uncertainty), the motion arrows over the render; or back
+        to one overlay.
+
+        napari puts ``grid.stride`` consecutive layers in each panel. With motion shown the stride
+        is 2: the arrows sit right above the render (its panel), and every other panel is padded
+        with a hidden, empty spacer layer (hidden layers take no panel of their own). Layers that
+        are not part of the comparison are hidden while side by side and shown again after. The
+        camera is reset so each panel shows the whole y–x field of view.
+        """
         grid = self.grid()
         if on:  # a training preview is transient: it never takes a panel of the grid
             remove_layers(
                 self.viewer, [ly for ly in self.viewer.layers if "preview" in ly.metadata]
             )
-        grid.enabled = bool(on)
-        if on:
-            grid.shape = (1, max(1, len(self.viewer.layers)))
+            self._arrange_grid()
+            grid.enabled = True
+        else:
+            grid.enabled = False
+            self._undo_grid()
+        self.viewer.reset_view()  # the whole field of view in each panel (or in the overlay)
         if self.grid_btn.isChecked() != bool(on):
+            self.grid_btn.blockSignals(True)
             self.grid_btn.setChecked(bool(on))
+            self.grid_btn.blockSignals(False)
+
+    def grid_panels(self) -> list[list[Any]]:
+        """The layers of each side-by-side panel, left to right (what :meth:`set_grid` shows)."""
+        live = [ly for ly in self.added_layers if ly in self.viewer.layers]
+        uncs = [ly for ly in self.uncertainty_layers if ly in self.viewer.layers]
+        md = self._last_browse[1] if self._last_browse is not None else self.model()
+        inp = self.input_layer(md) if md is not None else None
+        panels = [[inp]] if inp is not None else []
+        panels += [[ly] for ly in live] + [[ly] for ly in uncs]
+        motion = self.motion.layer if self.motion is not None else None
+        if motion is not None and motion in self.viewer.layers and panels:
+            panels[len(panels) - len(uncs) - 1].append(motion)  # over the newest render
+        return panels
+
+    def _arrange_grid(self) -> None:
+        panels = self.grid_panels()
+        if not panels:  # nothing of ours: one panel per layer, as napari does
+            self.grid().stride = 1
+            self.grid().shape = (1, max(1, len(self.viewer.layers)))
+            return
+        stride = max(len(p) for p in panels)
+        spare = self._spacers()  # reused: adding a layer costs napari a GUI pause
+        order: list[Any] = []
+        for panel in panels:
+            order += panel
+            for _ in range(stride - len(panel)):
+                order.append(spare.pop() if spare else self._add_spacer())
+        remove_layers(self.viewer, spare)
+        ours = {_identity(ly) for ly in order}
+        for ly in self.viewer.layers:
+            if _identity(ly) not in ours and ly.visible:
+                self._hidden_for_grid.append(ly)
+                ly.visible = False
+        for dest, ly in enumerate(order):  # our layers first (the left), in panel order
+            src = self.viewer.layers.index(ly)
+            if src != dest:
+                self.viewer.layers.move(src, dest)
+        grid = self.grid()
+        grid.stride = stride
+        grid.shape = (1, len(panels))
+        self.status.setText(
+            "Side by side: "
+            + " | ".join(" + ".join(ly.name for ly in p) for p in panels)
+            + (
+                f" ({len(self._hidden_for_grid)} other layer(s) hidden until you switch back)"
+                if self._hidden_for_grid
+                else ""
+            )
+        )
+
+    def regrid(self) -> None:
+        """Side by side is on and its layers changed (render, uncertainty, motion): arrange again."""
+        if self.grid().enabled and not self._arranging:
+            self._arranging = True
+            try:
+                self._undo_grid(keep_spacers=True)
+                self._arrange_grid()
+            finally:
+                self._arranging = False
+
+    def _add_spacer(self) -> Any:
+        spacer = self.viewer.add_points(
+            np.zeros((0, 2)), ndim=2, name="side-by-side spacer", visible=False
+        )
+        spacer.metadata[GRID_SPACER] = True
+        return spacer
+
+    def _spacers(self) -> list[Any]:
+        return [ly for ly in self.viewer.layers if ly.metadata.get(GRID_SPACER)]
+
+    def _undo_grid(self, keep_spacers: bool = False) -> None:
+        if not keep_spacers:
+            remove_layers(self.viewer, self._spacers())
+        for ly in self._hidden_for_grid:
+            if ly in self.viewer.layers:
+                ly.visible = True
+        self._hidden_for_grid.clear()
+        self.grid().stride = 1
 
     # -- the same export elsewhere: a command line, a batch job -----------------------------------------
     def export_path(self) -> Path:

@@ -34,6 +34,7 @@ from superqt import QCollapsible
 from superqt.utils import create_worker
 
 from .. import api
+from .._layers import META_KEY
 from ..config import SpatimeINRParams, TrainConfig, build
 from ..errors import SpatimeINRError
 from ..train.progress import Progress
@@ -223,6 +224,14 @@ class TrainWidget(QWidget):
         self._preview_layer: Any = None
         self._train_layer: Any = None
         self._gc_held = False
+        #: set while the fields are filled from a layer (nothing to give back to it then)
+        self._syncing = False
+        #: what the last typed voxel size / frame interval did to the input layer (status line)
+        self.world_note = ""
+        self._world_timer = QTimer(self)
+        self._world_timer.setSingleShot(True)
+        self._world_timer.setInterval(150)  # once typing pauses, not at every key
+        self._world_timer.timeout.connect(self.apply_physical)
 
         # -- input --------------------------------------------------------------------------
         self.layer_combo = QComboBox()
@@ -408,6 +417,8 @@ class TrainWidget(QWidget):
         self.out_edit.textEdited.connect(self._out_edited)
         for w in (*self.voxel_spins, self.interval_spin, self.time_spin):
             w.valueChanged.connect(self.validate)
+        for w in (*self.voxel_spins, self.interval_spin):
+            w.valueChanged.connect(self._physical_edited)
         self.steps_spin.valueChanged.connect(self.validate)
         for c in (self.preset_combo, self.device_combo):
             c.currentTextChanged.connect(self.validate)
@@ -460,13 +471,67 @@ class TrainWidget(QWidget):
             return
         axes = layer_axes(layer)
         vs, fi = layer_physical(layer, axes)
-        self.axes_edit.setText(axes)
-        for s, v in zip(self.voxel_spins, vs, strict=True):
-            s.setValue(v)
-        self.interval_spin.setValue(fi)
+        self._syncing = True  # the layer's own sizes: nothing to give back to it
+        try:
+            self.axes_edit.setText(axes)
+            for s, v in zip(self.voxel_spins, vs, strict=True):
+                s.setValue(v)
+            self.interval_spin.setValue(fi)
+        finally:
+            self._syncing = False
+        self._world_timer.stop()
+        self.world_note = ""
         if self._out_auto:
             self.out_edit.setText(str(default_model_dir(layer)))
         self.validate()
+
+    def _physical_edited(self, *_: Any) -> None:
+        if not self._syncing:
+            self._world_timer.start()
+
+    def apply_physical(self) -> bool:
+        """One world: give the voxel size and frame interval typed here to the input layer.
+
+        The layer's scale (and its plugin metadata) take the typed values, so the input, the
+        training preview and every render of the model (whose scale comes from the model's stored
+        metadata, i.e. these values) overlay in world coordinates. Returns whether the layer
+        changed; the status line says so.
+        """
+        self._world_timer.stop()
+        layer = self.selected_layer()
+        if layer is None:
+            return False
+        from ..io.axes import check_axes
+
+        try:
+            axes = check_axes(self.axes_edit.text().upper(), layer.ndim)
+        except SpatimeINRError:
+            return False
+        vz, vy, vx = (float(s.value()) for s in self.voxel_spins)
+        fi = float(self.interval_spin.value())
+        typed = {"Z": vz, "Y": vy, "X": vx, "T": fi}
+        old = [float(v) for v in layer.scale]
+        new = [typed.get(a, v) for a, v in zip(axes, old, strict=False)]
+        if np.allclose(new, old, rtol=1e-9, atol=0):
+            return False
+        layer.scale = new
+        units = tuple("s" if a == "T" else "µm" for a in axes)
+        if tuple(str(u) for u in getattr(layer, "units", units)) != units:
+            try:  # in the units of the renders (napari ignores units that differ between layers)
+                layer.units = units
+                layer.axis_labels = tuple(a.lower() for a in axes)
+            except (AttributeError, ValueError):  # pragma: no cover - older napari
+                pass
+        meta = layer.metadata.get(META_KEY)
+        if isinstance(meta, dict):  # the writer and the widgets read the sizes from here too
+            meta["voxel_size"] = [vz, vy, vx]
+            meta["frame_interval"] = fi
+        self.viewer.reset_view()  # the layer's physical extent changed: keep it in view
+        what = f"{vz:g} × {vy:g} × {vx:g} µm" + (f", {fi:g} s per frame" if "T" in axes else "")
+        self.world_note = f"The layer {layer.name!r} now has these sizes ({what})."
+        if self.worker is None:
+            self.status.setText(self.plan_text())
+        return True
 
     def _out_edited(self, *_: Any) -> None:
         self._out_auto = False
@@ -626,7 +691,8 @@ class TrainWidget(QWidget):
         what = f"{layer.name!r}: {t} frames × {z} × {y} × {x} voxels"
         method = self.method_combo.currentText()
         if method != "spatimeinr":
-            return f"Ready: {what}. {method} needs no training (the model is saved at once)."
+            note = f" {self.world_note}" if self.world_note else ""
+            return f"Ready: {what}. {method} needs no training (the model is saved at once).{note}"
         limit = self.time_spin.value()
         steps = self.steps_spin.value() or self._preset_steps()
         until = f"{steps} steps" if steps else "the preset's number of steps"
@@ -636,7 +702,10 @@ class TrainWidget(QWidget):
         if self.preset_combo.currentText() == "fast" and z > 1:
             share = "all" if t == 1 else "half"
             split = f" The z decoder (space) trains first on {share} of it, then time."
-        return f"Ready: {what}. Trains for {until}.{split} Stop keeps the model trained so far."
+        note = f" {self.world_note}" if self.world_note else ""
+        return (
+            f"Ready: {what}. Trains for {until}.{split} Stop keeps the model trained so far.{note}"
+        )
 
     def _preset_steps(self) -> int | None:
         try:
@@ -724,6 +793,7 @@ class TrainWidget(QWidget):
         """Start training in a worker thread (no-op with the reason shown if settings are invalid)."""
         if self.worker is not None or not self.validate():
             return
+        self.apply_physical()  # the input layer takes what was just typed
         try:
             stack = self.stack()
             cfg = self.config()
