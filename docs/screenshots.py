@@ -6,7 +6,8 @@
 The window is laid out as ``spatimeinr-napari`` lays it out on a 1280 × 800 screen. Writes
 docs/train_widget.png (the Train tab after a run: live plot, Advanced form of the fast engine),
 docs/render_widget.png (Render & Export, opened by itself when the run ended) and
-docs/side_by_side.png (input and lazy render in napari's grid).
+docs/side_by_side.png (input | lazy render with the motion arrows | its uncertainty, in napari's
+grid).
 """
 
 from __future__ import annotations
@@ -81,10 +82,14 @@ def main() -> None:
     for z in (11, 12):  # a few planes, as a user browsing (the export time estimate needs them)
         viewer.dims.set_current_step(1, z)
         _wait(app, lambda: not layer.data.busy, 60)
+    render.uncertainty_check.setChecked(True)  # its map, in a third panel
+    unc = render.uncertainty_layers[-1]
+    motion = render.show_motion(True)  # the arrows, over the render's panel
+    _wait(app, lambda: not unc.data.busy and not motion.busy, 60)
     viewer.status = f"{layer.name}: frame at {viewer.dims.point[0]:g} s"
     render.set_grid(True)
     _settle(app, 1.0)
-    viewer.reset_view()
+    _wait(app, lambda: not layer.data.busy and not unc.data.busy, 60)
     _settle(app)
     win.grab().save(str(args.out / "side_by_side.png"))
 

@@ -173,6 +173,7 @@ class RenderWidget(QWidget):
         #: layers hidden while side by side (shown again when switching back)
         self._hidden_for_grid: list[Any] = []
         self._arranging = False
+        self._order_before: list[Any] = []
         self.last_export: Path | None = None
         #: the uncertainty map written by the last export "with uncertainty", or None
         self.last_uncertainty_export: Path | None = None
@@ -1078,6 +1079,8 @@ class RenderWidget(QWidget):
             for _ in range(stride - len(panel)):
                 order.append(spare.pop() if spare else self._add_spacer())
         remove_layers(self.viewer, spare)
+        if not self._order_before:  # the overlay's order, restored when switching back
+            self._order_before = list(self.viewer.layers)
         ours = {_identity(ly) for ly in order}
         for ly in self.viewer.layers:
             if _identity(ly) not in ours and ly.visible:
@@ -1090,6 +1093,7 @@ class RenderWidget(QWidget):
         grid = self.grid()
         grid.stride = stride
         grid.shape = (1, len(panels))
+        self._select(panels)
         self.status.setText(
             "Side by side: "
             + " | ".join(" + ".join(ly.name for ly in p) for p in panels)
@@ -1110,11 +1114,31 @@ class RenderWidget(QWidget):
             finally:
                 self._arranging = False
 
+    def _select(self, panels: list[list[Any]]) -> None:
+        """The newest render's controls in view (not a spacer's, the last layer added)."""
+        live = [ly for ly in self.added_layers if ly in self.viewer.layers]
+        pick = live[-1] if live else (panels[0][0] if panels else None)
+        if pick is not None:
+            self.viewer.layers.selection.active = pick
+
     def _add_spacer(self) -> Any:
+        """A hidden, empty Points layer that fills a panel's second place (stride 2): in the
+        input's dimensions and units (napari warns about layers of mixed units otherwise)."""
+        ref = next((ly for ly in self.viewer.layers if ly.ndim >= 2), None)
+        kw: dict[str, Any] = {}
+        ndim = 2
+        if ref is not None:
+            ndim = ref.ndim
+            kw = {"scale": ref.scale, "translate": ref.translate, "units": ref.units}
+            kw["axis_labels"] = ref.axis_labels
         spacer = self.viewer.add_points(
-            np.zeros((0, 2)), ndim=2, name="side-by-side spacer", visible=False
+            np.zeros((0, ndim)),
+            ndim=ndim,
+            name="side-by-side spacer",
+            visible=False,
+            metadata={GRID_SPACER: True},
+            **kw,
         )
-        spacer.metadata[GRID_SPACER] = True
         return spacer
 
     def _spacers(self) -> list[Any]:
@@ -1128,6 +1152,16 @@ class RenderWidget(QWidget):
                 ly.visible = True
         self._hidden_for_grid.clear()
         self.grid().stride = 1
+        if keep_spacers:  # arranged again at once: the overlay's order is still the one saved
+            return
+        before, self._order_before = self._order_before, []
+        kept = [ly for ly in before if ly in self.viewer.layers]
+        for dest, ly in enumerate(kept):  # layers added meanwhile stay above them
+            src = self.viewer.layers.index(ly)
+            if src != dest:
+                self.viewer.layers.move(src, dest)
+        self._select([])
+        self.status.setText("Overlay: the layers are drawn over each other again.")
 
     # -- the same export elsewhere: a command line, a batch job -----------------------------------------
     def export_path(self) -> Path:
