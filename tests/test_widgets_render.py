@@ -87,15 +87,13 @@ def test_add_layer_overlays_input(widget, qtbot):
     w = widget
     w.scale_t.setValue(1.0)
     w.scale_z.setValue(2.0)
-    assert "on disk" in w.output_info.text() and "browse a few slices" in w.output_info.text()
+    assert "on disk" in w.output_info.text() and "measuring" in w.output_info.text()
     layer = w.add_layer()
     assert layer.name == "tiny · linear z×2 (computing…)"  # the slice in view is on its way
     assert layer.data.shape == (6, 10, 24, 20)
     qtbot.waitUntil(lambda: not layer.data.busy, timeout=60_000)
     assert layer.name == "tiny · linear z×2"
-    w.viewer.dims.set_current_step(1, 0)  # a second plane: the speed is known
-    qtbot.waitUntil(lambda: not layer.data.busy, timeout=60_000)
-    assert "(from the slices shown)" in w.output_info.text()
+    qtbot.waitUntil(lambda: "export ≈" in w.output_info.text(), timeout=60_000)  # measured
     np.testing.assert_allclose(layer.scale, (30.0, 0.5, 0.2, 0.2))
     inp = next(ly for ly in w.viewer.layers if ly is not layer)  # the input was added beside it
     assert inp.data.shape == (6, 5, 24, 20)
@@ -330,3 +328,52 @@ def test_default_export_name_of_a_stack_named_like_a_path(make_napari_viewer, qt
     w.path_edit.clear()  # models of earlier tests are in the session's list: no name chosen yet
     w.add_model(out)
     assert w.export_path() == tmp_path / "movie t_4_render.tif"
+
+
+def test_export_estimate_comes_from_timed_chunks_of_the_plan(widget, qtbot, monkeypatch):
+    """Issue 21: the time shown before Export is measured for this plan in the background (two
+    export chunks timed in the render process: the first in a fresh renderer, the model's load;
+    the second warm, the speed), plus a child process's start-up; slices shown do not count."""
+    from napari_spatimeinr._widgets import processes
+
+    asked = []
+
+    def timed(parts, cold_model=None):
+        asked.append((len(parts), cold_model))
+        return [(3.0, 1000), (1.0, 1000)]  # cold: 2 s of loading; warm: 1000 voxels/s
+
+    monkeypatch.setattr(processes, "time_blocks", timed)
+    monkeypatch.setattr(processes, "STARTUP_S", 4.0)
+    w = widget
+    w.scale_t.setValue(2.0)
+    w.scale_z.setValue(1.0)
+    w.update_info()
+    plan = w.plan()
+    assert w.export_estimate(plan) is None and "measuring" in w.output_info.text()
+    with qtbot.waitSignal(w.estimate_ready, timeout=30_000):
+        pass
+    n = int(np.prod(plan.shape))
+    assert w.export_estimate(plan) == pytest.approx(4.0 + 2.0 + n / 1000)
+    assert w.export_estimate(plan, files=2) == pytest.approx(4.0 + 2.0 + 2 * n / 1000)
+    assert "export ≈" in w.output_info.text()
+    model = str(api.open_model(w.model_combo.currentData()).path.resolve())
+    assert asked == [(2, model)]  # the first measurement of a model loads it afresh
+    w.scale_t.setValue(3.0)  # another plan: measured again, the model's load is known
+    with qtbot.waitSignal(w.estimate_ready, timeout=30_000):
+        pass
+    assert asked == [(2, model), (2, None)]
+
+
+def test_export_estimate_is_within_2x_of_the_real_export(fast_widget, qtbot, tmp_path):
+    w = fast_widget
+    w.scale_t.setValue(4.0)
+    w.scale_z.setValue(2.0)
+    w.path_edit.setText(str(tmp_path / "timed.tif"))
+    qtbot.waitUntil(lambda: "export ≈" in w.output_info.text(), timeout=120_000)
+    estimate = w.export_estimate(w.plan())
+    with qtbot.waitSignal(w.export_done, timeout=120_000) as done:
+        assert w.export()
+    assert done.args[0], w.error_label.text()
+    real = w.last_export_seconds
+    print(f"export estimate {estimate:.2f} s, real {real:.2f} s")
+    assert estimate / 2 <= real <= 2 * estimate, (estimate, real)

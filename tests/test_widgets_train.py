@@ -189,3 +189,51 @@ def test_limits_gate_greys_out_train(viewer_with_sample, qtbot, tmp_path, monkey
     assert not w.validate()
     assert not w.train_btn.isEnabled()
     assert "Not enough disk space" in w.error_label.text() and "1 KB free" in w.error_label.text()
+
+
+def test_time_limit_holds_from_the_click(make_napari_viewer, qtbot, tmp_path):
+    """Issue 21: the time limit is a promise in the GUI too (within 10%): it counts from the Train
+    click, so the seconds the training process takes to start are part of it."""
+    import time
+
+    from napari_spatimeinr.data.synthetic import make_nuclei_timelapse
+
+    viewer = make_napari_viewer()
+    stack = make_nuclei_timelapse(shape=(6, 1, 32, 32), n_nuclei=3)
+    viewer.add_image(stack.data[:, 0], name="cells", scale=(30.0, 0.2, 0.2))
+    w = TrainWidget(viewer)
+    qtbot.addWidget(w)
+    limit = 12.0
+    w.time_spin.setValue(limit)
+    w.steps_spin.setValue(10**6)  # the limit ends the run
+    w.out_edit.setText(str(tmp_path / "m.spatimeinr"))
+    w._out_auto = False
+    assert w.validate(), w.error_label.text()
+    with qtbot.waitSignal(w.model_ready, timeout=120_000):
+        t0 = time.perf_counter()
+        w.start()
+    took = time.perf_counter() - t0
+    assert not w.error_label.text()
+    assert took <= 1.1 * limit, took
+
+
+def test_time_limit_left_to_the_child_excludes_its_start_up(monkeypatch):
+    """The child process gets the limit minus the seconds since the click (not the whole limit)."""
+    import time
+
+    from napari_spatimeinr import api
+    from napari_spatimeinr._widgets import processes
+    from napari_spatimeinr.config import TrainConfig
+
+    seen = []
+
+    def fake_train(source, out_dir, config, *, stop, **kw):
+        seen.append(config.time_limit)
+        yield "done"
+
+    monkeypatch.setattr(api, "train", fake_train)
+    cfg = TrainConfig(time_limit=12.0)
+    gen = processes._train_from("s", "o", cfg, stop=lambda: False, started=time.time() - 5.0)
+    assert list(gen) == ["done"]
+    assert seen[0] == pytest.approx(7.0, abs=0.5)
+    assert cfg.time_limit == 12.0  # the widget's own config is left alone

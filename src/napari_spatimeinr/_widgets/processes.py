@@ -64,8 +64,16 @@ def _spawn() -> Any:
     return mp.get_context("spawn")
 
 
+#: seconds a new child process took here to start and import the renderer (None: not yet known)
+STARTUP_S: float | None = None
+
+
 def process_pool() -> ProcessPoolExecutor:
-    """The session's render process (started on first use, kept while napari runs)."""
+    """The session's render process (started on first use, kept while napari runs).
+
+    Its start-up (spawn and imports) is timed: :data:`STARTUP_S`, what an export's own child
+    process will also spend before its first chunk.
+    """
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
@@ -75,7 +83,15 @@ def process_pool() -> ProcessPoolExecutor:
                 initializer=_child_init,
                 initargs=(os.getpid(), 0.0),
             )
+            t0 = time.perf_counter()
+            _POOL.submit(_ready).add_done_callback(lambda _f: _set_startup(t0))
         return _POOL
+
+
+def _set_startup(t0: float) -> None:
+    global STARTUP_S
+    if STARTUP_S is None:
+        STARTUP_S = time.perf_counter() - t0
 
 
 def _lower_priority() -> None:
@@ -214,6 +230,30 @@ def compute(parts: list[Any], fallback: Callable[[list[Any]], list[np.ndarray]] 
         ) from None
 
 
+def _time_blocks(payload: bytes, cold_model: str | None) -> list[tuple[float, int]]:
+    """(seconds, voxels) of each part computed one after the other, in the render process;
+    ``cold_model``: forget that model's loaded renderers first (the first part then pays what a
+    new process pays: loading the model)."""
+    if cold_model:
+        from ..render.lazy import clear_renderer_cache
+
+        clear_renderer_cache(cold_model)
+    out = []
+    for part in pickle.loads(payload):
+        t0 = time.perf_counter()
+        [value] = _compute_here([part])
+        out.append((time.perf_counter() - t0, int(value.size)))
+    return out
+
+
+def time_blocks(parts: list[Any], cold_model: str | None = None) -> list[tuple[float, int]]:
+    """Time the computation of each of ``parts`` (dask arrays) in the render process, in order:
+    [(seconds, voxels)] (see :func:`_time_blocks`). Blocks the caller: call it off the GUI thread."""
+    parts = list(dask.optimize(*parts))
+    payload = pickle.dumps(parts)
+    return process_pool().submit(_time_blocks, payload, cold_model).result()
+
+
 # -- generators: training, hold-out checks ----------------------------------------------------------
 def _iterate_child(
     out_q: Any, stop_evt: Any, fn: Any, args: tuple, kwargs: dict, parent_pid: int
@@ -281,24 +321,55 @@ def iterate_in_process(
     finally:
         if child.is_alive():
             stop_evt.set()
-            child.join(timeout=30)
-            if child.is_alive():
-                child.terminate()
-        out_q.close()
+            # its last item is in: the child's exit (torch's teardown, seconds) is not waited for
+            threading.Thread(target=_reap, args=(child, out_q), daemon=True).start()
+        else:
+            out_q.close()
+
+
+def _reap(child: Any, out_q: Any) -> None:
+    """Wait for a finished child to exit (terminated after 30 s), then close its queue."""
+    child.join(timeout=30)
+    if child.is_alive():
+        child.terminate()
+        child.join(timeout=5)
+    out_q.close()
 
 
 def train_in_process(
-    source: Any, out_dir: Any, config: Any, stop: Callable[[], bool], init_from: Any = None
+    source: Any,
+    out_dir: Any,
+    config: Any,
+    stop: Callable[[], bool],
+    init_from: Any = None,
+    started: float | None = None,
 ) -> Iterator[Any]:
     """:func:`napari_spatimeinr.api.train` in a child process; yields its progress records.
 
     The child finishes its current step when ``stop()`` turns true and saves a usable model, as in
-    this process. ``init_from``: a model folder to start from (a warm start).
+    this process. ``init_from``: a model folder to start from (a warm start). ``started``: when
+    the user asked for the training (``time.time()``): the time limit counts from then, so the
+    seconds the child process takes to start (imports: several seconds) are part of it, as the
+    CLI's limit covers its own start-up.
     """
+    kwargs: dict[str, Any] = {"started": time.time() if started is None else started}
+    if init_from:
+        kwargs["init_from"] = init_from
+    yield from iterate_in_process(_train_from, source, out_dir, config, stop=stop, **kwargs)
+
+
+def _train_from(
+    source: Any, out_dir: Any, config: Any, *, stop: Callable[[], bool], started: float, **kw: Any
+) -> Iterator[Any]:
+    """:func:`napari_spatimeinr.api.train` with the time limit shortened by the seconds since
+    ``started`` (in the child process: its start-up is spent)."""
     from .. import api
 
-    kwargs = {"init_from": init_from} if init_from else {}
-    yield from iterate_in_process(api.train, source, out_dir, config, stop=stop, **kwargs)
+    limit = getattr(config, "time_limit", None)
+    if limit is not None:
+        left = max(float(limit) - max(time.time() - started, 0.0), 1.0)
+        config = config.model_copy(update={"time_limit": left})
+    yield from api.train(source, out_dir, config, stop=stop, **kw)
 
 
 def export_steps(

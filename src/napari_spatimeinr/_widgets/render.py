@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtCore import Signal
+from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import (
     QApplication,
     QCheckBox,
@@ -159,6 +159,8 @@ class RenderWidget(QWidget):
 
     export_progress = Signal(int, int)  #: (done, total) from the export worker
     export_done = Signal(str)  #: the path written ("" when cancelled or failed)
+    #: the export time of the current plan was measured (the output info line now shows it)
+    estimate_ready = Signal()
 
     def __init__(self, napari_viewer: napari.viewer.Viewer, parent: QWidget | None = None):
         super().__init__(parent)
@@ -180,10 +182,21 @@ class RenderWidget(QWidget):
         #: the files of the export under way, and those of them already complete
         self._export_targets: list[Path] = []
         self._export_written: list[Path] = []
-        #: per model folder: (seconds, voxels) of finished exports, for time estimates
-        self._export_speed: dict[str, tuple[float, int]] = {}
+        #: seconds the last export took, from the click to its files complete
+        self.last_export_seconds: float | None = None
         self._export_t0 = 0.0
         self._export_plan: Any = None
+        #: export speed measured per plan (voxels per second of a warm chunk), see _start_probe
+        self._probes: dict[str, float] = {}
+        #: per model folder: the extra seconds of its first chunk in a new process (model loading)
+        self._cold: dict[str, float] = {}
+        self._probe_wanted: tuple[str, Any] | None = None
+        self._probe_errors: set[str] = set()  # plans whose chunks could not be timed
+        self._probe_worker: Any = None
+        self._probe_timer = QTimer(self)
+        self._probe_timer.setSingleShot(True)
+        self._probe_timer.setInterval(400)  # once the factors stop changing
+        self._probe_timer.timeout.connect(self._start_probe)
         #: asked before overwriting (replaced in tests); returns True to overwrite
         self.confirm_overwrite = self._ask_overwrite
 
@@ -894,12 +907,11 @@ class RenderWidget(QWidget):
             suffix = ".tif"
         disk = estimate_output_bytes(plan.shape, dtype, suffix)
         files = 2 if self.exports_uncertainty() else 1  # the map: same grid, same size
-        speed, exact = self.measured_speed(plan.model_dir)
-        if speed is None:
-            when = "export time: browse a few slices to estimate it"
+        estimate = self.export_estimate(plan, files)
+        if estimate is None:
+            when = "export time: measuring this model's speed…"
         else:
-            secs = fmt_duration(files * math.prod(plan.shape) / speed)
-            when = f"export ≈ {secs}" + ("" if exact else " (from the slices shown)")
+            when = f"export ≈ {fmt_duration(estimate)}"
         size = f"≈ {_fmt_bytes(disk)}" + (
             f" + {_fmt_bytes(disk)} (uncertainty)" if files > 1 else ""
         )
@@ -911,22 +923,98 @@ class RenderWidget(QWidget):
         )
 
     def measured_speed(self, model_dir: str | Path) -> tuple[float | None, bool]:
-        """(voxels per second, whether measured by an export) for a model, or (None, False).
-
-        A finished export gives the export's own speed; else the slices computed for the layers
-        of this model give an estimate.
-        """
+        """(voxels per second, True) of a warm chunk of the current plan of ``model_dir``, as
+        measured by :meth:`_probe`; (None, False) before."""
         path = str(Path(model_dir).resolve())
-        seconds, voxels = self._export_speed.get(path, (0.0, 0))
-        if seconds > 0 and voxels > 0:
-            return voxels / seconds, True
-        speeds = [
-            ly.data.speed
-            for ly in self.viewer.layers
-            if isinstance(ly.data, AsyncArray) and layer_meta(ly).get("model_dir") == path
-        ]
-        speeds = [s for s in speeds if s]
-        return (max(speeds) if speeds else None), False
+        rates = [r for key, r in self._probes.items() if key.startswith(repr(path))]
+        try:
+            key = self._plan_key(self.plan())
+        except SpatimeINRError:
+            key = ""
+        rate = self._probes.get(key) or (max(rates) if rates else None)
+        return rate, rate is not None
+
+    # -- the export time, measured ------------------------------------------------------------
+    @staticmethod
+    def _plan_key(plan: Any) -> str:
+        p = plan.meta.provenance
+        return repr(
+            (
+                str(Path(plan.model_dir).resolve()),
+                tuple(plan.shape),
+                p.get("factors"),
+                p.get("t_range"),
+                p.get("roi"),
+                bool(plan.keep_measured),
+            )
+        )
+
+    def export_estimate(self, plan: Any, files: int = 1) -> float | None:
+        """Seconds an export of ``plan`` (``files`` files) takes here, from measurements: the
+        start of a child process (:data:`.processes.STARTUP_S`), loading the model in it (the
+        first chunk's extra time in a fresh renderer) and the chunks at the speed of a warm chunk
+        of this plan timed in the render process (:meth:`_probe`). None until measured (the
+        measurement is started)."""
+        from . import processes
+
+        key = self._plan_key(plan)
+        rate = self._probes.get(key)
+        if rate is None:
+            if key not in self._probe_errors:
+                self._want_probe(key, plan)
+            return None
+        cold = self._cold.get(str(Path(plan.model_dir).resolve()), 0.0)
+        return (processes.STARTUP_S or 0.0) + cold + files * math.prod(plan.shape) / rate
+
+    def _want_probe(self, key: str, plan: Any) -> None:
+        if self._probe_wanted is None or self._probe_wanted[0] != key:
+            self._probe_wanted = (key, plan)
+            self._probe_timer.start()
+
+    def _start_probe(self) -> None:
+        """Time two export chunks of the wanted plan in the render process (off the GUI thread):
+        the first in a fresh renderer the first time a model is measured (its load), the second
+        warm (the speed)."""
+        if self._probe_worker is not None or self._probe_wanted is None:
+            return
+        key, plan = self._probe_wanted
+        path = str(Path(plan.model_dir).resolve())
+        cold = path not in self._cold
+
+        def run() -> tuple[str, str, bool, list[tuple[float, int]]]:
+            from .processes import time_blocks
+
+            darr = api.render_plan(plan)
+            nb = darr.numblocks
+            mid = nb[0] // 2  # new instants, in the middle of the movie
+            other = mid + 1 if mid + 1 < nb[0] else max(mid - 1, 0)
+            first = darr.blocks[(mid,) + (0,) * (darr.ndim - 1)]
+            second = darr.blocks[(other,) + (0,) * (darr.ndim - 1)]
+            return key, path, cold, time_blocks([first, second], cold_model=path if cold else None)
+
+        worker = create_worker(run, _start_thread=False, _ignore_errors=True)
+        worker.returned.connect(self._on_probed)
+        worker.errored.connect(lambda _err: self._probe_errors.add(key))
+        worker.finished.connect(self._probe_finished)
+        self._probe_worker = worker
+        worker.start()
+
+    def _on_probed(self, result: tuple[str, str, bool, list[tuple[float, int]]]) -> None:
+        key, path, cold, [(s1, v1), (s2, v2)] = result
+        self._probes[key] = v2 / max(s2, 1e-6)
+        if cold:
+            self._cold[path] = max(s1 - s2 * v1 / max(v2, 1), 0.0)
+        if self._probe_wanted is not None and self._probe_wanted[0] == key:
+            self._probe_wanted = None
+        self.update_info()
+        self.estimate_ready.emit()
+
+    def _probe_finished(self) -> None:
+        self._probe_worker = None
+        if self._probe_wanted is not None:  # the plan changed meanwhile (or the probe failed)
+            key = self._probe_wanted[0]
+            if key not in self._probes and key not in self._probe_errors:
+                self._probe_timer.start()
 
     def add_layer(self) -> Any | None:
         """Add the render as a lazy layer computed off the GUI thread; returns the layer."""
@@ -951,7 +1039,6 @@ class RenderWidget(QWidget):
             processes=True,  # slices computed in the render process: napari never waits
             **kw,
         )
-        layer.data.ready.connect(self.update_info)  # the measured speed improves the estimate
         self.added_layers.append(layer)
         self._last_browse = (browsed, md)
         self.status.setText(
@@ -1306,6 +1393,7 @@ class RenderWidget(QWidget):
                 return False
             overwrite.append(out.path.exists())
         dtype = self.dtype_combo.currentText()
+        self._export_t0 = time.perf_counter()
         self._cancel = False
         self.error_label.setText("")
         self.export_bar.setRange(0, 0)  # busy until the first chunk
@@ -1333,7 +1421,6 @@ class RenderWidget(QWidget):
             return written[0]
 
         worker = create_worker(run, _start_thread=False, _ignore_errors=True)
-        self._export_t0 = time.perf_counter()
         self._export_plan = plan
         worker.returned.connect(self._on_exported)
         worker.errored.connect(self._on_export_error)
@@ -1366,14 +1453,7 @@ class RenderWidget(QWidget):
         written = list(self._export_written) or [Path(path)]
         self.last_export = Path(path)
         self.last_uncertainty_export = written[1] if len(written) > 1 else None
-        plan = self._export_plan
-        if plan is not None:
-            key = str(Path(plan.model_dir).resolve())
-            s, n = self._export_speed.get(key, (0.0, 0))
-            elapsed = time.perf_counter() - self._export_t0
-            voxels = len(written) * math.prod(plan.shape)
-            self._export_speed[key] = (s + elapsed, n + voxels)
-            self.update_info()  # the next estimate uses this export's speed
+        self.last_export_seconds = time.perf_counter() - self._export_t0
         self.status.setText(
             "Exported " + " and ".join(f"{p.name} ({_fmt_bytes(_size(p))})" for p in written) + "."
         )

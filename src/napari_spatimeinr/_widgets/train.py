@@ -10,6 +10,7 @@ added to the session's model registry, where the Render & Export widget finds it
 from __future__ import annotations
 
 import functools
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -812,13 +813,14 @@ class TrainWidget(QWidget):
         self.status.setText(f"Starting {cfg.method} on {stack.name} {stack.shape}…")
         time_limit = cfg.time_limit
         init = self.init_from()
+        clicked = time.time()  # the time limit counts from the click (process start-up included)
 
         def run() -> Any:
             if self.in_process:
                 from .processes import train_in_process
 
                 yield from train_in_process(
-                    stack, out, cfg, stop=lambda: self._stop, init_from=init
+                    stack, out, cfg, stop=lambda: self._stop, init_from=init, started=clicked
                 )
             else:
                 yield from api.train(stack, out, cfg, stop=lambda: self._stop, init_from=init)
