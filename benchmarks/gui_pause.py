@@ -176,9 +176,11 @@ def measure(key: str, args) -> list[dict]:
     else:
         rd.add_model(args.model)
 
+    inp = viewer.layers[0]
+    rows += workflow_steps(viewer, rd, meter, key, source, inp)
+
     # control: the same slider steps over two in-memory layers (nothing to compute, as much to
     # draw as input + render): the floor set by napari's drawing and the machine's load
-    inp = viewer.layers[0]
     copy = viewer.add_image(
         inp.data.copy(),
         scale=inp.scale,
@@ -198,9 +200,7 @@ def measure(key: str, args) -> list[dict]:
         }
     )
     remove_layers(viewer, [copy])
-    rd.scale_t.setValue(2.0)
-    layer = rd.add_layer()
-    run_until(lambda: not layer.data.busy, 120)
+    layer = rd.added_layers[-1]
     nt, nz = layer.data.shape[:2]
     row = browse(viewer, meter, nt, nz, args.browse_steps)
     run_until(lambda: not layer.data.busy, 120)  # the last slice shown
@@ -209,6 +209,70 @@ def measure(key: str, args) -> list[dict]:
     rows.append(row)
     meter.timer.stop()
     viewer.close()
+    return rows
+
+
+def step(meter: PauseMeter, action, done, timeout: float = 120.0) -> dict:
+    """The longest GUI pauses from ``action`` (run by the event loop, as a click is) until
+    ``done()``, and the second after it (layers added in later turns, their first draw)."""
+    from qtpy.QtCore import QTimer
+
+    run_until(lambda: False, 0.5)
+    meter.reset()
+    t0 = time.perf_counter()
+    QTimer.singleShot(0, action)
+    run_until(lambda: time.perf_counter() - t0 > 0.2 and done(), timeout)
+    run_until(lambda: False, 1.0)
+    return {**meter.summary(), "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def workflow_steps(viewer, rd, meter: PauseMeter, key: str, source: str, inp) -> list[dict]:
+    """The Render & Export steps of the issue's workflow, one row each: napari adding one layer
+    (the control: its own cost), Isotropic + time ×2, Add layer with Show uncertainty, Show
+    motion, Side by side, and back to the overlay."""
+    import numpy as np
+
+    from napari_spatimeinr._widgets.forms import remove_layers
+
+    rows = []
+
+    def row(phase: str, result: dict) -> None:
+        rows.append({"stack": key, "source": source, "phase": phase, **result})
+
+    extra: list = []
+
+    def add_one() -> None:
+        extra.append(
+            viewer.add_image(
+                np.zeros(inp.data.shape, np.float32), scale=inp.scale, units=inp.units, name="one"
+            )
+        )
+
+    row("napari adds one layer (control)", step(meter, add_one, lambda: bool(extra)))
+    remove_layers(viewer, extra)
+
+    def settings() -> None:
+        rd.iso_btn.click()
+        rd.scale_t.setValue(2.0)
+        rd.uncertainty_check.setChecked(True)
+
+    row("Isotropic, time x2", step(meter, settings, lambda: rd._probe_worker is None))
+
+    def busy() -> bool:
+        layers = [*rd.added_layers, *rd.uncertainty_layers]
+        return not layers or any(ly.data.busy for ly in layers)
+
+    row("Add layer (+ uncertainty)", step(meter, rd.add_btn.click, lambda: not busy()))
+    row(
+        "Show motion",
+        step(
+            meter,
+            lambda: rd.motion_check.setChecked(True),
+            lambda: rd.motion is not None and rd.motion.shown is not None,
+        ),
+    )
+    row("Side by side", step(meter, rd.grid_btn.click, lambda: rd.grid().enabled and not busy()))
+    row("Back to overlay", step(meter, rd.grid_btn.click, lambda: not rd.grid().enabled))
     return rows
 
 

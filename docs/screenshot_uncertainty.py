@@ -25,6 +25,7 @@ def main() -> None:
     render.scale_t.setValue(4.0)
     render.uncertainty_check.setChecked(True)
     layer = render.add_layer()
+    _wait(app, lambda: bool(render.uncertainty_layers), 10)  # added in the next event-loop turn
     unc = render.uncertainty_layers[0]
     # 105 s: half-way between input frames 3 and 4, a frame that was never measured
     viewer.dims.set_current_step(0, 14)

@@ -79,7 +79,7 @@ def main() -> None:
     viewer.dims.set_current_step(0, 14)
     viewer.dims.set_current_step(1, 12)
     _wait(app, lambda: not layer.data.busy, 60)
-    for z in (11, 12):  # a few planes, as a user browsing (the export time estimate needs them)
+    for z in (11, 12):  # a few planes, as a user browsing
         viewer.dims.set_current_step(1, z)
         _wait(app, lambda: not layer.data.busy, 60)
     render.uncertainty_check.setChecked(True)  # its map, in a third panel

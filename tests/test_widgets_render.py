@@ -173,7 +173,7 @@ def test_show_uncertainty_adds_a_lazy_layer_computed_off_the_gui_thread(
     w.uncertainty_check.setChecked(True)  # no render layer yet: nothing to add
     assert w.uncertainty_layers == []
     render = w.add_layer()
-    assert len(w.uncertainty_layers) == 1
+    qtbot.waitUntil(lambda: len(w.uncertainty_layers) == 1, timeout=5000)  # the next turn
     unc = w.uncertainty_layers[0]
     assert isinstance(unc.data, AsyncArray) and unc.data.computations == 0  # lazy
     assert unc.data.shape == render.data.shape

@@ -66,11 +66,13 @@ def test_one_world_train_render_side_by_side_at_1280x800(make_napari_viewer, qtb
     rd.uncertainty_check.setChecked(True)
     render = rd.add_layer()
     assert render is not None, rd.error_label.text()
+    assert rd.uncertainty_layers == []  # one layer per turn of the event loop: it comes next
+    qtbot.waitUntil(lambda: len(rd.uncertainty_layers) == 1, timeout=5000)
     [unc] = rd.uncertainty_layers
     rd.motion_check.setChecked(True)
     motion = rd.motion.layer
-    rd.grid_btn.click()
-    assert rd.grid().enabled
+    rd.grid_btn.click()  # spacers first, one per turn, then the grid
+    qtbot.waitUntil(lambda: rd.grid().enabled, timeout=5000)
     assert len([ly for ly in viewer.layers if ly.name == "cells"]) == 1  # no second input layer
 
     # one world: the render spans the input's z, y, x extent within one input voxel

@@ -272,14 +272,21 @@ class RenderWidget(QWidget):
         self.grid_btn = QPushButton("Side by side")
         self.grid_btn.setCheckable(True)
         self.grid_btn.setToolTip("Show the layers next to each other (napari grid view).")
+        self.flip_btn = QPushButton("Input ⇄ render")
+        self.flip_btn.setToolTip(
+            "Blink between the measured input and the render in the same place (a blink "
+            "comparator): each click hides or shows the render layers over the input. Where the "
+            "two differ at a measured frame, the model changed what was measured."
+        )
         self.motion_check = QCheckBox("Show motion")
         self.motion_check.setToolTip(MOTION_TIP)
         self.output_info = QLabel("")
         self.output_info.setWordWrap(True)  # a refusal by the limits gate is one long line
         self.output_info.setToolTip(
             "Shape (frames × z × y × x voxels), size and physical sampling of the output. The "
-            "export time comes from the speed measured while slices of this model were shown, "
-            "or from an earlier export of it."
+            "export time is measured on this machine: two chunks of this render are timed in the "
+            "background when the settings change (one with the model loaded afresh, as an "
+            "export's own process loads it), plus the start-up of a process."
         )
 
         # -- export -----------------------------------------------------------------------------
@@ -359,6 +366,7 @@ class RenderWidget(QWidget):
         view_row = QHBoxLayout()
         view_row.addWidget(self.add_btn)
         view_row.addWidget(self.grid_btn)
+        view_row.addWidget(self.flip_btn)
         show_row = QHBoxLayout()  # what comes with the render layer
         show_row.addWidget(self.uncertainty_check)
         show_row.addWidget(self.motion_check)
@@ -413,7 +421,8 @@ class RenderWidget(QWidget):
         self.export_unc_check.toggled.connect(self.update_info)
         self.add_btn.clicked.connect(self.add_layer)
         self.uncertainty_check.toggled.connect(self._uncertainty_toggled)
-        self.grid_btn.toggled.connect(self.set_grid)
+        self.grid_btn.toggled.connect(self._grid_toggled)
+        self.flip_btn.clicked.connect(self.flip)
         self.motion_check.toggled.connect(self.show_motion)
         self.browse_btn.clicked.connect(self._browse_path)
         self.export_btn.clicked.connect(self.export)
@@ -1045,9 +1054,17 @@ class RenderWidget(QWidget):
             f"Added {kw['name']!r}: each slice is computed when you first show it, then kept."
         )
         if self.uncertainty_check.isChecked():
-            self.add_uncertainty_layer()
-        self.regrid()
+            # in the next turn of the event loop: napari builds a layer's controls and visual on
+            # the GUI thread (a few hundred ms each); one layer per turn keeps every pause short
+            QTimer.singleShot(0, self._add_uncertainty_later)
+        else:
+            self.regrid()
         return layer
+
+    def _add_uncertainty_later(self) -> None:
+        live = [ly for ly in self.added_layers if ly in self.viewer.layers]
+        if live and self.uncertainty_check.isChecked():
+            self.add_uncertainty_layer()
 
     def add_uncertainty_layer(self) -> Any | None:
         """Add the uncertainty map of the last render layer as a lazy layer (computed off the GUI
@@ -1139,6 +1156,22 @@ class RenderWidget(QWidget):
             self.grid_btn.setChecked(bool(on))
             self.grid_btn.blockSignals(False)
 
+    def _grid_toggled(self, on: bool) -> None:
+        """The Side by side button: the spacer layers the panels need are added first, one per
+        turn of the event loop (each costs napari a layer's controls and visual), then the grid
+        is switched on (:meth:`set_grid`) in a turn of its own."""
+        if not on:
+            self.set_grid(False)
+            return
+        panels = self.grid_panels()
+        stride = max((len(p) for p in panels), default=1)
+        need = sum(stride - len(p) for p in panels) - len(self._spacers())
+        if need > 0:
+            self._add_spacer()
+            QTimer.singleShot(0, lambda: self._grid_toggled(self.grid_btn.isChecked()))
+            return
+        QTimer.singleShot(0, lambda: self.grid_btn.isChecked() and self.set_grid(True))
+
     def grid_panels(self) -> list[list[Any]]:
         """The layers of each side-by-side panel, left to right (what :meth:`set_grid` shows)."""
         live = [ly for ly in self.added_layers if ly in self.viewer.layers]
@@ -1207,6 +1240,26 @@ class RenderWidget(QWidget):
         pick = live[-1] if live else (panels[0][0] if panels else None)
         if pick is not None:
             self.viewer.layers.selection.active = pick
+
+    def flip(self) -> bool:
+        """Input ⇄ render: hide the render layers (and their uncertainty) to see the input in the
+        same place, or show them again; returns whether the render is now shown. In the side by
+        side view both are shown already: nothing to flip."""
+        layers = [
+            ly for ly in (*self.added_layers, *self.uncertainty_layers) if ly in self.viewer.layers
+        ]
+        if not layers or self.grid().enabled:
+            self.status.setText("Input ⇄ render: add a render layer (not side by side) first.")
+            return False
+        show = not any(ly.visible for ly in layers)
+        for ly in layers:
+            ly.visible = show
+        t = self.viewer.dims.point[0] if self.viewer.dims.ndim == 4 else 0.0
+        self.status.setText(
+            f"Showing the {'render' if show else 'input (as measured)'} at {t:g} s. "
+            "Click again to compare."
+        )
+        return show
 
     def _add_spacer(self) -> Any:
         """A hidden, empty Points layer that fills a panel's second place (stride 2): in the
