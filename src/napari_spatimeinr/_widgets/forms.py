@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import math
 import re
 import tempfile
@@ -126,15 +125,17 @@ def remove_layers(viewer: Any, layers: Any) -> None:
     for the removal (skipped by that scan) and unfrozen right after: nothing is leaked, the rest is
     left to Python's ordinary collections.
     """
+    from . import quiet_gc
+
     layers = [ly for ly in layers if ly in viewer.layers]
     if not layers:
         return
-    gc.freeze()
+    quiet_gc.hold()  # as gc.freeze(), but an outer hold (a training, a render) stays in force
     try:
         for ly in layers:
             viewer.layers.remove(ly)
     finally:
-        gc.unfreeze()
+        quiet_gc.release()
 
 
 def fmt_seconds(s: float | None) -> str:

@@ -176,6 +176,7 @@ class RenderWidget(QWidget):
         self._hidden_for_grid: list[Any] = []
         self._arranging = False
         self._order_before: list[Any] = []
+        self._gc_held = False
         self.last_export: Path | None = None
         #: the uncertainty map written by the last export "with uncertainty", or None
         self.last_uncertainty_export: Path | None = None
@@ -192,6 +193,9 @@ class RenderWidget(QWidget):
         self._cold: dict[str, float] = {}
         self._probe_wanted: tuple[str, Any] | None = None
         self._probe_errors: set[str] = set()  # plans whose chunks could not be timed
+        #: the lazy layers' dask arrays of the latest plan, built by the probe's worker
+        self._prebuilt: dict[str, dict[str, Any]] = {}
+        self._unc_prebuilt: Any = None
         self._probe_worker: Any = None
         self._probe_timer = QTimer(self)
         self._probe_timer.setSingleShot(True)
@@ -573,6 +577,7 @@ class RenderWidget(QWidget):
             self.motion_check.setChecked(False)
             return None
         self._ensure_input_layer(md)  # the time axis and the physical frame of reference
+        self._hold_gc()
         self.motion = MotionVectors(self.viewer, md, parent=self)
         self.motion.failed.connect(self._fail)
         if not self.motion_check.isChecked():
@@ -587,6 +592,8 @@ class RenderWidget(QWidget):
     def _layers_changed(self, *_: Any) -> None:
         if self.motion is not None and self.motion.layer not in self.viewer.layers:
             self.show_motion(False)  # the user deleted the layer: the box follows
+        if self._gc_held:
+            self._release_gc()
         for ly in self.viewer.layers:  # models opened with File → Open
             path = layer_meta(ly).get("model_dir")
             if path and Path(path).is_dir():
@@ -991,8 +998,21 @@ class RenderWidget(QWidget):
         cold = path not in self._cold
 
         def run() -> tuple[str, str, bool, list[tuple[float, int]]]:
+            from .._layers import browse_plan
+            from ..render.lazy import check_uncertainty
             from .processes import time_blocks
 
+            try:  # the lazy layers' graphs, ready for Add layer (off the GUI thread)
+                browsed = browse_plan(plan)
+                pre: dict[str, Any] = {"render": api.render_plan(browsed)}
+                try:
+                    check_uncertainty(api.open_model(plan.model_dir))
+                    pre["uncertainty"] = api.render_plan(browsed, uncertainty=True)
+                except SpatimeINRError:
+                    pass
+                self._prebuilt = {key: pre}  # only the latest plan's (replaced, not grown)
+            except SpatimeINRError:  # a plan too large to browse: Add layer says why
+                pass
             darr = api.render_plan(plan)
             nb = darr.numblocks
             mid = nb[0] // 2  # new instants, in the middle of the movie
@@ -1025,8 +1045,34 @@ class RenderWidget(QWidget):
             if key not in self._probes and key not in self._probe_errors:
                 self._probe_timer.start()
 
+    def _hold_gc(self) -> None:
+        """Short garbage collections while this widget's layers are shown (:mod:`.quiet_gc`).
+
+        A full collection walks every object of the process: with torch and a few layers that
+        took 300-700 ms of the GUI thread, in the middle of adding a layer
+        (``benchmarks/gui_pause.py``). While the renders, their uncertainty or the motion are
+        shown, the objects alive when they were added are left out of collections; released when
+        they are all gone (:meth:`_layers_changed`).
+        """
+        from . import quiet_gc
+
+        if not self._gc_held:
+            self._gc_held = True
+            quiet_gc.hold()
+
+    def _release_gc(self) -> None:
+        from . import quiet_gc
+
+        live = [
+            ly for ly in (*self.added_layers, *self.uncertainty_layers) if ly in self.viewer.layers
+        ]
+        if self._gc_held and not live and self.motion is None:
+            self._gc_held = False
+            quiet_gc.release()
+
     def add_layer(self) -> Any | None:
         """Add the render as a lazy layer computed off the GUI thread; returns the layer."""
+        self._hold_gc()
         try:
             plan = self.plan()
         except SpatimeINRError as err:
@@ -1040,10 +1086,15 @@ class RenderWidget(QWidget):
         md = api.open_model(plan.model_dir)
         self._ensure_input_layer(md)
         kw = render_layer_kwargs(plan, md)
+        key = self._plan_key(plan)
         plan = browsed
+        # the layer's task graph, built in the background when the settings changed (thousands
+        # of planes take a few hundred ms to describe); built here only if not ready yet
+        pre = self._prebuilt.get(key, {})
+        self._unc_prebuilt = pre.get("uncertainty")
         layer = add_async_layer(
             self.viewer,
-            api.render_plan(plan),
+            pre.get("render") if pre.get("render") is not None else api.render_plan(plan),
             on_error=self._fail,
             processes=True,  # slices computed in the render process: napari never waits
             **kw,
@@ -1078,7 +1129,10 @@ class RenderWidget(QWidget):
         plan, md = self._last_browse
         try:
             check_uncertainty(md)
-            darr = api.render_plan(plan, uncertainty=True)
+            darr = self._unc_prebuilt
+            self._unc_prebuilt = None
+            if darr is None or tuple(darr.shape) != tuple(plan.shape):
+                darr = api.render_plan(plan, uncertainty=True)
         except SpatimeINRError as err:
             self._fail(str(err))
             return None

@@ -825,6 +825,10 @@ class TrainWidget(QWidget):
             else:
                 yield from api.train(stack, out, cfg, stop=lambda: self._stop, init_from=init)
 
+        # full garbage collections took 360 ms of the GUI thread while training: objects alive
+        # now are left out of them from the click on (the preview layer is added next)
+        quiet_gc.hold()
+        self._gc_held = True
         worker = create_worker(run, _start_thread=False, _ignore_errors=True)
         worker.yielded.connect(lambda p: self._on_progress(p, time_limit))
         worker.errored.connect(self._on_error)
@@ -848,8 +852,6 @@ class TrainWidget(QWidget):
             return
         if previews:
             warm_up()  # the render process of the previews starts while the model trains
-        quiet_gc.hold()  # full garbage collections took 360 ms of the GUI thread while training
-        self._gc_held = True
         worker.start()
 
     def stop(self) -> None:
