@@ -259,6 +259,9 @@ def _iterate_child(
     out_q: Any, stop_evt: Any, fn: Any, args: tuple, kwargs: dict, parent_pid: int
 ) -> None:
     _child_init(parent_pid)
+    from .. import api  # noqa: F401  (what every job needs: timed as the start-up)
+
+    out_q.put(("started", None))
 
     def stop() -> bool:  # Stop/Cancel in napari, or napari gone
         return stop_evt.is_set() or PARENT_GONE.is_set()
@@ -298,6 +301,7 @@ def iterate_in_process(
         name=f"spatimeinr-{getattr(fn, '__name__', 'job')}",
         daemon=True,
     )
+    t0 = time.perf_counter()
     child.start()
     try:
         while True:
@@ -312,7 +316,10 @@ def iterate_in_process(
                         "out of memory?)."
                     ) from None
                 continue
-            if kind == "item":
+            if kind == "started":  # the latest start-up of a process here (export estimates)
+                global STARTUP_S
+                STARTUP_S = time.perf_counter() - t0
+            elif kind == "item":
                 yield item
             elif kind == "error":
                 raise item

@@ -903,7 +903,7 @@ class RenderWidget(QWidget):
             self.export_btn.setEnabled(False)
             return
         view, export = self.refusals(plan)
-        info = self.plan_text(plan)
+        info = self.plan_text(plan, measure=not (view or export))
         for refusal in dict.fromkeys(r for r in (view, export) if r):
             info += "\n" + refusal
         self.output_info.setText(info)
@@ -911,7 +911,7 @@ class RenderWidget(QWidget):
         self.add_btn.setEnabled(not view)
         self.export_btn.setEnabled(self.export_worker is None and not export)
 
-    def plan_text(self, plan: Any) -> str:
+    def plan_text(self, plan: Any, measure: bool = True) -> str:
         """Shape, physical sampling, size on disk and estimated export time of a render."""
         from ..io.write import estimate_output_bytes
 
@@ -923,8 +923,10 @@ class RenderWidget(QWidget):
             suffix = ".tif"
         disk = estimate_output_bytes(plan.shape, dtype, suffix)
         files = 2 if self.exports_uncertainty() else 1  # the map: same grid, same size
-        estimate = self.export_estimate(plan, files)
-        if estimate is None:
+        estimate = self.export_estimate(plan, files, measure=measure)
+        if estimate is None and not measure:
+            when = "export time: not measured (refused)"
+        elif estimate is None:
             when = "export time: measuring this model's speed…"
         else:
             when = f"export ≈ {fmt_duration(estimate)}"
@@ -965,18 +967,18 @@ class RenderWidget(QWidget):
             )
         )
 
-    def export_estimate(self, plan: Any, files: int = 1) -> float | None:
+    def export_estimate(self, plan: Any, files: int = 1, measure: bool = True) -> float | None:
         """Seconds an export of ``plan`` (``files`` files) takes here, from measurements: the
         start of a child process (:data:`.processes.STARTUP_S`), loading the model in it (the
         first chunk's extra time in a fresh renderer) and the chunks at the speed of a warm chunk
         of this plan timed in the render process (:meth:`_probe`). None until measured (the
-        measurement is started)."""
+        measurement is started, unless ``measure`` is False: a plan the limits refuse)."""
         from . import processes
 
         key = self._plan_key(plan)
         rate = self._probes.get(key)
         if rate is None:
-            if key not in self._probe_errors:
+            if measure and key not in self._probe_errors:
                 self._want_probe(key, plan)
             return None
         cold = self._cold.get(str(Path(plan.model_dir).resolve()), 0.0)
