@@ -115,5 +115,9 @@ def test_one_world_train_render_side_by_side_at_1280x800(make_napari_viewer, qtb
     assert motion in viewer.layers and motion.visible
     names = [ly.name for ly in viewer.layers]
     assert names.index(motion.name) > names.index(render.name)
+    # Input ⇄ render: the render (and its uncertainty) hidden to see the input in place, and back
+    assert rd.flip() is False and not render.visible and not unc.visible and inp.visible
+    assert "input" in rd.status.text()
+    assert rd.flip() is True and render.visible and unc.visible
     for ly in (render, unc):
         ly.data.wait_idle()

@@ -159,6 +159,7 @@ class MotionVectors(QObject):
         if len(vec) and float(speed.max()) > 0:
             self.layer.edge_contrast_limits = (0.0, float(np.percentile(speed, 99)))
         self.shown = t
+        self.layer.refresh()  # the visual follows the new data even when no slider moved
         self.layer.name = self._name(t)
         self.updated.emit(t)
 
