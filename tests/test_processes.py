@@ -170,3 +170,39 @@ def test_children_end_when_their_owner_is_killed(tmp_path):
                 os.kill(p, signal.SIGKILL)
             except OSError:
                 pass
+
+
+_THREAD_STARTS_POOL = r"""
+import os, threading, time
+import dask.array as da
+from napari_spatimeinr._widgets import processes
+
+if __name__ == "__main__":
+    t = threading.Thread(target=lambda: processes.compute([da.ones(3).sum()]))
+    t.start()
+    t.join()  # the thread that started the render process has ended
+    time.sleep(1.5)
+    [pid] = processes.process_pool()._processes
+    [four] = processes.compute([da.ones(4).sum()])
+    print("OK", pid, float(four), flush=True)
+"""
+
+
+def test_render_process_outlives_the_thread_that_started_it(tmp_path):
+    """PR_SET_PDEATHSIG fires when the *thread* that started a child ends (a worker thread often
+    starts the render process): the child must tell that from its parent's death."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "thread_pool.py"
+    script.write_text(_THREAD_STARTS_POOL)
+    env = dict(os.environ)
+    src = str(Path(processes.__file__).parents[2])
+    env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")])
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert out.returncode == 0 and "OK" in out.stdout, out.stdout + out.stderr
+    assert out.stdout.split()[-1] == "4.0"
