@@ -9,7 +9,7 @@ from scipy import ndimage
 
 from conftest import smooth_random
 from napari_spatimeinr.cli import main
-from napari_spatimeinr.coords import make_grid
+from napari_spatimeinr.core.coords import make_grid
 
 
 @pytest.fixture

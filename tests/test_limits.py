@@ -8,8 +8,8 @@ import pytest
 import tifffile
 
 from napari_spatimeinr import api, limits
-from napari_spatimeinr.coords import grid_shape, make_grid
-from napari_spatimeinr.errors import LimitError, SpatimeINRError
+from napari_spatimeinr.core.coords import grid_shape, make_grid
+from napari_spatimeinr.core.errors import LimitError, SpatimeINRError
 from napari_spatimeinr.io.read import read_stack
 
 

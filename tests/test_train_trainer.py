@@ -16,8 +16,8 @@ import yaml
 
 from napari_spatimeinr import api
 from napari_spatimeinr.data.stack import Stack4D
-from napari_spatimeinr.model.presets import PRESETS
-from napari_spatimeinr.model_dir import ModelDir
+from napari_spatimeinr.engines.presets import PRESETS
+from napari_spatimeinr.store.model_dir import ModelDir
 
 TINY = dict(
     latent_dim=4,

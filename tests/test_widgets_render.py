@@ -289,7 +289,7 @@ def test_uncertainty_export_only_for_models_that_make_one_and_in_the_command_whe
     widget, fast_widget, tmp_path
 ):
     from napari_spatimeinr.cli import build_parser
-    from napari_spatimeinr.jobs import command_line
+    from napari_spatimeinr.workflows.jobs import command_line
 
     # a linear model has no map: the box is off, greyed, and says why
     assert not widget.export_unc_check.isEnabled() and not widget.exports_uncertainty()

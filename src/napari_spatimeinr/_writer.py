@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ._layers import META_KEY
-from .errors import SpatimeINRError
+from .core.errors import SpatimeINRError
 from .io.meta import OutputMeta
 
 _AXES_BY_NDIM = {2: "YX", 3: "ZYX", 4: "TZYX"}

@@ -18,8 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .config import CLASSICAL_METHODS, TrainConfig, load_yaml
-from .errors import SpatimeINRError, StopRequested
+from .core.config import CLASSICAL_METHODS, TrainConfig, load_yaml
+from .core.errors import SpatimeINRError, StopRequested
 
 
 def _fmt_bytes(n: float) -> str:
@@ -150,12 +150,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         "frame_interval": args.frame_interval,
     }
     if cfg.device == "cuda":  # refuse a missing GPU before reading anything
-        from .render.lazy import resolve_device
+        from .core.device import resolve_device
 
         resolve_device("cuda")
     if not args.resume:  # refuse before reading a possibly large input
-        from .limits import check_writable
-        from .model_dir import check_new_output
+        from .core.resources import check_writable
+        from .store.model_dir import check_new_output
 
         check_new_output(Path(args.output), args.overwrite)
         check_writable(args.output, "model directory")
@@ -164,7 +164,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             "--init-from starts a new training; --resume continues one: give only one of them."
         )
     if args.init_from:  # refuse a missing or untrained source model before reading anything
-        from .reuse import init_from_record
+        from .store.records import init_from_record
 
         init_from_record(args.init_from)
     if args.resume:
@@ -172,7 +172,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         api.open_model(args.output)  # refuse a missing or incomplete model before saying more
         _say(args, f"Resuming training in {args.output}")
     else:
-        from .reuse import expand_inputs
+        from .render.apply import expand_inputs
 
         paths = expand_inputs(args.input)
         stacks = [api.read(p, **read_options) for p in paths]
@@ -194,7 +194,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             budget.append(f"at most {_fmt_seconds(cfg.time_limit)}")
         what = cfg.method if cfg.method in CLASSICAL_METHODS else f"spatimeinr ({cfg.preset})"
         if cfg.method == "spatimeinr":
-            from .spatial.train import split_text
+            from .engines.zdecoder.train import split_text
 
             split = split_text(cfg, stacks[0].shape)
             if split:
@@ -207,10 +207,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             + f". Model → {args.output}",
         )
         if cfg.method == "spatimeinr":
-            from .model.presets import resolve_params
+            from .engines.presets import resolve_params
 
             if resolve_params(cfg).motion:
-                from .train.motion_task import flow_plan
+                from .engines.fast.task import flow_plan
 
                 _say(args, "Plan: " + flow_plan(stacks[0].shape, cfg.time_limit))
     with _graceful_stop() as stop:
@@ -287,9 +287,9 @@ def _scales(args: argparse.Namespace) -> tuple[float, float, float]:
 
 
 def _check_output(out: Path, overwrite: bool) -> None:
+    from .core.resources import check_writable
     from .io.formats import write_family
     from .io.write import check_target
-    from .limits import check_writable
 
     if out.exists() and not overwrite:
         raise SpatimeINRError(
@@ -344,8 +344,8 @@ def _plan(args: argparse.Namespace, md, out: Path, unc_out: Path | None = None):
 def _apply(args: argparse.Namespace, path: Path, progress=None):
     """The model applied to the stack at ``path`` (``--input``): (applied ModelDir, warnings)."""
     from . import api
-    from .render.lazy import resolve_device
-    from .reuse import apply_model
+    from .core.device import resolve_device
+    from .render.apply import apply_model
 
     stack = api.read(path, **_read_options(args))
     device = resolve_device(args.device)
@@ -355,7 +355,7 @@ def _apply(args: argparse.Namespace, path: Path, progress=None):
 
 def _batch(args: argparse.Namespace) -> bool:
     """True when ``--input`` asks for several stacks (a glob, a folder, several files)."""
-    from .reuse import GLOB_CHARS
+    from .render.apply import GLOB_CHARS
 
     given = args.input or []
     if len(given) > 1 or str(args.output).endswith(("/", "\\")):
@@ -394,7 +394,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         _check_output(unc_out, args.overwrite)
     md = api.open_model(args.model_dir)
     if args.input:
-        from .reuse import expand_inputs
+        from .render.apply import expand_inputs
 
         (path,) = expand_inputs(args.input)
         _say(args, f"Applying {md.path.name} to {path.name} (its normalization and motion)")
@@ -465,8 +465,8 @@ def _render_batch(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from . import api
-    from .limits import check_writable
-    from .reuse import expand_inputs
+    from .core.resources import check_writable
+    from .render.apply import expand_inputs
 
     inputs = expand_inputs(args.input)  # a glob that matches nothing: one message
     folder = Path(args.output)
@@ -571,9 +571,9 @@ def _stage(message: str) -> str:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate.protocol import run_evaluation
-    from .evaluate.report import format_table, write_report
-    from .train.progress import Progress
+    from .core.progress import Progress
+    from .workflows.evaluate.protocol import run_evaluation
+    from .workflows.evaluate.report import format_table, write_report
 
     read_options = {
         "axes": args.axes,
@@ -598,7 +598,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         }
     )
     if args.output:  # refuse a report that cannot be written before any work
-        from .limits import check_writable
+        from .core.resources import check_writable
 
         report_path = Path(args.output)
         if report_path.suffix and report_path.suffix.lower() != ".json":
@@ -665,9 +665,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import dask.array as da
 
     from . import api
+    from .core.resources import check_writable
     from .data.synthetic import make_nuclei_timelapse
     from .io.meta import OutputMeta
-    from .limits import check_writable
 
     out = Path(args.output)
     if out.exists() and not out.is_dir():
@@ -725,10 +725,10 @@ def cmd_motion(args: argparse.Namespace) -> int:
     """Export the velocity field of a motion model (TCZYX, µm/s). The checks run before any work:
     a model without motion, the suffix, an existing output, the folder, the free disk."""
     from . import api
+    from .core.resources import check_writable
+    from .engines.fast.velocity import VelocityField
     from .io.write import check_target
     from .io.write_velocity import velocity_bytes, velocity_family
-    from .limits import check_writable
-    from .velocity import VelocityField
 
     out = Path(args.output)
     velocity_family(out)  # an unknown suffix is refused before the model is opened
@@ -778,7 +778,7 @@ def cmd_motion(args: argparse.Namespace) -> int:
 # -- info --------------------------------------------------------------------------------------
 def _uncertainty_summary(md: Any) -> str:
     """One line on the model's uncertainty map for ``spatimeinr info``."""
-    from . import uncertainty
+    from .engines.fast import uncertainty
     from .render.lazy import check_uncertainty
 
     try:
@@ -796,8 +796,8 @@ def _uncertainty_summary(md: Any) -> str:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .model_dir import ModelDir
-    from .spatial import summary as spatial_summary
+    from .engines.zdecoder import summary as spatial_summary
+    from .store.model_dir import ModelDir
 
     md = ModelDir(args.model_dir)
     m = md.meta

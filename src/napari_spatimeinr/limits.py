@@ -27,12 +27,19 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import LimitError, SpatimeINRError
+from .core.errors import LimitError, SpatimeINRError
+from .core.resources import (
+    _fmt_bytes,
+    _fmt_shape,
+    check_disk,
+    check_memory,
+    check_writable,
+    memory_limit,
+)
 
 #: Bytes of one task of a lazy render graph (its coordinate vectors, the dict entry and the
 #: slicing layer an export adds; measured about 1 KB per task for the graph alone).
@@ -55,150 +62,13 @@ VIEW_BYTES_PER_VOXEL = 16
 MODEL_EXTRA_BYTES = 64 * 2**20
 
 
-def _fmt_bytes(n: float) -> str:
-    n = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB", "PB", "EB", "ZB"):
-        if abs(n) < 1000 or unit == "ZB":
-            return f"{n:.3g} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1000
-    return f"{n:.3g} YB"  # pragma: no cover
-
-
 fmt_bytes = _fmt_bytes
-
-
-def _fmt_shape(shape: tuple[int, ...]) -> str:
-    return " × ".join(f"{int(s):,}" for s in shape)
 
 
 # -- what the machine offers --------------------------------------------------------------------
 
 
-def available_memory() -> int:
-    """Bytes of memory available to a new allocation (``psutil``, else ``/proc/meminfo``)."""
-    try:
-        import psutil
-
-        return int(psutil.virtual_memory().available)
-    except Exception:  # pragma: no cover - psutil missing
-        try:
-            with open("/proc/meminfo") as fh:
-                for line in fh:
-                    if line.startswith("MemAvailable:"):
-                        return int(line.split()[1]) * 1024
-        except OSError:
-            pass
-        return 8 * 2**30
-
-
-def memory_margin() -> int:
-    """Memory left to the rest of the machine (the GUI, other users): 10% of it, at least 512 MB."""
-    try:
-        import psutil
-
-        total = int(psutil.virtual_memory().total)
-    except Exception:  # pragma: no cover
-        total = 8 * 2**30
-    return max(512 * 2**20, total // 10)
-
-
-def memory_limit() -> int:
-    """Bytes a plan may use at its peak: available memory minus :func:`memory_margin`."""
-    return max(0, available_memory() - memory_margin())
-
-
-def nearest_existing(path: str | Path) -> Path:
-    """``path`` itself if it exists, else its nearest existing parent folder."""
-    p = Path(os.path.abspath(os.path.expanduser(str(path))))
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    return p
-
-
-def free_disk(path: str | Path) -> int:
-    """Free bytes on the disk that would hold ``path`` (its nearest existing folder)."""
-    p = nearest_existing(path)
-    if not p.is_dir():
-        p = p.parent
-    return int(shutil.disk_usage(p).free)
-
-
 # -- checks shared by all commands ----------------------------------------------------------------
-
-
-def check_writable(path: str | Path, what: str = "output") -> None:
-    """Refuse, naming ``path`` as given, when its folder is missing or cannot take a new file.
-
-    The folder is probed by creating and removing a temporary file there (permission bits alone
-    mislead: root, read-only mounts, ``/proc``).
-    """
-    import errno
-
-    given = str(path)
-    target = Path(os.path.abspath(os.path.expanduser(given)))
-    parent = target.parent
-    if not parent.exists():
-        raise SpatimeINRError(
-            f"Cannot write the {what} {given}: the folder {parent} does not exist. Create it or "
-            "choose another path."
-        )
-    if not parent.is_dir():
-        raise SpatimeINRError(
-            f"Cannot write the {what} {given}: {parent} is a file, not a folder. Choose another path."
-        )
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".spatimeinr-probe-", dir=parent)
-    except OSError as exc:
-        reason = {
-            errno.EACCES: "permission denied",
-            errno.EPERM: "permission denied",
-            errno.EROFS: "read-only file system",
-            errno.ENOSPC: "the disk is full",
-            errno.EDQUOT: "disk quota exceeded",
-        }.get(exc.errno or 0, "it does not accept new files")
-        raise SpatimeINRError(
-            f"Cannot write the {what} {given}: the folder {parent} is not writable ({reason}). "
-            "Choose another path."
-        ) from None
-    os.close(fd)
-    try:
-        os.unlink(probe)
-    except OSError:  # pragma: no cover
-        pass
-
-
-def check_memory(need: int, what: str, hint: str) -> None:
-    """Refuse when ``need`` bytes exceed :func:`memory_limit`."""
-    limit = memory_limit()
-    if need > limit:
-        raise LimitError(
-            f"Not enough memory: {what} needs about {_fmt_bytes(need)} but only "
-            f"{_fmt_bytes(limit)} is available (free memory minus a {_fmt_bytes(memory_margin())} "
-            f"margin). {hint}"
-        )
-
-
-def check_disk(need: int, path: str | Path, what: str, hint: str, force: bool = False) -> None:
-    """Refuse when ``need`` bytes do not fit the free space of ``path``'s disk (unless ``force``)."""
-    if force:
-        return
-    free = free_disk(path)
-    if need > free:
-        raise LimitError(
-            f"Not enough disk space: {what} needs about {_fmt_bytes(need)} but "
-            f"{nearest_existing(path)} has {_fmt_bytes(free)} free. {hint} (--force skips this "
-            "check.)"
-        )
-
-
-def check_read(shape: tuple[int, ...], name: str) -> None:
-    """Refuse reading a stack whose float32 copy (and one temporary) would not fit in memory."""
-    need = 2 * 4 * math.prod(int(s) for s in shape)
-    check_memory(
-        need,
-        f"reading {name} (shape {_fmt_shape(shape)}) as float32",
-        "Crop the stack first (e.g. in Fiji), or use a machine with more memory.",
-    )
 
 
 # -- render ---------------------------------------------------------------------------------------
@@ -274,8 +144,8 @@ def render_cost(
     workers: int | None = None,
 ) -> RenderCost:
     """The :class:`RenderCost` of a render (validates the request the way ``plan_render`` does)."""
-    from .coords import grid_shape
-    from .render.lazy import chunk_shape
+    from .core.chunks import chunk_shape
+    from .core.coords import grid_shape
 
     if not (isinstance(chunk_mb, int | float) and math.isfinite(chunk_mb) and chunk_mb > 0):
         raise SpatimeINRError(f"The chunk size must be a positive number of MB, got {chunk_mb!r}.")
@@ -370,8 +240,8 @@ def flows_bytes(shape: tuple[int, int, int, int], method: str, preset: str | Non
     """Bytes of the optical flows a model stores (``flows.npz``), 0 when it stores none.
 
     The fast SpatimeINR preset keeps one float16 flow per pair of neighbouring frames on the
-    frame grid subsampled in y and x (:func:`napari_spatimeinr.flow.flow_grid_shape` at
-    :func:`~napari_spatimeinr.flow.auto_stride`, the finest grid training starts from):
+    frame grid subsampled in y and x (:func:`napari_spatimeinr.engines.fast.flow.flow_grid_shape` at
+    :func:`~napari_spatimeinr.engines.fast.flow.auto_stride`, the finest grid training starts from):
     ``(T - 1) × ndim × grid`` with ndim = 3 for volumes, 2 for single planes.
     """
     if method != "spatimeinr" or preset != "fast":

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import SpatimeINRError
+from ..core.errors import SpatimeINRError
 
 
 def sha256_file(path: str | Path, block: int = 1 << 20) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import SpatimeINRError
+from ..core.errors import SpatimeINRError
 
 #: Suffixes :func:`~napari_spatimeinr.io.read.read_stack` understands (longest first where nested).
 SUPPORTED_READ_SUFFIXES: tuple[str, ...] = (

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.errors import SpatimeINRError
 from ..data.stack import Stack4D, sha256_file
-from ..errors import SpatimeINRError
 from .axes import check_axes, infer_axes, select_channel
 from .formats import SUPPORTED_READ_SUFFIXES, read_family, stem_of
 from .source import SourceImage
@@ -184,7 +184,7 @@ def _canonical(
             f"Cannot use {name}: its values are of type {data.dtype}, not numbers of intensity "
             "(integer or floating point). Save the image as integers or floats."
         )
-    from ..limits import check_read
+    from ..core.resources import check_read
 
     check_read(tuple(int(s) for s in data.shape), name)  # before the float32 copy exists
     if not hasattr(data, "compute"):

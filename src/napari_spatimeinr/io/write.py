@@ -31,7 +31,7 @@ import dask
 import dask.array as da
 import numpy as np
 
-from ..errors import SpatimeINRError
+from ..core.errors import SpatimeINRError
 from .encode import Encoder, check_dtype
 from .formats import SUPPORTED_WRITE_SUFFIXES, suffix_of, write_family
 from .meta import OutputMeta
@@ -129,17 +129,6 @@ def _check_disk(parent: Path, path: Path, need: int) -> None:
             f"{_fmt(free)} free. Free some space, write to another disk, or render less "
             "(--t-range, --roi, smaller factors)."
         )
-
-
-def _check_limits(darr: da.Array, path: Path, dtype: str, force: bool) -> None:
-    """The gate of :mod:`napari_spatimeinr.limits` for this array's shape and chunking."""
-    from ..limits import RenderCost, check_export
-    from .slabs import workers
-
-    shape = tuple(int(s) for s in darr.shape)
-    chunk = tuple(max(int(c) for c in cs) for cs in darr.chunks)
-    cost = RenderCost(shape, shape, chunk, math.prod(darr.numblocks), workers())  # type: ignore[arg-type]
-    check_export(cost, path, dtype, force=force)
 
 
 def _temp_path(path: Path, tag: str = "tmp") -> Path:
@@ -242,10 +231,9 @@ def write_array(
         overwrite: replace an existing output (only once the new one is complete).
         progress: called as ``progress(done, total)`` as slabs are written.
         cancel: polled between slabs; when it returns True the temporary output is removed and
-            :class:`~napari_spatimeinr.errors.StopRequested` is raised.
-        force: skip the free-disk check (only that one) of :mod:`napari_spatimeinr.limits`,
-            which refuses before any work an output that cannot be written, does not fit its
-            format or disk, or whose chunking would exceed the available memory.
+            :class:`~napari_spatimeinr.core.errors.StopRequested` is raised.
+        force: skip the free-disk check. The memory gate of :mod:`napari_spatimeinr.limits` is
+            applied by :func:`napari_spatimeinr.workflows.export.export`, which front ends call.
 
     Returns:
         The path written.
@@ -258,7 +246,6 @@ def write_array(
     enc = Encoder.for_output(dtype, meta)
     shape = tuple(int(s) for s in darr.shape)
     parent = _check_target(path, overwrite)
-    _check_limits(darr, path, enc.dtype, force)
     need = estimate_output_bytes(shape, enc.dtype, suffix)
     if fam == "tiff":
         from .write_tiff import IMAGEJ_MAX_BYTES

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..errors import SpatimeINRError
+from ..core.errors import SpatimeINRError
 
 #: seconds to wait for a scheduler to answer, and for an external cluster's first worker
 DEFAULT_TIMEOUT = 15.0
@@ -293,11 +293,11 @@ def iter_completed(tasks: Sequence[Any], cancel: Callable[[], bool] | None = Non
     and yielded in completion order (``distributed.as_completed``), so progress can follow the
     chunks as they land; elsewhere they are computed together (``dask.compute``) and yielded in
     order. ``cancel()`` is polled after every result: when it returns True the remaining work is
-    cancelled and :class:`~napari_spatimeinr.errors.StopRequested` raised.
+    cancelled and :class:`~napari_spatimeinr.core.errors.StopRequested` raised.
     """
     import dask
 
-    from ..errors import StopRequested
+    from ..core.errors import StopRequested
 
     def check() -> None:
         if cancel is not None and cancel():

@@ -19,50 +19,19 @@ import numpy as np
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
-from ..config import CLASSICAL_METHODS
-from ..coords import OutputGrid, make_grid, temporal_coords
+from ..core.chunks import _normalize_chunks
+from ..core.config import CLASSICAL_METHODS
+from ..core.coords import OutputGrid, make_grid, temporal_coords
+from ..core.device import check_device, resolve_device
 from ..data.stack import Stack4D
+from ..engines.base import BlockRenderer
+from ..engines.registry import get_method
 from ..io.meta import OutputMeta
-from ..methods import get_method
-from ..methods.base import BlockRenderer
-from ..model_dir import ModelDir
+from ..store.model_dir import ModelDir
 
 _CACHE: dict[tuple, BlockRenderer] = {}
 _CACHE_LOCK = threading.Lock()
 _CACHE_SIZE = 4
-
-
-def check_device(device: str) -> str:
-    """Validate a device name (``auto``, ``cpu`` or ``cuda``) without resolving it."""
-    from ..errors import SpatimeINRError
-
-    if device not in ("auto", "cpu", "cuda"):
-        raise SpatimeINRError(f"Unknown device {device!r}: choose auto, cpu or cuda.")
-    return device
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` → ``cuda`` when a GPU is usable, else ``cpu``; ``cuda`` without a GPU is refused.
-
-    Resolved where the renderer is loaded (in each dask worker process on a cluster), not where
-    the render is planned: a client without a GPU may drive workers that have one.
-    """
-    from ..errors import SpatimeINRError
-
-    check_device(device)
-    if device == "cpu":
-        return "cpu"
-    try:
-        import torch
-
-        has_cuda = torch.cuda.is_available()
-    except Exception:  # pragma: no cover - torch missing or broken
-        has_cuda = False
-    if device == "cuda" and not has_cuda:
-        raise SpatimeINRError(
-            "--device cuda was asked for but no CUDA GPU is available: use auto or cpu."
-        )
-    return "cuda" if has_cuda else "cpu"
 
 
 def _model_key(path: Path) -> tuple:
@@ -139,8 +108,8 @@ def _uncertainty_task(
 
 def check_uncertainty(md: ModelDir) -> None:
     """Refuse, in one line, an uncertainty map for a model that cannot make one."""
-    from ..errors import SpatimeINRError
-    from ..model.presets import resolve_params
+    from ..core.errors import SpatimeINRError
+    from ..engines.presets import resolve_params
 
     if md.method in CLASSICAL_METHODS or not resolve_params(md.config).motion:
         what = md.method if md.method in CLASSICAL_METHODS else f"{md.method} {md.config.preset}"
@@ -263,41 +232,6 @@ class RenderPlan:
         return tuple(int(v) for v in self.meta.provenance["input_shape"])  # type: ignore[return-value]
 
 
-def auto_chunks(
-    shape: tuple[int, int, int, int], chunk_mb: float = 8.0
-) -> tuple[int, int, int, int]:
-    """Chunk shape of about ``chunk_mb`` MB: whole Y-X planes, as many Z (then T) as fit.
-
-    Planes larger than the target are split along Y, then X.
-    """
-    budget = max(1, int(chunk_mb * 1e6 / 4))
-    nt, nz, ny, nx = shape
-    plane = ny * nx
-    if nz * plane <= budget:  # whole volumes fit: several frames per chunk
-        return (max(1, min(nt, budget // (nz * plane))), nz, ny, nx)
-    if plane <= budget:
-        return (1, max(1, min(nz, budget // plane)), ny, nx)
-    rows = budget // nx
-    if rows >= 1:
-        return (1, 1, min(ny, rows), nx)
-    return (1, 1, 1, min(nx, budget))
-
-
-def chunk_shape(
-    shape: tuple[int, ...], chunks: tuple[int, ...] | None, chunk_mb: float
-) -> tuple[int, ...]:
-    """One chunk's shape: ``chunks`` as given (0 or less = the whole axis, clipped to ``shape``),
-    else :func:`auto_chunks` of about ``chunk_mb`` MB."""
-    c = auto_chunks(shape, chunk_mb) if chunks is None else tuple(int(v) for v in chunks)
-    return tuple(max(1, min(n, ci if ci > 0 else n)) for n, ci in zip(shape, c, strict=True))
-
-
-def _normalize_chunks(
-    shape: tuple[int, ...], chunks: tuple[int, ...] | None, chunk_mb: float
-) -> tuple[tuple[int, ...], ...]:
-    return da.core.normalize_chunks(chunk_shape(shape, chunks, chunk_mb), shape)
-
-
 def plan_render(
     model_dir: str | Path | ModelDir,
     scale_t: float = 1.0,
@@ -318,7 +252,7 @@ def plan_render(
     ``input``: apply the model to another stack (a path, read with ``read_options``, or a
     :class:`Stack4D`): its normalization and optical flows are computed once and kept in an applied
     model directory under ``cache_dir`` (never in the model directory; see
-    :mod:`napari_spatimeinr.reuse`), and the grid is that stack's. The provenance records it.
+    :mod:`napari_spatimeinr.render.apply`), and the grid is that stack's. The provenance records it.
 
     By default every output frame comes from the model at one noise level, measured instants
     included (no flicker between measured and new frames). ``keep_measured=True`` returns the
@@ -335,7 +269,7 @@ def plan_render(
     from ..limits import check_plan, render_cost
 
     if input is not None:
-        from ..reuse import model_for_input
+        from .apply import model_for_input
 
         model_dir = model_for_input(model_dir, input, cache_dir, read_options, device)
     md = model_dir if isinstance(model_dir, ModelDir) else ModelDir(model_dir)
@@ -403,7 +337,7 @@ def render_plan(plan: RenderPlan, uncertainty: bool = False) -> da.Array:
     """The lazy dask array (float32, input intensity units) of a plan.
 
     ``uncertainty=True``: instead, the render's uncertainty map (the expected absolute error of
-    every voxel, same grid and chunks; :mod:`napari_spatimeinr.uncertainty`).
+    every voxel, same grid and chunks; :mod:`napari_spatimeinr.engines.fast.uncertainty`).
     """
     g = plan.grid
     spacing = plan.spacing
