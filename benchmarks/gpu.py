@@ -27,7 +27,7 @@ from engine_speed import synthetic  # noqa: E402
 
 from napari_spatimeinr.core.config import TrainConfig  # noqa: E402
 from napari_spatimeinr.engines.fast.render import MotionRenderer  # noqa: E402
-from napari_spatimeinr.engines.loop import train  # noqa: E402
+from napari_spatimeinr.engines.fast.train import train  # noqa: E402
 from napari_spatimeinr.store.model_dir import ModelDir, create_model_dir  # noqa: E402
 
 

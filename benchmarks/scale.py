@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_spatimeinr import api
-from napari_spatimeinr.render.distributed import cluster_summary, dask_client
+from napari_spatimeinr.core.cluster import cluster_summary, dask_client
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "tz_yeast_mito_nellie.tif"

@@ -55,7 +55,7 @@ def write_image(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
     import dask.array as da
 
     from . import api
-    from .io.axes import to_tzyx
+    from .data.axes import to_tzyx
 
     if attributes.get("rgb"):
         raise SpatimeINRError(

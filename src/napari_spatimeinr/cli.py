@@ -169,7 +169,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         init_from_record(args.init_from)
     if args.resume:
         source: Any = args.input[0]
-        api.open_model(args.output)  # refuse a missing or incomplete model before saying more
+        from .workflows.train import check_same_input
+
+        # refuse a missing or incomplete model, or other data, before saying more
+        check_same_input(api.open_model(args.output), args.input)
         _say(args, f"Resuming training in {args.output}")
     else:
         from .render.apply import expand_inputs
@@ -207,9 +210,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             + f". Model → {args.output}",
         )
         if cfg.method == "spatimeinr":
-            from .engines.presets import resolve_params
+            from .engines.presets import engine_of
 
-            if resolve_params(cfg).motion:
+            if engine_of(cfg) == "fast":
                 from .engines.fast.task import flow_plan
 
                 _say(args, "Plan: " + flow_plan(stacks[0].shape, cfg.time_limit))
@@ -254,7 +257,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 @contextmanager
 def _dask_client(args: argparse.Namespace):
     if args.scheduler or args.workers:
-        from .render.distributed import cluster_summary, dask_client
+        from .core.cluster import cluster_summary, dask_client
 
         with dask_client(
             scheduler=args.scheduler,

@@ -40,6 +40,7 @@ from .core.resources import (
     check_writable,
     memory_limit,
 )
+from .engines.fast.grid import auto_stride, flow_grid_shape
 
 #: Bytes of one task of a lazy render graph (its coordinate vectors, the dict entry and the
 #: slicing layer an export adds; measured about 1 KB per task for the graph alone).
@@ -236,25 +237,22 @@ def check_export(
 # -- training and evaluation ----------------------------------------------------------------------
 
 
-def flows_bytes(shape: tuple[int, int, int, int], method: str, preset: str | None) -> int:
+def flows_bytes(shape: tuple[int, int, int, int], engine: str) -> int:
     """Bytes of the optical flows a model stores (``flows.npz``), 0 when it stores none.
 
-    The fast SpatimeINR preset keeps one float16 flow per pair of neighbouring frames on the
-    frame grid subsampled in y and x (:func:`napari_spatimeinr.engines.fast.flow.flow_grid_shape` at
-    :func:`~napari_spatimeinr.engines.fast.flow.auto_stride`, the finest grid training starts from):
-    ``(T - 1) × ndim × grid`` with ndim = 3 for volumes, 2 for single planes.
+    The fast engine (:func:`~napari_spatimeinr.engines.presets.engine_of`) keeps one float16 flow
+    per pair of neighbouring frames on the frame grid subsampled in y and x
+    (:func:`~napari_spatimeinr.engines.fast.grid.flow_grid_shape` at
+    :func:`~napari_spatimeinr.engines.fast.grid.auto_stride`, the finest grid training starts
+    from): ``(T - 1) × ndim × grid`` with ndim = 3 for volumes, 2 for single planes.
     """
-    if method != "spatimeinr" or preset != "fast":
+    if engine != "fast":
         return 0
     t, z, y, x = (int(s) for s in shape)
     ndim = 3 if z > 1 else 2
     sp = (z, y, x) if z > 1 else (y, x)
-    stride = 2 if min(y, x) >= 64 else 1  # flow.auto_stride, without importing torch here
-    grid = [*sp[:-2], *(max(2, -(-n // stride)) if stride > 1 else n for n in sp[-2:])]
-    n = 1
-    for g in grid:
-        n *= int(g)
-    return 2 * max(t - 1, 0) * ndim * n
+    grid = flow_grid_shape(sp, auto_stride(sp))
+    return 2 * max(t - 1, 0) * ndim * math.prod(int(g) for g in grid)
 
 
 @dataclass(frozen=True)
@@ -262,8 +260,8 @@ class TrainCost:
     """Disk and memory of training a model of an input of ``shape`` (T, Z, Y, X)."""
 
     shape: tuple[int, int, int, int]
-    method: str
-    preset: str | None
+    #: the engine that trains (:func:`~napari_spatimeinr.engines.presets.engine_of`)
+    engine: str
 
     @property
     def input_bytes(self) -> int:
@@ -271,7 +269,7 @@ class TrainCost:
 
     @property
     def flow_bytes(self) -> int:
-        return flows_bytes(self.shape, self.method, self.preset)
+        return flows_bytes(self.shape, self.engine)
 
     @property
     def disk_bytes(self) -> int:
@@ -289,14 +287,13 @@ class TrainCost:
 
 def check_train(
     shape: tuple[int, int, int, int],
-    method: str,
-    preset: str | None,
+    engine: str,
     out_dir: str | Path,
     *,
     force: bool = False,
 ) -> TrainCost:
     """Refuse training whose model directory does not fit the disk or whose work the memory."""
-    cost = TrainCost(tuple(int(s) for s in shape), method, preset)  # type: ignore[arg-type]
+    cost = TrainCost(tuple(int(s) for s in shape), engine)  # type: ignore[arg-type]
     what = f"the model of a {_fmt_shape(cost.shape)} input"
     if cost.flow_bytes:
         what += f" (with {_fmt_bytes(cost.flow_bytes)} of optical flows)"
@@ -313,15 +310,14 @@ def check_train(
 
 def check_evaluate(
     shape: tuple[int, int, int, int],
-    method: str,
-    preset: str | None,
+    engine: str,
     work_dir: str | Path | None = None,
     *,
     force: bool = False,
 ) -> None:
     """Refuse an evaluation whose predictions (one per baseline) or model do not fit."""
     n = 4 * math.prod(int(s) for s in shape)
-    cost = TrainCost(tuple(int(s) for s in shape), method, preset)  # type: ignore[arg-type]
+    cost = TrainCost(tuple(int(s) for s in shape), engine)  # type: ignore[arg-type]
     # truth, degraded input, 5 baselines + smoothed variants + the method, and a training on the
     # (smaller) degraded input
     need = 12 * n + cost.peak_bytes

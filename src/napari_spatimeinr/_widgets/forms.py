@@ -26,8 +26,8 @@ from qtpy.QtWidgets import (
 
 from .._layers import META_KEY
 from ..core.errors import SpatimeINRError
+from ..data.axes import check_axes, to_tzyx
 from ..data.stack import Stack4D
-from ..io.axes import check_axes, to_tzyx
 
 _AXES_BY_NDIM = {2: "YX", 3: "ZYX", 4: "TZYX", 5: "TCZYX"}
 

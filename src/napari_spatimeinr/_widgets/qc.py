@@ -35,8 +35,8 @@ from superqt.utils import create_worker
 
 from ..core.errors import SpatimeINRError
 from ..core.progress import Progress
+from ..data.axes import check_axes, to_tzyx
 from ..data.stack import Stack4D
-from ..io.axes import check_axes, to_tzyx
 from ..workflows.evaluate.degrade import plan_shapes
 from ..workflows.evaluate.protocol import METHODS, EvalResult, run_evaluation
 from ..workflows.evaluate.report import plot_report, plot_uncertainty, write_report

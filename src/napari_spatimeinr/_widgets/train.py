@@ -585,7 +585,7 @@ class TrainWidget(QWidget):
             layer = self.selected_layer()
             if layer is None:
                 raise SpatimeINRError("No image layer: open a stack or a sample first.")
-            from ..io.axes import check_axes
+            from ..data.axes import check_axes
 
             axes = check_axes(self.axes_edit.text().upper(), layer.ndim)
             cfg = self.config()
@@ -598,10 +598,11 @@ class TrainWidget(QWidget):
                 from ..store.records import init_from_record
 
                 init_from_record(self.init_from())
+            from ..engines.presets import engine_of
             from ..limits import check_train  # the gate of the CLI and the API, up front
 
             size = dict(zip(axes, layer.data.shape, strict=False))
-            check_train(tuple(size.get(a, 1) for a in "TZYX"), cfg.method, cfg.preset, out)
+            check_train(tuple(size.get(a, 1) for a in "TZYX"), engine_of(cfg), out)
         except SpatimeINRError as err:
             problem = str(err)
         running = self.worker is not None

@@ -32,3 +32,10 @@ def resolve_device(device: str) -> str:
             "--device cuda was asked for but no CUDA GPU is available: use auto or cpu."
         )
     return "cuda" if has_cuda else "cpu"
+
+
+def torch_device(device: str):
+    """:func:`resolve_device` as a ``torch.device`` (torch is imported here, not at module level)."""
+    import torch
+
+    return torch.device(resolve_device(device))

@@ -103,7 +103,7 @@ class Stack4D:
         name: str = "stack",
     ) -> Stack4D:
         """Wrap an in-memory array given in ``axes`` order (no channel axis)."""
-        from ..io.axes import to_tzyx
+        from .axes import to_tzyx
 
         return cls(
             to_tzyx(np.asarray(data), axes),

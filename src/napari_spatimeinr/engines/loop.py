@@ -1,4 +1,8 @@
-"""The SpatimeINR training loop as a generator of :class:`Progress` records.
+"""The training loop every learned engine shares, as a generator of :class:`Progress` records.
+
+An engine (:mod:`.fast.train`, :mod:`.paper.train`) builds its network, its loss of one step and
+its validation; :func:`run` does the rest: warm start, resume, the learning-rate schedule, the time
+limit, the best weights on held-out data, checkpoints and progress.
 
 Deterministic on CPU for a given seed: every random draw (examples, targets, jitter) comes from one
 ``torch.Generator`` whose state is checkpointed, so N steps in one run and N/2 + resumed N/2 end with
@@ -9,39 +13,20 @@ at the end; ``stop()`` is polled after every step.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
 
 from ..core.config import SpatimeINRParams, TrainConfig
-from ..core.errors import SpatimeINRError
 from ..core.progress import Progress
 from ..store import checkpoint
 from ..store.model_dir import ModelDir
-from ..store.records import init_weights, training_stacks
-from .fast import task as motion_task
-from .fast.refiner import make_refiner
-from .losses import cycle_loss, mse, psnr
-from .paper.examples import Example, eligible_axes, gather_window, keep_targets, sample_example
-from .paper.network import SpatimeINRNet
-from .presets import resolve_params, total_steps
+from ..store.records import init_weights
+from .presets import total_steps
 
 HOLDOUT_FRACTION = 0.02
 REPORT_EVERY = 0.5  # seconds between progress records
-VALIDATE_STEPS = 25  # steps between held-out PSNR measurements (step-based: reproducible)
-N_VALIDATION = 4  # validation examples (held-out voxels)
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> cuda if available; ``cuda`` without a GPU is a clear error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise SpatimeINRError(
-            "device 'cuda' was asked but no CUDA GPU is available: use auto or cpu."
-        )
-    return torch.device(device)
 
 
 def holdout_mask(shape: tuple[int, ...], seed: int) -> np.ndarray:
@@ -55,154 +40,27 @@ def learning_rate(params: SpatimeINRParams, fraction: float) -> float:
     return params.lr + (params.lr_final - params.lr) * fraction
 
 
-def forward(
-    net: SpatimeINRNet,
-    data: torch.Tensor,
-    ex: Example,
-    jitter: bool,
-    gen: torch.Generator | None,
-    cycle: bool,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Predictions at ``ex``'s targets and, with ``cycle``, the sub-voxel renders (N, 2)."""
-    dev = data.device
-    window = gather_window(data, ex)
-    latent = net.encode(window)
-    p, f, sp = ex.p.to(dev), ex.f.to(dev), ex.spacing.to(dev)
-    pred = net.query(latent, window, p, f, sp, jitter=jitter, generator=gen)
-    if not cycle:
-        return pred, None
-    # two half-voxels along the degraded axis, each rendered with a half-size hypercube
-    half = sp.clone()
-    half[ex.axis] = sp[ex.axis] / 2
-    shift = torch.zeros(4, device=dev)
-    shift[ex.axis] = sp[ex.axis] / 4
-    subs = []
-    for sgn in (-1.0, 1.0):
-        ps = p + sgn * shift[1:]
-        fs = f + sgn * shift[0]
-        subs.append(net.query(latent, window, ps, fs, half, jitter=jitter, generator=gen))
-    return pred, torch.stack(subs, dim=1)
-
-
-def _validation(shape, params, mask: torch.Tensor, seed: int) -> list[Example]:
-    """Fixed examples whose targets are held-out voxels only (about 2% of the drawn targets)."""
-    g = torch.Generator().manual_seed(seed + 104729)
-    axes = eligible_axes(shape, params)
-    out = []
-    for _ in range(N_VALIDATION):
-        ex = keep_targets(sample_example(shape, params, g, 50 * 512, axes), mask)
-        ex.target, ex.p, ex.f = ex.target[:512], ex.p[:512], ex.f[:512]
-        out.append(ex)
-    return out
-
-
-def _validate(net, data, examples: list[Example]) -> float | None:
-    se, n = 0.0, 0
-    with torch.no_grad():
-        for ex in examples:
-            if len(ex.target) == 0:
-                continue
-            pred, _ = forward(net, data, ex, False, None, False)
-            t = ex.target.to(data.device)
-            truth = data[t[:, 0], t[:, 1], t[:, 2], t[:, 3]]
-            se += float(((pred.float() - truth) ** 2).sum())
-            n += len(t)
-    return psnr(se / n) if n else None
-
-
-def _motion_task(
+def run(
     model_dir: ModelDir,
     config: TrainConfig,
     params: SpatimeINRParams,
-    device: torch.device,
-    budget: float | None,
-    mask: np.ndarray,
+    net: torch.nn.Module,
+    step_loss: Callable[[torch.Generator], torch.Tensor],
+    validate: Callable[[], float | None],
     stop: Callable[[], bool],
-) -> Generator[Progress, None, motion_task.MotionTask | None]:
-    """The refiner's task over the model's stack, or over all its stacks (several inputs: the flows
-    of each computed and stored beside its input, the flow budget shared by their frame pairs).
-    None when stopped while computing flows."""
-    stacks = list(training_stacks(model_dir))
-    if len(stacks) == 1:
-        flows = yield from motion_task.ensure_flows(model_dir, stop, device, budget)
-        if flows is None:
-            return None
-        data = np.asarray(model_dir.input, dtype=np.float32)
-        return motion_task.MotionTask(
-            data,
-            flows["gap1"],
-            mask,
-            params.patch_size,
-            params.batch_size,
-            device,
-            config.seed,
-            flows.get("computed"),
-        )
-    records = model_dir.meta["stacks"]
-    pairs = [max(int(r["shape"][0]) - 1, 0) for r in records]
-    parts = []
-    for (k, input_path, flows_path), n in zip(stacks, pairs, strict=True):
-        share = None if budget is None else budget * n / max(sum(pairs), 1)
-        rel_in = input_path.relative_to(model_dir.path).as_posix()
-        rel_fl = flows_path.relative_to(model_dir.path).as_posix()
-        flows = yield from motion_task.ensure_flows(model_dir, stop, device, share, rel_in, rel_fl)
-        if flows is None:
-            return None
-        data = np.asarray(np.load(input_path, mmap_mode="r", allow_pickle=False), np.float32)
-        holdout = mask if k == 0 else holdout_mask(data.shape, config.seed + 1000 * k)
-        parts.append((data, flows["gap1"], holdout, flows.get("computed")))
-    return motion_task.MotionTask.several(
-        parts, params.patch_size, params.batch_size, device, config.seed
-    )
+    *,
+    device: torch.device,
+    validate_every: int,
+    t_start: float,
+    nothing_to_learn: str | None = None,
+) -> Iterator[Progress]:
+    """Train ``net`` by ``step_loss`` until the steps or the time limit run out, or ``stop()``.
 
-
-def train(model_dir: ModelDir, config: TrainConfig, stop: Callable[[], bool]) -> Iterator[Progress]:
-    """Train (or resume training of) the SpatimeINR model in ``model_dir``."""
-    t_start = time.perf_counter()
-    params = resolve_params(config)
+    ``nothing_to_learn``: a reason to save the untrained network and end at once (e.g. a single
+    frame). ``t_start``: when the engine began (its set-up counts against the time limit).
+    """
     total = total_steps(config)
-    device = resolve_device(config.device)
     amp = device.type == "cuda"
-    shape = tuple(int(s) for s in model_dir.shape)
-    mask_np = holdout_mask(shape, config.seed)
-    torch.manual_seed(config.seed)
-    if params.motion:
-        budget = motion_task.FLOW_SHARE * config.time_limit if config.time_limit else None
-        task = yield from _motion_task(model_dir, config, params, device, budget, mask_np, stop)
-        net: torch.nn.Module = make_refiner(params, shape).to(device)
-
-        def step_loss(gen: torch.Generator) -> torch.Tensor:
-            return task.loss(net, gen)
-
-        def validate() -> float | None:
-            return task.validate(net)
-
-        nothing_to_learn = task is None or task.empty
-        validate_every = motion_task.VALIDATE_EVERY
-    else:
-        axes = eligible_axes(shape, params)
-        data = torch.from_numpy(np.array(model_dir.input, dtype=np.float32)).to(device)
-        train_mask = torch.from_numpy(~mask_np)
-        val = _validation(shape, params, torch.from_numpy(mask_np), config.seed)
-        net = SpatimeINRNet(params).to(device)
-
-        def step_loss(gen: torch.Generator) -> torch.Tensor:
-            ex = keep_targets(
-                sample_example(shape, params, gen, params.batch_size, axes), train_mask
-            )
-            t = ex.target.to(device)
-            truth = data[t[:, 0], t[:, 1], t[:, 2], t[:, 3]]
-            pred, subs = forward(net, data, ex, True, gen, params.cycle_weight > 0)
-            loss = mse(pred, truth)
-            if subs is not None:
-                loss = loss + params.cycle_weight * cycle_loss(subs, truth)
-            return loss
-
-        def validate() -> float | None:
-            return _validate(net, data, val)
-
-        nothing_to_learn = False
-        validate_every = VALIDATE_STEPS
     if checkpoint.load_state(model_dir) is None:  # a warm start (train --init-from)
         init = init_weights(model_dir)
         if init is not None:
@@ -212,7 +70,9 @@ def train(model_dir: ModelDir, config: TrainConfig, stop: Callable[[], bool]) ->
     step, prior_seconds = 0, 0.0
     history = []
     t_val = time.perf_counter()
-    best_psnr = None if nothing_to_learn else validate()  # the untrained model (its base)
+    best_psnr = (
+        None if nothing_to_learn is not None else validate()
+    )  # the untrained model (its base)
     # time kept back at the end of a time-limited run: the last validation and the writes
     reserve = 1.5 * (time.perf_counter() - t_val) + 0.5
     best = {k: v.detach().clone() for k, v in net.state_dict().items()}
@@ -254,13 +114,9 @@ def train(model_dir: ModelDir, config: TrainConfig, stop: Callable[[], bool]) ->
             heldout_psnr=best_psnr,
         )
 
-    if nothing_to_learn:
+    if nothing_to_learn is not None:
         save()
-        why = (
-            "stopped while computing motion"
-            if task is None
-            else "a single frame: nothing to learn in time (renders the spline)"
-        )
+        why = nothing_to_learn
         yield Progress(
             step=step,
             total=total,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..core.config import SpatimeINRParams, TrainConfig
+from ..core.config import CLASSICAL_METHODS, SpatimeINRParams, TrainConfig
 
 PAPER: dict[str, Any] = dict(
     latent_dim=128,
@@ -115,3 +115,22 @@ def resolve_params(config: TrainConfig) -> SpatimeINRParams:
 def total_steps(config: TrainConfig) -> int:
     """Planned steps: ``config.steps`` if given, else the preset's."""
     return int(config.steps or PRESET_STEPS[config.preset])
+
+
+#: The engines a configuration can run (:func:`engine_of`).
+ENGINES = ("fast", "paper", "classical")
+
+
+def engine_of(config: TrainConfig) -> str:
+    """Which engine a configuration runs: the one place that decides it.
+
+    * ``classical``: the cubic, linear and nearest methods (no learning);
+    * ``fast``: optical flow + refiner (+ the z decoder): :mod:`napari_spatimeinr.engines.fast`;
+    * ``paper``: the 4D implicit neural representation: :mod:`napari_spatimeinr.engines.paper`.
+
+    It follows the engine parameters, not the preset's name: ``--preset paper`` with
+    ``params.motion=true`` runs the fast engine (and is costed, sized and rendered as such).
+    """
+    if config.method in CLASSICAL_METHODS:
+        return "classical"
+    return "fast" if resolve_params(config).motion else "paper"

@@ -1,109 +1,26 @@
-"""The SpatimeINR method on the model-directory rails: trainer generator + block renderer."""
+"""The SpatimeINR method on the model-directory rails: it runs the engine its config names.
+
+:func:`~napari_spatimeinr.engines.presets.engine_of` decides: the ``fast`` engine (:mod:`.fast`,
+with the z decoder of :mod:`.zdecoder` and the uncertainty calibration) or the ``paper`` engine
+(:mod:`.paper`, the published 4D INR).
+"""
 
 from __future__ import annotations
 
-import math
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-
 from ..core.progress import Progress
-from ..store import checkpoint
+from .fast import train as fast_train
 from .fast.render import MotionRenderer
-from .loop import resolve_device
-from .loop import train as _train
-from .paper.network import SpatimeINRNet, window_frames
-from .presets import resolve_params
+from .paper import train as paper_train
+from .paper.render import SpatimeINRRenderer
+from .presets import engine_of
 from .zdecoder.train import train_with_spatial
 
 if TYPE_CHECKING:
     from ..core.config import TrainConfig
     from ..store.model_dir import ModelDir
-
-#: query points per forward pass (times the hypercube's samples); halved on CUDA out-of-memory
-QUERY_CHUNK = 1 << 17
-#: encoded windows kept per renderer (each holds latent_dim x Z x Y x X floats)
-FEATURE_CACHE = 2
-
-
-class SpatimeINRRenderer:
-    """Renders blocks from a trained model; thread-safe; encoder features computed once per window."""
-
-    def __init__(self, model_dir: ModelDir, device: str = "auto"):
-        weights = checkpoint.load_weights(model_dir, "cpu")  # a clear error if not trained
-        self.device = resolve_device(device)
-        self.params = resolve_params(model_dir.config)
-        self.net = SpatimeINRNet(self.params).to(self.device).eval()
-        self.net.load_state_dict(weights)
-        self.data = torch.from_numpy(np.array(model_dir.input, dtype=np.float32)).to(self.device)
-        self.n_frames = self.data.shape[0]
-        self.lock = threading.Lock()
-        self._cache: OrderedDict[int, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
-        m = self.params.hypercube_n**4
-        self.chunk = max(1024, QUERY_CHUNK // m)
-
-    def _features(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if i in self._cache:
-            self._cache.move_to_end(i)
-            return self._cache[i]
-        window = self.data[window_frames(i, self.n_frames)]
-        latent = self.net.encode(window)
-        self._cache[i] = (latent, window)
-        while len(self._cache) > FEATURE_CACHE:
-            self._cache.popitem(last=False)
-        return latent, window
-
-    def _query(self, latent, window, p, f, sp) -> torch.Tensor:
-        out = torch.empty(p.shape[0], device=self.device)
-        start = 0
-        while start < p.shape[0]:
-            end = min(start + self.chunk, p.shape[0])
-            try:
-                out[start:end] = self.net.query(latent, window, p[start:end], f[start:end], sp)
-            except torch.cuda.OutOfMemoryError:
-                if self.chunk <= 256:
-                    raise
-                self.chunk //= 2
-                torch.cuda.empty_cache()
-                continue
-            start = end
-        return out
-
-    def render_block(
-        self, t, z, y, x, spacing=(1.0, 1.0, 1.0, 1.0), keep_measured: bool = False
-    ) -> np.ndarray:
-        """The INR everywhere; with ``keep_measured``, a block on the input's own voxels at a
-        measured instant is the measured data."""
-        t, z, y, x = (np.asarray(v, dtype=np.float64).reshape(-1) for v in (t, z, y, x))
-        out = np.empty((len(t), len(z), len(y), len(x)), dtype=np.float32)
-        sp = torch.tensor([float(s) for s in spacing], device=self.device, dtype=torch.float32)
-        gz, gy, gx = np.meshgrid(z, y, x, indexing="ij")
-        p = torch.from_numpy(np.stack([gz, gy, gx], -1).reshape(-1, 3).astype(np.float32))
-        p = p.to(self.device)
-        on_voxels = all(abs(float(s) - 1.0) < 1e-9 for s in spacing[1:]) and all(
-            np.allclose(c, np.round(c)) for c in (z, y, x)
-        )
-        with self.lock, torch.no_grad():
-            for j, tv in enumerate(t):
-                if keep_measured and on_voxels and abs(tv - round(tv)) < 1e-6:
-                    idx = [
-                        np.clip(np.round(c).astype(np.int64), 0, n - 1)
-                        for c, n in zip((z, y, x), self.data.shape[1:], strict=True)
-                    ]
-                    frame = self.data[min(max(int(round(tv)), 0), self.n_frames - 1)].cpu().numpy()
-                    out[j] = frame[np.ix_(*idx)]
-                    continue
-                i = min(max(int(math.floor(tv)), 0), max(self.n_frames - 2, 0))
-                frac = 0.0 if self.n_frames == 1 else float(tv - i)
-                latent, window = self._features(i)
-                f = torch.full((p.shape[0],), frac, device=self.device)
-                v = self._query(latent, window, p, f, sp)
-                out[j] = v.reshape(out.shape[1:]).float().cpu().numpy()
-        return out
 
 
 class SpatimeINRMethod:
@@ -114,53 +31,15 @@ class SpatimeINRMethod:
     def train(
         self, model_dir: ModelDir, config: TrainConfig, stop: Callable[[], bool]
     ) -> Iterator[Progress]:
-        if not (resolve_params(config).motion and model_dir.shape[0] >= 3):
-            return train_with_spatial(model_dir, config, stop, _train)
-        return _with_calibration(model_dir, config, stop)
+        if engine_of(config) == "paper":
+            return train_with_spatial(model_dir, config, stop, paper_train.train)
+        if model_dir.shape[0] < 3:  # no held-out frames to calibrate the uncertainty on
+            return train_with_spatial(model_dir, config, stop, fast_train.train)
+        return fast_train.train_with_calibration(model_dir, config, stop)
 
     def load_renderer(
         self, model_dir: ModelDir, device: str = "auto"
     ) -> SpatimeINRRenderer | MotionRenderer:
-        if resolve_params(model_dir.config).motion:
+        if engine_of(model_dir.config) == "fast":
             return MotionRenderer(model_dir, device)
         return SpatimeINRRenderer(model_dir, device)
-
-
-#: share of the time limit kept for the uncertainty calibration at the end of a fast training
-CALIBRATION_SHARE = 0.03
-
-
-def _with_calibration(
-    model_dir: ModelDir, config: TrainConfig, stop: Callable[[], bool]
-) -> Iterator[Progress]:
-    """The fast engine's training, then the uncertainty calibration on its held-out frames
-    (``uncertainty.json``; skipped after a Stop: rendering then fits it on first use)."""
-    import time
-
-    from .fast import uncertainty
-
-    t0 = time.perf_counter()
-    inner = config
-    if config.time_limit is not None:
-        inner = config.model_copy(
-            update={"time_limit": config.time_limit * (1 - CALIBRATION_SHARE)}
-        )
-    last = None
-    for p in train_with_spatial(model_dir, inner, stop, _train):
-        if p.done:
-            last = p
-            break
-        yield p
-    if last is not None and not stop() and "stopped" not in last.message:
-        yield Progress(
-            step=last.step,
-            total=last.total,
-            seconds=time.perf_counter() - t0,
-            message="uncertainty: calibrating on held-out frames",
-        )
-        deadline = t0 + config.time_limit if config.time_limit is not None else None
-        cal = MotionRenderer(model_dir, config.device).fit_calibration(deadline=deadline)
-        model_dir.write_atomic(uncertainty.UNCERTAINTY_FILE, cal.to_json().encode())
-        last.message = f"{last.message}; uncertainty calibrated on {cal.fit['frames']} frames"
-    if last is not None:
-        yield last

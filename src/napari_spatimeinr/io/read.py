@@ -4,7 +4,7 @@ Formats (by suffix): ImageJ hyperstack TIFF, OME-TIFF, plain TIFF, NIfTI (.nii, 
 x, y, z, t), OME-Zarr (.zarr; highest resolution level) and NumPy .npy. The overrides (``axes``,
 ``channel``, ``voxel_size``, ``frame_interval``) win over what the file says; what neither says
 defaults to 1 µm and 1 s (listed in ``stack.extra["defaults"]``). Axes of files without axis
-metadata follow the rule of :mod:`napari_spatimeinr.io.axes`.
+metadata follow the rule of :mod:`napari_spatimeinr.data.axes`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import SpatimeINRError
+from ..data.axes import check_axes, infer_axes, select_channel
 from ..data.stack import Stack4D, sha256_file
-from .axes import check_axes, infer_axes, select_channel
 from .formats import SUPPORTED_READ_SUFFIXES, read_family, stem_of
 from .source import SourceImage
 

@@ -14,7 +14,7 @@ import numpy as np
 import tifffile
 
 from ..core.errors import SpatimeINRError
-from .axes import from_file_axes
+from ..data.axes import from_file_axes
 from .source import SourceImage, apply_provenance, parse_provenance
 from .units import length_factor_um, positive, time_factor_s
 

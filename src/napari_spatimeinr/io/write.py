@@ -433,7 +433,7 @@ def _write_zarr(
     progress: Progress | None,
     cancel: Cancel | None,
 ) -> None:
-    from ..render.distributed import active_client, iter_completed
+    from ..core.cluster import active_client, iter_completed
     from .write_zarr import create_zarr, encoder_params, finish_zarr, store_block
 
     shape = tuple(int(s) for s in darr.shape)

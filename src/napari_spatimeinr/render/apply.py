@@ -33,6 +33,7 @@ import numpy as np
 
 from ..core.errors import SpatimeINRError
 from ..data.stack import Stack4D
+from ..engines.presets import engine_of
 from ..store.model_dir import ModelDir, create_model_dir
 from ..store.records import LEARNED_FILES, LEARNED_META
 
@@ -260,7 +261,7 @@ def apply_model(
     from ..core.resources import check_disk
     from ..limits import TrainCost
 
-    cost = TrainCost(tuple(int(v) for v in stack.shape), md.method, md.config.preset)  # type: ignore[arg-type]
+    cost = TrainCost(tuple(int(v) for v in stack.shape), engine_of(md.config))  # type: ignore[arg-type]
     check_disk(
         cost.disk_bytes,
         cache,
@@ -307,9 +308,8 @@ def apply_model(
 
 
 def _uses_flows(md: ModelDir) -> bool:
-    from ..engines.presets import resolve_params
 
-    return bool(resolve_params(md.config).motion)
+    return engine_of(md.config) == "fast"
 
 
 def _write_flows(

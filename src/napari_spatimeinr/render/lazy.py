@@ -109,9 +109,9 @@ def _uncertainty_task(
 def check_uncertainty(md: ModelDir) -> None:
     """Refuse, in one line, an uncertainty map for a model that cannot make one."""
     from ..core.errors import SpatimeINRError
-    from ..engines.presets import resolve_params
+    from ..engines.presets import engine_of
 
-    if md.method in CLASSICAL_METHODS or not resolve_params(md.config).motion:
+    if engine_of(md.config) != "fast":
         what = md.method if md.method in CLASSICAL_METHODS else f"{md.method} {md.config.preset}"
         raise SpatimeINRError(
             f"{md.path.name} is a {what} model: uncertainty maps come from SpatimeINR's fast "

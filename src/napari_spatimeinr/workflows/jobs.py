@@ -248,9 +248,10 @@ def train_resources(
     :data:`UNLIMITED_TRAIN_SECONDS`). One GPU when the device is ``cuda``.
     """
     from ..core.config import CLASSICAL_METHODS
+    from ..engines.presets import engine_of
     from ..limits import TrainCost
 
-    cost = TrainCost(tuple(int(s) for s in shape), config.method, config.preset)  # type: ignore[arg-type]
+    cost = TrainCost(tuple(int(s) for s in shape), engine_of(config))  # type: ignore[arg-type]
     memory = cost.peak_bytes + BASE_MEMORY_BYTES
     notes = [f"memory: training's peak estimate {_gb(cost.peak_bytes)} + {_gb(BASE_MEMORY_BYTES)}"]
     if config.method in CLASSICAL_METHODS:

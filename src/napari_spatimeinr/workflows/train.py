@@ -14,7 +14,8 @@ from typing import Any
 from ..core.config import StackOptions, TrainConfig, build
 from ..core.errors import SpatimeINRError
 from ..core.progress import Progress
-from ..data.stack import Stack4D
+from ..data.stack import Stack4D, sha256_file
+from ..engines.presets import engine_of, resolve_params
 from ..engines.registry import get_method
 from ..render.apply import _dims
 from ..store.model_dir import ModelDir, create_model_dir
@@ -76,8 +77,8 @@ def train(
 
     The directory is created atomically before the first record; it is usable (renderable) once a
     method's first checkpoint is written and always when the generator ends, also after ``stop()``
-    returned True. ``resume=True`` continues the training stored in ``out_dir`` (``source`` is then
-    only checked to be the same data, when given as a path).
+    returned True. ``resume=True`` continues the training stored in ``out_dir``; ``source`` (when
+    not None) must then be the data it was trained on (:func:`check_same_input`).
 
     Before any work, :func:`napari_spatimeinr.limits.check_train` refuses a model that would not
     fit the disk (the input, its flows) or a training that would not fit the memory;
@@ -91,6 +92,7 @@ def train(
     should_stop = stop or (lambda: False)
     if resume:
         md = ModelDir(out_dir)
+        check_same_input(md, source)
         md.remove_stale_temporaries()  # a killed run may have died mid-write
         if md.config.method != cfg.method:
             raise SpatimeINRError(
@@ -121,7 +123,7 @@ def train(
         if len(stacks) > 1:
             _check_several(stacks, cfg)
         for s in stacks:
-            check_train(s.shape, cfg.method, cfg.preset, out_dir, force=force)
+            check_train(s.shape, engine_of(cfg), out_dir, force=force)
         md = create_model_dir(out_dir, stacks[0], cfg, overwrite=overwrite, extra_stacks=stacks[1:])
         if record is not None:
             md.update_meta(init_from=record)
@@ -133,9 +135,7 @@ def train(
 
 def _check_several(stacks: list[Stack4D], cfg: TrainConfig) -> None:
     """Several inputs train the motion engine's refiner; they must be of one kind."""
-    from ..engines.presets import resolve_params
-
-    if cfg.method != "spatimeinr" or not resolve_params(cfg).motion:
+    if engine_of(cfg) != "fast":
         what = cfg.method if cfg.method != "spatimeinr" else f"spatimeinr {cfg.preset}"
         raise SpatimeINRError(
             f"Several inputs train one model with the spatimeinr fast preset only, not {what}: "
@@ -153,7 +153,7 @@ def _check_several(stacks: list[Stack4D], cfg: TrainConfig) -> None:
     from ..core.resources import check_memory
     from ..limits import TrainCost
 
-    need = sum(TrainCost(s.shape, cfg.method, cfg.preset).peak_bytes for s in stacks)
+    need = sum(TrainCost(s.shape, engine_of(cfg)).peak_bytes for s in stacks)
     check_memory(  # the refiner's examples of every stack are held together
         need,
         f"training on {len(stacks)} stacks",
@@ -178,7 +178,6 @@ def check_init_from(source: ModelDir, config: Any, shapes: Sequence[Sequence[int
     import torch
 
     from ..engines.fast.refiner import make_refiner
-    from ..engines.presets import resolve_params
     from ..store import checkpoint
 
     if config.method != "spatimeinr":
@@ -194,7 +193,7 @@ def check_init_from(source: ModelDir, config: Any, shapes: Sequence[Sequence[int
             )
     params = resolve_params(config)
     weights = checkpoint.load_weights(source, "cpu")
-    if params.motion:
+    if engine_of(config) == "fast":
         net: torch.nn.Module = make_refiner(params, tuple(shapes[0]))
     else:
         from ..engines.paper.network import SpatimeINRNet
@@ -210,3 +209,38 @@ def check_init_from(source: ModelDir, config: Any, shapes: Sequence[Sequence[int
             f"now preset {config.preset}, width {params.refine_width} depth {params.refine_depth}): "
             "train with the same preset and engine parameters, or without --init-from."
         ) from None
+
+
+def check_same_input(md: ModelDir, source: Any) -> None:
+    """Refuse, in one line naming both, to resume ``md`` with other data than it was trained on.
+
+    A path is compared by content (the SHA-256 recorded in ``meta.json``), a :class:`Stack4D` by
+    its source's SHA-256 when it has one, else by shape; ``None`` checks nothing.
+    """
+    if source is None:
+        return
+    sources = list(source) if isinstance(source, (list, tuple)) else [source]
+    records = md.meta.get("stacks") or [md.meta]
+    trained = ", ".join(Path(r.get("source_path") or r.get("name", "?")).name for r in records)
+    if len(sources) != len(records):
+        raise SpatimeINRError(
+            f"--resume: {md.path} was trained on {len(records)} stack(s) ({trained}), not on "
+            f"{len(sources)}: resume with the same inputs, or train into a new model directory."
+        )
+    for src, rec in zip(sources, records, strict=True):
+        want = rec.get("source_sha256", "")
+        was = Path(rec.get("source_path") or rec.get("name", "?")).name
+        if isinstance(src, Stack4D):
+            name, got = src.source_path or src.name, src.source_sha256
+            same = got == want if (got and want) else list(src.shape) == list(rec.get("shape", []))
+        else:
+            path = Path(src)
+            if not path.exists():
+                raise SpatimeINRError(f"--resume: the input {path} does not exist.")
+            name = str(path)
+            same = not want or sha256_file(path) == want
+        if not same:
+            raise SpatimeINRError(
+                f"--resume: {md.path} was trained on {was}, not on {name} (other data): resume "
+                f"with {was}, or train {Path(name).name} into a new model directory."
+            )

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .grid import auto_stride, flow_grid_shape  # noqa: F401 (the flow grid, part of this API)
 from .motion import spatial_shape  # the one rule for 2D (Z = 1) and 3D frames
 
 #: pyramid levels stop halving an axis at this many voxels (as scikit-image's ``min_size``)
@@ -221,13 +222,6 @@ def tvl1(ref: torch.Tensor, mov: torch.Tensor, prm: TVL1 | None = None) -> torch
     return flow
 
 
-def flow_grid_shape(shape: tuple[int, ...], stride: int) -> tuple[int, ...]:
-    """The grid a flow is computed and stored on: y and x subsampled by ``stride``."""
-    if stride <= 1:
-        return tuple(shape)
-    return (*shape[:-2], *(max(2, math.ceil(n / stride)) for n in shape[-2:]))
-
-
 def subsample(frames: torch.Tensor, grid: tuple[int, ...]) -> torch.Tensor:
     """Frames (B, *S) averaged down to ``grid`` (area averaging in y and x)."""
     if tuple(frames.shape[1:]) == tuple(grid):
@@ -256,11 +250,6 @@ def upsample_flow(flow: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
 
 #: voxels (pairs × flow-grid voxels) solved in one batch; bounds memory (~60 floats per voxel)
 BATCH_VOXELS = 1 << 22
-
-
-def auto_stride(shape: tuple[int, ...]) -> int:
-    """Subsampling of y and x for the flow grid: 2 once both are at least 64 voxels, else 1."""
-    return 2 if min(shape[-2:]) >= 64 else 1
 
 
 def solve_pairs(

@@ -24,12 +24,12 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from ...core.device import torch_device
 from ...core.errors import SpatimeINRError
 from ...data.normalize import Normalization
 from ...store import checkpoint
 from ...store.model_dir import ModelDir
 from ..histopolation import cell_mean_matrix
-from ..loop import resolve_device
 from ..presets import resolve_params
 from ..zdecoder.apply import SpatialResampler
 from . import flow, uncertainty
@@ -80,7 +80,7 @@ class MotionRenderer:
 
     def __init__(self, model_dir: ModelDir, device: str = "auto"):
         weights = checkpoint.load_weights(model_dir, "cpu")  # a clear error if not trained
-        self.device = resolve_device(device)
+        self.device = torch_device(device)
         self.params = resolve_params(model_dir.config)
         data = np.asarray(model_dir.input, dtype=np.float32)
         self.frame_shape = data.shape[1:]

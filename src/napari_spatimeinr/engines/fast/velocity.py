@@ -41,9 +41,9 @@ def has_motion(md: ModelDir) -> bool:
     """Whether the model's engine estimates motion (SpatimeINR, ``fast`` preset)."""
     if md.method != "spatimeinr":
         return False
-    from ..presets import resolve_params
+    from ..presets import engine_of
 
-    return bool(resolve_params(md.config).motion)
+    return engine_of(md.config) == "fast"
 
 
 def check_motion(md: ModelDir) -> None:
@@ -76,7 +76,8 @@ class VelocityField:
 
     def __init__(self, model_dir: str | Path | ModelDir, device: str = "auto"):
         from ...core.device import check_device
-        from .flow import auto_stride, flow_grid_shape, spatial_shape
+        from .flow import spatial_shape
+        from .grid import auto_stride, flow_grid_shape
         from .task import load_flows
 
         self.md = model_dir if isinstance(model_dir, ModelDir) else ModelDir(model_dir)

@@ -240,9 +240,12 @@ def run_evaluation(
     should_stop = stop or (lambda: False)
     wanted = check_method_and_baselines(task, method, baselines)
     stack = _read(source, read_options).validate()
+    from ...core.config import TrainConfig
+    from ...engines.presets import engine_of
     from ...limits import check_evaluate
 
-    check_evaluate(stack.shape, method, preset, work_dir, force=force)
+    engine = engine_of(TrainConfig(method=method, preset=preset))  # type: ignore[arg-type]
+    check_evaluate(stack.shape, engine, work_dir, force=force)
     deg = degrade(stack, task, factor, z_only)
     k = int(factor)
     truth = deg.truth

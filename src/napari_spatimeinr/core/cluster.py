@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import SpatimeINRError
+from .errors import SpatimeINRError
 
 #: seconds to wait for a scheduler to answer, and for an external cluster's first worker
 DEFAULT_TIMEOUT = 15.0
@@ -297,7 +297,7 @@ def iter_completed(tasks: Sequence[Any], cancel: Callable[[], bool] | None = Non
     """
     import dask
 
-    from ..core.errors import StopRequested
+    from .errors import StopRequested
 
     def check() -> None:
         if cancel is not None and cancel():
