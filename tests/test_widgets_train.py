@@ -179,13 +179,13 @@ def test_loss_plot_waits_for_two_steps_log_loss_own_psnr_axis(qtbot):
 
 def test_limits_gate_greys_out_train(viewer_with_sample, qtbot, tmp_path, monkeypatch):
     """Issue 13: a model that cannot fit the disk is refused before Train, with the numbers."""
-    from napari_spatimeinr import limits
+    from napari_spatimeinr.core import resources
 
     w = TrainWidget(viewer_with_sample)
     qtbot.addWidget(w)
     w.out_edit.setText(str(tmp_path / "m.spatimeinr"))
     assert w.validate() and w.train_btn.isEnabled()
-    monkeypatch.setattr(limits, "free_disk", lambda path: 1000)
+    monkeypatch.setattr(resources, "free_disk", lambda path: 1000)
     assert not w.validate()
     assert not w.train_btn.isEnabled()
     assert "Not enough disk space" in w.error_label.text() and "1 KB free" in w.error_label.text()

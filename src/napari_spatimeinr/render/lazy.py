@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -29,8 +30,13 @@ from ..engines.registry import get_method
 from ..io.meta import OutputMeta
 from ..store.model_dir import ModelDir
 
-_CACHE: dict[tuple, BlockRenderer] = {}
+#: the renderers loaded in this process, least recently used first
+_CACHE: OrderedDict[tuple, tuple[ModelDir, BlockRenderer]] = OrderedDict()
+#: guards _CACHE and _LOADING only: never held while a renderer loads
 _CACHE_LOCK = threading.Lock()
+#: one lock per renderer being loaded, so that one model loads once while other models load and
+#: cache hits are served meanwhile (a load may compute every optical flow of a stack)
+_LOADING: dict[tuple, threading.Lock] = {}
 _CACHE_SIZE = 4
 
 
@@ -42,24 +48,44 @@ def _model_key(path: Path) -> tuple:
     return (str(path.resolve()), *stamps)
 
 
-def get_renderer(path: str | Path, device: str = "cpu") -> tuple[ModelDir, BlockRenderer]:
-    """The (cached) renderer of a model directory: loaded once per process and device.
-
-    ``device`` may be ``auto``: it is resolved here, in the process that renders.
-    """
-    path = Path(path)
-    key = (*_model_key(path), device)
+def _cached(key: tuple) -> tuple[ModelDir, BlockRenderer] | None:
     with _CACHE_LOCK:
         hit = _CACHE.get(key)
         if hit is not None:
-            return hit  # type: ignore[return-value]
-        md = ModelDir(path)
-        classical = md.method in CLASSICAL_METHODS and device == "auto"  # no torch import
-        resolved = "cpu" if classical else resolve_device(device)
-        renderer = get_method(md.method).load_renderer(md, resolved)
-        if len(_CACHE) >= _CACHE_SIZE:
-            _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = (md, renderer)  # type: ignore[assignment]
+            _CACHE.move_to_end(key)
+        return hit
+
+
+def get_renderer(path: str | Path, device: str = "cpu") -> tuple[ModelDir, BlockRenderer]:
+    """The (cached) renderer of a model directory: loaded once per process and device.
+
+    ``device`` may be ``auto``: it is resolved here, in the process that renders. The cache keeps
+    the :data:`_CACHE_SIZE` most recently used renderers; loading one blocks only the tasks that
+    wait for that same renderer.
+    """
+    path = Path(path)
+    key = (*_model_key(path), device)
+    hit = _cached(key)
+    if hit is not None:
+        return hit
+    with _CACHE_LOCK:
+        loading = _LOADING.setdefault(key, threading.Lock())
+    with loading:
+        hit = _cached(key)  # loaded by another task while this one waited
+        if hit is not None:
+            return hit
+        try:
+            md = ModelDir(path)
+            classical = md.method in CLASSICAL_METHODS and device == "auto"  # no torch import
+            resolved = "cpu" if classical else resolve_device(device)
+            renderer = get_method(md.method).load_renderer(md, resolved)
+            with _CACHE_LOCK:
+                _CACHE[key] = (md, renderer)
+                while len(_CACHE) > _CACHE_SIZE:
+                    _CACHE.popitem(last=False)
+        finally:
+            with _CACHE_LOCK:
+                _LOADING.pop(key, None)
         return md, renderer
 
 
