@@ -330,3 +330,31 @@ def test_default_export_name_of_a_stack_named_like_a_path(make_napari_viewer, qt
     w.path_edit.clear()  # models of earlier tests are in the session's list: no name chosen yet
     w.add_model(out)
     assert w.export_path() == tmp_path / "movie t_4_render.tif"
+
+
+def test_the_widget_refuses_what_the_cli_refuses(fast_widget, tmp_path, monkeypatch):
+    """Add layer / Export go through the CLI's gate (limits.check_render_export): the widget used
+    to build its own cost, without the model's stored input, and allowed exports the CLI refused."""
+    from napari_spatimeinr import limits
+    from napari_spatimeinr.cli import main
+    from napari_spatimeinr.core import resources
+
+    w = fast_widget
+    out = tmp_path / "out.ome.tif"
+    w.path_edit.setText(str(out))
+    for spin in (w.scale_t, w.scale_z, w.scale_y, w.scale_x):
+        spin.setValue(1.0)
+    plan = w.plan()
+    cost = limits.render_cost(plan._input_shape)
+    model_bytes = (plan.model_dir / "input.npy").stat().st_size
+    assert model_bytes > 0
+    # memory for the render alone, not with the model's input in every worker
+    monkeypatch.setattr(resources, "memory_margin", lambda: 0)
+    monkeypatch.setattr(resources, "available_memory", lambda: cost.peak_bytes(model_bytes) - 1)
+    assert cost.peak_bytes(0) <= resources.memory_limit()
+    code = main(["render", str(plan.model_dir), "-o", str(out)])
+    assert code != 0 and not out.exists()
+    view, export = w.refusals(plan)
+    assert "Not enough memory" in export
+    monkeypatch.setattr(resources, "available_memory", lambda: cost.peak_bytes(model_bytes) + 1)
+    assert w.refusals(plan)[1] == ""

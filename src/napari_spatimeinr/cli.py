@@ -307,30 +307,27 @@ def _plan(args: argparse.Namespace, md, out: Path, unc_out: Path | None = None):
     """The plan of one render after the gate of :mod:`.limits` (cost, disk, memory); with
     ``unc_out``, the uncertainty map's file passes the same gate."""
     from . import api
-    from .limits import check_export, render_cost
+    from .limits import check_render_export
 
     t_range = tuple(args.t_range) if args.t_range else None
     roi = tuple(args.roi) if args.roi else None
-    cost = render_cost(
-        md.shape,
-        args.scale_t,
-        _scales(args),
-        t_range,
-        roi,
-        chunk_mb=args.chunk_mb,
-        workers=args.workers or None,
-    )
-    model_bytes = (md.path / "input.npy").stat().st_size
-    check_export(
-        cost, out, args.dtype, force=args.force, model_bytes=model_bytes, check_target=False
-    )
     if unc_out is not None:
         from .render.lazy import check_uncertainty
 
         check_uncertainty(md)
-        check_export(
-            cost, unc_out, args.dtype, force=args.force, model_bytes=model_bytes, check_target=False
-        )
+    cost = check_render_export(
+        md.shape,
+        md.path,
+        [out] if unc_out is None else [out, unc_out],
+        args.dtype,
+        scale_t=args.scale_t,
+        scale_zyx=_scales(args),
+        t_range=t_range,  # type: ignore[arg-type]
+        roi=roi,  # type: ignore[arg-type]
+        chunk_mb=args.chunk_mb,
+        workers=args.workers or None,
+        force=args.force,
+    )
     plan = api.plan_render(
         md,
         args.scale_t,
@@ -341,7 +338,7 @@ def _plan(args: argparse.Namespace, md, out: Path, unc_out: Path | None = None):
         device=args.device,
         keep_measured=args.keep_measured,
     )
-    return plan, cost, model_bytes
+    return plan, cost, (md.path / "input.npy").stat().st_size
 
 
 def _apply(args: argparse.Namespace, path: Path, progress=None):

@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -232,6 +233,37 @@ def check_export(
         f"{cost.workers} workers",
         "Use fewer --workers, a smaller --chunk-mb, or render less.",
     )
+
+
+def check_render_export(
+    input_shape: tuple[int, int, int, int],
+    model_dir: str | Path,
+    targets: Sequence[str | Path],
+    dtype: str = "float32",
+    *,
+    scale_t: float = 1.0,
+    scale_zyx: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    t_range: tuple[float, float] | None = None,
+    roi: tuple[int, int, int, int, int, int] | None = None,
+    chunk_mb: float = 8.0,
+    workers: int | None = None,
+    force: bool = False,
+    check_target: bool = False,
+) -> RenderCost:
+    """The gate of exporting a model's render to ``targets`` (the render, then its uncertainty
+    map): the one the CLI (``spatimeinr render``) and the Render & Export widget both call, so the
+    two refuse the same requests. The model's stored input (``input.npy``) counts in the memory of
+    every worker that loads it."""
+    cost = render_cost(
+        input_shape, scale_t, scale_zyx, t_range, roi, chunk_mb=chunk_mb, workers=workers
+    )
+    stored = Path(model_dir) / "input.npy"
+    model_bytes = stored.stat().st_size if stored.is_file() else 0
+    for target in targets:
+        check_export(
+            cost, target, dtype, force=force, model_bytes=model_bytes, check_target=check_target
+        )
+    return cost
 
 
 # -- training and evaluation ----------------------------------------------------------------------

@@ -13,7 +13,6 @@ the same ending), the two files the CLI's ``render -o FILE --uncertainty FILE`` 
 from __future__ import annotations
 
 import math
-import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -773,7 +772,8 @@ class RenderWidget(QWidget):
         ``probe`` also checks that the export folder takes a new file (done on Export only).
         """
         from .._layers import browse_cost
-        from ..limits import RenderCost, check_export, check_view
+        from ..limits import check_render_export, check_view
+        from ..store.model_dir import ModelDir
 
         try:
             check_view(browse_cost(plan))
@@ -783,19 +783,21 @@ class RenderWidget(QWidget):
         text = self.path_edit.text().strip()
         if not text or suffix_of(text) not in SUPPORTED_WRITE_SUFFIXES:
             return view, ""
-        chunk = tuple(max(c) for c in plan.chunks)
-        cost = RenderCost(
-            plan.shape,
-            plan.grid.full_shape,
-            chunk,
-            math.prod(len(c) for c in plan.chunks),
-            max(1, os.cpu_count() or 1),
-        )
         out = Path(text).expanduser()
         targets = [out, uncertainty_path(out)] if self.exports_uncertainty() else [out]
-        try:
-            for target in targets:  # each file passes the gate, as in the CLI
-                check_export(cost, target, self.dtype_combo.currentText(), check_target=probe)
+        try:  # the CLI's gate, on the plan's own model directory (the applied one for a layer)
+            s = self.render_settings(ModelDir(plan.model_dir))
+            check_render_export(
+                plan._input_shape,
+                plan.model_dir,
+                targets,
+                s.dtype,
+                scale_t=s.scale_t,
+                scale_zyx=s.scale_zyx,
+                t_range=s.t_range,
+                roi=s.roi,
+                check_target=probe,
+            )
             return view, ""
         except SpatimeINRError as err:
             return view, str(err)
