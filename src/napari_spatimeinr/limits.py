@@ -34,13 +34,12 @@ from pathlib import Path
 
 from .core.errors import LimitError, SpatimeINRError
 from .core.resources import (
-    _fmt_bytes,
-    _fmt_shape,
     check_disk,
     check_memory,
     check_writable,
     memory_limit,
 )
+from .core.text import fmt_bytes, fmt_shape
 from .engines.fast.grid import auto_stride, flow_grid_shape
 
 #: Bytes of one task of a lazy render graph (its coordinate vectors, the dict entry and the
@@ -62,9 +61,6 @@ RENDER_WORK_BYTES = 32
 VIEW_BYTES_PER_VOXEL = 16
 #: Model directory extras beside ``input.npy`` (weights, config, history): an upper bound.
 MODEL_EXTRA_BYTES = 64 * 2**20
-
-
-fmt_bytes = _fmt_bytes
 
 
 # -- what the machine offers --------------------------------------------------------------------
@@ -165,7 +161,7 @@ def check_plan(cost: RenderCost, max_chunks: int = MAX_CHUNKS) -> None:
     """Refuse a lazy render whose plan alone (coordinates, task graph) is absurd."""
     if cost.n_chunks > max_chunks:
         raise LimitError(
-            f"The render {cost.describe()} would be {_fmt_bytes(cost.nbytes)} as float32, split "
+            f"The render {cost.describe()} would be {fmt_bytes(cost.nbytes)} as float32, split "
             f"into {cost.n_chunks:.3g} chunks: over the limit of {max_chunks:,} chunks. {_LESS}"
         )
     check_memory(cost.plan_bytes, f"the plan of the render {cost.describe()}", _LESS)
@@ -178,7 +174,7 @@ def check_view(cost: RenderCost) -> None:
     if y * x > MAX_VIEW_PLANE_VOXELS:
         raise LimitError(
             f"One plane of the render is {y:,} × {x:,} = {y * x:.3g} voxels "
-            f"({_fmt_bytes(4 * y * x)}), over the {MAX_VIEW_PLANE_VOXELS:.3g} voxels (16,384²) a "
+            f"({fmt_bytes(4 * y * x)}), over the {MAX_VIEW_PLANE_VOXELS:.3g} voxels (16,384²) a "
             "layer can show: use smaller y, x factors or a region (export it instead)."
         )
     check_memory(
@@ -212,7 +208,7 @@ def check_export(
     need = cost.disk_bytes(dtype, suffix)
     if write_family(path) == "tiff" and need > IMAGEJ_MAX_BYTES:
         raise LimitError(
-            f"{Path(path).name} would be about {_fmt_bytes(need)} ({cost.describe()}), over the "
+            f"{Path(path).name} would be about {fmt_bytes(need)} ({cost.describe()}), over the "
             "4 GB limit of ImageJ TIFF: write .ome.tif (BigTIFF) or .zarr instead, or render less "
             "(--t-range, --roi, smaller factors)."
         )
@@ -223,13 +219,13 @@ def check_export(
     if cost.row_bytes > limit:
         raise LimitError(
             f"The smallest part of the render the writers compute (one row of chunks across all "
-            f"{cost.shape[3]:,} x voxels, {_fmt_bytes(cost.row_bytes)}) does not fit in the "
-            f"{_fmt_bytes(limit)} of memory available: use a smaller --chunk-mb, a smaller x "
+            f"{cost.shape[3]:,} x voxels, {fmt_bytes(cost.row_bytes)}) does not fit in the "
+            f"{fmt_bytes(limit)} of memory available: use a smaller --chunk-mb, a smaller x "
             "factor or a region (--roi)."
         )
     check_memory(
         cost.peak_bytes(model_bytes),
-        f"rendering {cost.describe()} in chunks of {_fmt_bytes(cost.chunk_bytes)} on "
+        f"rendering {cost.describe()} in chunks of {fmt_bytes(cost.chunk_bytes)} on "
         f"{cost.workers} workers",
         "Use fewer --workers, a smaller --chunk-mb, or render less.",
     )
@@ -326,15 +322,15 @@ def check_train(
 ) -> TrainCost:
     """Refuse training whose model directory does not fit the disk or whose work the memory."""
     cost = TrainCost(tuple(int(s) for s in shape), engine)  # type: ignore[arg-type]
-    what = f"the model of a {_fmt_shape(cost.shape)} input"
+    what = f"the model of a {fmt_shape(cost.shape)} input"
     if cost.flow_bytes:
-        what += f" (with {_fmt_bytes(cost.flow_bytes)} of optical flows)"
+        what += f" (with {fmt_bytes(cost.flow_bytes)} of optical flows)"
     check_disk(
         cost.disk_bytes, out_dir, what, "Free some space or write the model elsewhere.", force
     )
     check_memory(
         cost.peak_bytes,
-        f"training on a {_fmt_shape(cost.shape)} input",
+        f"training on a {fmt_shape(cost.shape)} input",
         "Crop the stack (fewer frames or a region) or use a machine with more memory.",
     )
     return cost
@@ -355,7 +351,7 @@ def check_evaluate(
     need = 12 * n + cost.peak_bytes
     check_memory(
         need,
-        f"evaluating on a {_fmt_shape(cost.shape)} stack",
+        f"evaluating on a {fmt_shape(cost.shape)} stack",
         "Crop the stack (fewer frames or a region) first.",
     )
     where = work_dir if work_dir is not None else tempfile.gettempdir()

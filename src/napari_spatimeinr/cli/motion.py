@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 
 from ..core.errors import SpatimeINRError, StopRequested
-from .console import _bar, _fmt_bytes, _fmt_seconds, _graceful_stop, _say
+from ..core.text import fmt_bytes, fmt_seconds
+from .console import _bar, _graceful_stop, _say
 
 
 def cmd_motion(args: argparse.Namespace) -> int:
@@ -33,8 +34,8 @@ def cmd_motion(args: argparse.Namespace) -> int:
     _say(
         args,
         f"Motion T={t} intervals C={c} (vz, vy, vx in µm/s) Z={z} Y={y} X={x} float32, about "
-        f"{_fmt_bytes(velocity_bytes(field.shape))} on disk; peak memory about "
-        f"{_fmt_bytes(field.peak_bytes)}; estimated time {_fmt_seconds(field.estimate_seconds())}"
+        f"{fmt_bytes(velocity_bytes(field.shape))} on disk; peak memory about "
+        f"{fmt_bytes(field.peak_bytes)}; estimated time {fmt_seconds(field.estimate_seconds())}"
         f"{solve}",
     )
     bar = _bar(args, t, "motion", "interval")
@@ -60,5 +61,5 @@ def cmd_motion(args: argparse.Namespace) -> int:
             bar.close()
             raise SpatimeINRError("Motion export cancelled: no output was written.") from None
     bar.close()
-    _say(args, f"Wrote {out} in {_fmt_seconds(time.perf_counter() - t0)}")
+    _say(args, f"Wrote {out} in {fmt_seconds(time.perf_counter() - t0)}")
     return 0

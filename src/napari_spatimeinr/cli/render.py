@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import SpatimeINRError, StopRequested
-from .console import _bar, _fmt_bytes, _fmt_seconds, _graceful_stop, _say
+from ..core.text import fmt_bytes, fmt_seconds
+from .console import _bar, _graceful_stop, _say
 
 
 @contextmanager
@@ -167,10 +168,10 @@ def cmd_render(args: argparse.Namespace) -> int:
         t, z, y, x = plan.shape
         _say(
             args,
-            f"Output T={t} Z={z} Y={y} X={x} ({args.dtype}), about {_fmt_bytes(disk)} on disk; "
-            f"chunks of {_fmt_bytes(cost.chunk_bytes)}, peak memory about "
-            f"{_fmt_bytes(cost.peak_bytes(model_bytes))}; estimated time "
-            f"{_fmt_seconds(est) if est is not None else 'unknown (cluster)'}",
+            f"Output T={t} Z={z} Y={y} X={x} ({args.dtype}), about {fmt_bytes(disk)} on disk; "
+            f"chunks of {fmt_bytes(cost.chunk_bytes)}, peak memory about "
+            f"{fmt_bytes(cost.peak_bytes(model_bytes))}; estimated time "
+            f"{fmt_seconds(est) if est is not None else 'unknown (cluster)'}",
         )
         for arr, target, meta, label in api.render_outputs(plan, out, unc_out):
             bar = _bar(args, None, label, "slab")
@@ -202,7 +203,7 @@ def cmd_render(args: argparse.Namespace) -> int:
                 bar.close()
             dt = time.perf_counter() - t1
             n = t * z * y * x
-            _say(args, f"Wrote {target} in {_fmt_seconds(dt)} ({n / max(dt, 1e-9):.3g} voxels/s)")
+            _say(args, f"Wrote {target} in {fmt_seconds(dt)} ({n / max(dt, 1e-9):.3g} voxels/s)")
     return 0
 
 
@@ -306,7 +307,7 @@ def _render_batch(args: argparse.Namespace) -> int:
                 note = f"; {len(warns)} warning(s): {' '.join(warns)}" if warns else ""
                 tqdm.write(
                     f"OK {path} -> {out} (T={t} Z={z} Y={y} X={x}, "
-                    f"{_fmt_seconds(time.perf_counter() - t0)}){note}",
+                    f"{fmt_seconds(time.perf_counter() - t0)}){note}",
                     file=sys.stdout,
                 )
             bar.n = i + 1

@@ -8,7 +8,8 @@ from typing import Any
 
 from ..core.config import CLASSICAL_METHODS, TrainConfig, load_yaml
 from ..core.errors import SpatimeINRError
-from .console import _bar, _fmt_seconds, _graceful_stop, _say
+from ..core.text import fmt_seconds
+from .console import _bar, _graceful_stop, _say
 
 
 def set_config_value(values: dict[str, Any], item: str) -> None:
@@ -122,7 +123,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if cfg.steps:
             budget.append(f"{cfg.steps} steps")
         if cfg.time_limit:
-            budget.append(f"at most {_fmt_seconds(cfg.time_limit)}")
+            budget.append(f"at most {fmt_seconds(cfg.time_limit)}")
         what = cfg.method if cfg.method in CLASSICAL_METHODS else f"spatimeinr ({cfg.preset})"
         if cfg.method == "spatimeinr":
             from ..engines.zdecoder.train import split_text
@@ -176,6 +177,6 @@ def cmd_train(args: argparse.Namespace) -> int:
             bar.close()
     msg = f"Model written to {args.output}"
     if last is not None and last.step:
-        msg += f" ({last.step} steps, {_fmt_seconds(last.seconds)})"
+        msg += f" ({last.step} steps, {fmt_seconds(last.seconds)})"
     _say(args, msg)
     return 0

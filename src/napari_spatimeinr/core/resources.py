@@ -9,19 +9,7 @@ import tempfile
 from pathlib import Path
 
 from .errors import LimitError, SpatimeINRError
-
-
-def _fmt_bytes(n: float) -> str:
-    n = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB", "PB", "EB", "ZB"):
-        if abs(n) < 1000 or unit == "ZB":
-            return f"{n:.3g} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1000
-    return f"{n:.3g} YB"  # pragma: no cover
-
-
-def _fmt_shape(shape: tuple[int, ...]) -> str:
-    return " × ".join(f"{int(s):,}" for s in shape)
+from .text import fmt_bytes, fmt_shape
 
 
 def available_memory() -> int:
@@ -119,8 +107,8 @@ def check_memory(need: int, what: str, hint: str) -> None:
     limit = memory_limit()
     if need > limit:
         raise LimitError(
-            f"Not enough memory: {what} needs about {_fmt_bytes(need)} but only "
-            f"{_fmt_bytes(limit)} is available (free memory minus a {_fmt_bytes(memory_margin())} "
+            f"Not enough memory: {what} needs about {fmt_bytes(need)} but only "
+            f"{fmt_bytes(limit)} is available (free memory minus a {fmt_bytes(memory_margin())} "
             f"margin). {hint}"
         )
 
@@ -132,8 +120,8 @@ def check_disk(need: int, path: str | Path, what: str, hint: str, force: bool = 
     free = free_disk(path)
     if need > free:
         raise LimitError(
-            f"Not enough disk space: {what} needs about {_fmt_bytes(need)} but "
-            f"{nearest_existing(path)} has {_fmt_bytes(free)} free. {hint} (--force skips this "
+            f"Not enough disk space: {what} needs about {fmt_bytes(need)} but "
+            f"{nearest_existing(path)} has {fmt_bytes(free)} free. {hint} (--force skips this "
             "check.)"
         )
 
@@ -143,6 +131,6 @@ def check_read(shape: tuple[int, ...], name: str) -> None:
     need = 2 * 4 * math.prod(int(s) for s in shape)
     check_memory(
         need,
-        f"reading {name} (shape {_fmt_shape(shape)}) as float32",
+        f"reading {name} (shape {fmt_shape(shape)}) as float32",
         "Crop the stack first (e.g. in Fiji), or use a machine with more memory.",
     )

@@ -32,6 +32,8 @@ import dask.array as da
 import numpy as np
 
 from ..core.errors import SpatimeINRError
+from ..core.files import fsync_dir
+from ..core.text import fmt_bytes
 from .encode import Encoder, check_dtype
 from .formats import SUPPORTED_WRITE_SUFFIXES, suffix_of, write_family
 from .meta import OutputMeta
@@ -62,14 +64,6 @@ def estimate_output_bytes(
     if fam == "nifti":
         return nbytes + 16 * 2**10
     return nbytes + 64 * 2**10  # zarr: metadata; compression only makes it smaller
-
-
-def _fmt(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.3g} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1000
-    return f"{n:.3g} TB"  # pragma: no cover
 
 
 def _as_dask(darr: da.Array | np.ndarray) -> da.Array:
@@ -125,8 +119,8 @@ def _check_disk(parent: Path, path: Path, need: int) -> None:
     free = shutil.disk_usage(parent).free
     if need + _DISK_MARGIN > free:
         raise SpatimeINRError(
-            f"Not enough disk space for {path.name}: it needs about {_fmt(need)} but {parent} has "
-            f"{_fmt(free)} free. Free some space, write to another disk, or render less "
+            f"Not enough disk space for {path.name}: it needs about {fmt_bytes(need)} but {parent} has "
+            f"{fmt_bytes(free)} free. Free some space, write to another disk, or render less "
             "(--t-range, --roi, smaller factors)."
         )
 
@@ -145,19 +139,6 @@ def _remove(p: Path) -> None:
             pass
 
 
-def _fsync_dir(d: Path) -> None:
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:  # pragma: no cover - e.g. Windows
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
 def _commit(tmp: Path, path: Path) -> None:
     """Move the finished temporary output into place (replacing an old one)."""
     if (path.exists() or path.is_symlink()) and (path.is_dir() or tmp.is_dir()):
@@ -171,7 +152,7 @@ def _commit(tmp: Path, path: Path) -> None:
         _remove(old)
     else:
         os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
@@ -252,7 +233,7 @@ def write_array(
 
         if need > IMAGEJ_MAX_BYTES:
             raise SpatimeINRError(
-                f"{path.name} would be about {_fmt(need)}, over the 4 GB limit of ImageJ TIFF: "
+                f"{path.name} would be about {fmt_bytes(need)}, over the 4 GB limit of ImageJ TIFF: "
                 "write .ome.tif (BigTIFF) or .zarr instead, or render less (--t-range, --roi)."
             )
     if fam == "zarr":

@@ -32,24 +32,12 @@ import numpy as np
 from .. import __version__
 from ..core.config import TrainConfig, build, dump_yaml, load_yaml
 from ..core.errors import SpatimeINRError
+from ..core.files import fsync_dir
 from ..data.normalize import Normalization
 from ..data.stack import Stack4D
 
 FORMAT_VERSION = 1
 HISTORY_FIELDS = ["step", "loss", "psnr", "lr", "seconds"]
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
 
 
 def _umask() -> int:
@@ -74,7 +62,7 @@ def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> 
             os.fsync(fh.fileno())
         os.chmod(tmp, default_mode())
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -353,7 +341,7 @@ def create_model_dir(
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
-        _fsync_dir(parent)
+        fsync_dir(parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
