@@ -13,7 +13,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import dask.array as da
 import numpy as np
@@ -400,43 +400,17 @@ def render_plan(plan: RenderPlan, uncertainty: bool = False) -> da.Array:
 
 
 def render(
-    model_dir: str | Path | ModelDir,
-    scale_t: float = 1.0,
-    scale_zyx: tuple[float, float, float] = (1.0, 1.0, 1.0),
-    t_range: tuple[float, float] | None = None,
-    roi: tuple[int, int, int, int, int, int] | None = None,
-    *,
-    chunks: tuple[int, int, int, int] | None = None,
-    chunk_mb: float = 8.0,
-    device: str = "auto",
-    keep_measured: bool = False,
-    input: str | Path | Stack4D | None = None,
-    cache_dir: str | Path | None = None,
-    read_options: dict | None = None,
-    uncertainty: bool = False,
+    model_dir: str | Path | ModelDir, *args: Any, uncertainty: bool = False, **kwargs: Any
 ) -> da.Array | tuple[da.Array, da.Array]:
     """Render a model directory lazily: a dask array (T, Z, Y, X) float32 in input intensity units.
 
-    Nothing is computed until the array (or part of it) is. See :func:`plan_render` for the grid
-    and metadata (output voxel size, frame interval, origin, provenance), and for ``input`` (the
-    model applied to another stack; its intensity units then). ``uncertainty=True`` returns
-    ``(render, uncertainty map)``: the second is the expected absolute error of every voxel, on
-    the same grid and chunks (:func:`render_plan`).
+    The arguments are those of :func:`plan_render` (factors, time range, region, chunking,
+    device, ``keep_measured``, ``input`` …), which gives the grid and metadata (output voxel size,
+    frame interval, origin, provenance). Nothing is computed until the array (or part of it) is.
+    ``uncertainty=True`` returns ``(render, uncertainty map)``: the second is the expected absolute
+    error of every voxel, on the same grid and chunks (:func:`render_plan`).
     """
-    plan = plan_render(
-        model_dir,
-        scale_t,
-        scale_zyx,
-        t_range,
-        roi,
-        chunks=chunks,
-        chunk_mb=chunk_mb,
-        device=device,
-        keep_measured=keep_measured,
-        input=input,
-        cache_dir=cache_dir,
-        read_options=read_options,
-    )
+    plan = plan_render(model_dir, *args, **kwargs)
     if uncertainty:
         return render_plan(plan), render_plan(plan, uncertainty=True)
     return render_plan(plan)
