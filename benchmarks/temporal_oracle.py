@@ -39,8 +39,8 @@ from napari_spatimeinr import api
 from napari_spatimeinr.data.normalize import Normalization
 from napari_spatimeinr.engines.fast import flow
 from napari_spatimeinr.engines.fast.refiner import Refiner
-from napari_spatimeinr.workflows.evaluate.degrade import degrade_temporal
 from napari_spatimeinr.workflows.evaluate.metrics import truth_range
+from napari_spatimeinr.workflows.evaluate.withhold import degrade_temporal
 
 CROP = 48
 #: voxels per training step (the fast preset's batch)

@@ -26,8 +26,8 @@ from napari_spatimeinr import api
 from napari_spatimeinr.core.coords import make_grid
 from napari_spatimeinr.engines.histopolation import resample_axis
 from napari_spatimeinr.workflows.evaluate.baselines import interpolate
-from napari_spatimeinr.workflows.evaluate.degrade import degrade
 from napari_spatimeinr.workflows.evaluate.metrics import score, truth_range
+from napari_spatimeinr.workflows.evaluate.withhold import degrade
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 K = 4

@@ -10,15 +10,15 @@ from napari_spatimeinr.core.errors import SpatimeINRError
 from napari_spatimeinr.core.progress import Progress
 from napari_spatimeinr.data.stack import Stack4D
 from napari_spatimeinr.workflows.evaluate.baselines import interpolate
-from napari_spatimeinr.workflows.evaluate.degrade import (
+from napari_spatimeinr.workflows.evaluate.metrics import score, truth_range
+from napari_spatimeinr.workflows.evaluate.protocol import EvalResult, run_evaluation
+from napari_spatimeinr.workflows.evaluate.report import format_table, read_report, write_report
+from napari_spatimeinr.workflows.evaluate.withhold import (
     degrade,
     degrade_spatial,
     degrade_temporal,
     plan_shapes,
 )
-from napari_spatimeinr.workflows.evaluate.metrics import score, truth_range
-from napari_spatimeinr.workflows.evaluate.protocol import EvalResult, run_evaluation
-from napari_spatimeinr.workflows.evaluate.report import format_table, read_report, write_report
 
 REPORT_KEYS = {"task", "factor", "z_only", "input_shape", "truth_shape", "results"}
 RESULT_KEYS = {"psnr", "ssim", "per_frame", "train_seconds"}

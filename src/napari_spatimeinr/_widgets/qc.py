@@ -37,9 +37,9 @@ from ..core.errors import SpatimeINRError
 from ..core.progress import Progress
 from ..data.axes import check_axes, to_tzyx
 from ..data.stack import Stack4D
-from ..workflows.evaluate.degrade import plan_shapes
 from ..workflows.evaluate.protocol import METHODS, EvalResult, run_evaluation
 from ..workflows.evaluate.report import plot_report, plot_uncertainty, write_report
+from ..workflows.evaluate.withhold import plan_shapes
 from .forms import fit_width, form_layout, relax_widths, scroll_layout
 from .processes import iterate_in_process
 from .train import METHOD_TIPS, PRESET_INFO

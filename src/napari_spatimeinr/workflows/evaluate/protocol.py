@@ -27,8 +27,8 @@ from ...core.errors import SpatimeINRError
 from ...core.progress import Progress
 from ...data.stack import Stack4D
 from .baselines import CLASSICAL, baselines_for, best_smoothed, interpolate, motion_interpolate
-from .degrade import Degraded, degrade
 from .metrics import flicker_ratio, score, truth_range
+from .withhold import Degraded, degrade
 
 METHODS = ("spatimeinr", *CLASSICAL)
 
