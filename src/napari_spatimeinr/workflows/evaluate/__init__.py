@@ -1,6 +1,6 @@
 """Hold-out evaluation (DESIGN.md, "Evaluation protocol").
 
-* :mod:`.degrade` withholds frames (temporal ×k) or mean-pools (spatial ×k) a real stack;
+* :mod:`.withhold` withholds frames (temporal ×k) or mean-pools (spatial ×k) a real stack;
 * :mod:`.baselines` nearest / linear / cubic (scipy-exact), motion-compensated and smoothed;
 * :mod:`.metrics` PSNR and SSIM on percentile-normalized intensities;
 * :mod:`.protocol` :func:`run_evaluation`, the generator the CLI, the API and the QC widget share;
