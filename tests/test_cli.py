@@ -149,3 +149,22 @@ def test_evaluate_writes_the_report_and_shows_one_bar_per_stage(tmp_path, capsys
     starts = [line.split(":")[0] for line in err.replace("\r", "\n").splitlines() if " 0%" in line]
     for stage in ("baseline", "motion", "train", "render"):
         assert stage in starts, err
+
+
+def test_a_closed_output_pipe_ends_quietly(tmp_path, capsys, monkeypatch, timelapse_tif):
+    """``spatimeinr info M | head`` used to end in 'unexpected error: BrokenPipeError'."""
+    src, _ = timelapse_tif
+    model = tmp_path / "m"
+    assert run(capsys, "train", src, "-o", model, "--method", "cubic")[0] == 0
+
+    class ClosedPipe:
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr("sys.stdout", ClosedPipe())
+    code = main(["info", str(model)])
+    err = capsys.readouterr().err
+    assert code == 141 and "unexpected error" not in err

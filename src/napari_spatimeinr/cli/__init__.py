@@ -12,6 +12,7 @@ target, format and free disk, plan, peak memory); ``--force`` skips the free-dis
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -57,6 +58,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("spatimeinr: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (``spatimeinr info M | head``): end quietly
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (no flush error at exit)
+        except OSError:  # pragma: no cover
+            pass
+        return 141
     except Exception as err:  # one clear line, the traceback only on request
         if args.debug:
             raise
