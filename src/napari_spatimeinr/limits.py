@@ -17,7 +17,9 @@ What is checked (all from shapes, with arithmetic only):
 * **Lazy layer** (:func:`check_view`): one displayed (y, x) plane fits in memory.
 * **Training** (:func:`check_train`) and **evaluation** (:func:`check_evaluate`): the input, its
   optical flows (:func:`flows_bytes`) and the model directory on disk; the working memory.
-* **Reading** (:func:`check_read`): the float32 copy of a stack fits in memory.
+* **Reading** (:func:`~napari_spatimeinr.core.resources.check_read`): the float32 copy of a stack
+  fits in memory. What the machine offers and the checks every command shares (memory, disk,
+  writable targets) are :mod:`napari_spatimeinr.core.resources`, below the readers.
 
 The estimates are upper bounds with round factors (documented by each constant); they are meant to
 separate the possible from the absurd, not to predict the last megabyte.
@@ -61,12 +63,6 @@ RENDER_WORK_BYTES = 32
 VIEW_BYTES_PER_VOXEL = 16
 #: Model directory extras beside ``input.npy`` (weights, config, history): an upper bound.
 MODEL_EXTRA_BYTES = 64 * 2**20
-
-
-# -- what the machine offers --------------------------------------------------------------------
-
-
-# -- checks shared by all commands ----------------------------------------------------------------
 
 
 # -- render ---------------------------------------------------------------------------------------

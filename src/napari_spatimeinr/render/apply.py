@@ -1,4 +1,4 @@
-"""One model, many stacks: apply a trained model to another stack, warm starts, several inputs.
+"""One model, many stacks: apply a trained model to another stack.
 
 * :func:`apply_model` — the model's learned parts (the temporal refiner, the z decoder) on another
   stack. What is stack-specific (its normalization, its optical flows) is computed for it and kept in
@@ -10,8 +10,9 @@
   nor the stack change (the folder's name is a hash of both).
 * :func:`compatibility` — what makes a model unusable on a stack (one :class:`SpatimeINRError`) and
   what only lowers the quality (warnings that say what to expect).
-* :func:`init_from_record` / :func:`init_weights` — warm starts: ``train --init-from MODEL`` records
-  the model in ``meta.json["init_from"]`` and the trainers start from its weights.
+Warm starts (``train --init-from``) are :mod:`napari_spatimeinr.workflows.train` and
+:mod:`napari_spatimeinr.store.records`; training on several stacks is the fast engine's
+(:mod:`napari_spatimeinr.engines.fast.train`).
 * :func:`expand_inputs` — file arguments that may be folders or globs (several inputs of ``train``,
   batch renders).
 """
@@ -337,12 +338,6 @@ def _write_flows(
     buf = io.BytesIO()
     np.savez(buf, **flows)
     work.write_atomic(motion_task.FLOWS_FILE, buf.getvalue())
-
-
-# -- warm starts ---------------------------------------------------------------------------------
-
-
-# -- several inputs ------------------------------------------------------------------------------
 
 
 class MismatchWarning(UserWarning):

@@ -12,8 +12,6 @@ from .model_dir import ModelDir
 
 #: files in the model directory that hold learned weights (copied into applied directories)
 LEARNED_FILES = ("model.pt", "spatial.pt")
-
-
 #: meta.json keys about the learned parts, carried into applied directories
 LEARNED_META = ("params", "spatial", "train_steps", "train_seconds", "heldout_psnr", "init_from")
 
