@@ -3,7 +3,7 @@
 DESIGN.md ("CLI contract", Limits): before allocating, every command checks its plan against free
 disk and available memory and refuses with one line naming the number and the limit. The CLI, the
 Python API (:func:`~napari_spatimeinr.render.lazy.plan_render`, :func:`~napari_spatimeinr.api.train`,
-:func:`~napari_spatimeinr.io.write.write_array`, the evaluation) and the widgets all call this module,
+:func:`~napari_spatimeinr.workflows.export.export`, the evaluation) and the widgets all call this module,
 so a typo such as ``--scale 1e6`` ends in one clear line, never in the kernel's OOM killer.
 
 What is checked (all from shapes, with arithmetic only):
