@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.config import StackOptions, TrainConfig, build
+from ..core.device import device_errors
 from ..core.errors import SpatimeINRError
 from ..core.progress import Progress
 from ..data.stack import Stack4D, sha256_file
@@ -130,7 +131,8 @@ def train(
     if cfg.time_limit is not None:  # the limit covers reading and writing the input too
         spent = time.perf_counter() - t_setup
         cfg = cfg.model_copy(update={"time_limit": max(cfg.time_limit - spent, 1.0)})
-    yield from get_method(cfg.method).train(md, cfg, should_stop)
+    with device_errors():  # an operation the Apple GPU lacks: one line saying what to do
+        yield from get_method(cfg.method).train(md, cfg, should_stop)
 
 
 def _check_several(stacks: list[Stack4D], cfg: TrainConfig) -> None:
