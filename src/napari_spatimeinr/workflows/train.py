@@ -29,8 +29,11 @@ def read(
     channel: int | None = None,
     voxel_size: tuple[float, float, float] | None = None,
     frame_interval: float | None = None,
+    reader: str | None = None,
 ) -> Stack4D:
-    """Read a stack (TIFF, OME-TIFF, NIfTI, OME-Zarr, .npy) as a canonical TZYX :class:`Stack4D`."""
+    """Read a stack (TIFF, OME-TIFF, NIfTI, OME-Zarr, .npy; .czi, .nd2, .lif with the ``formats``
+    extra) as a canonical TZYX :class:`Stack4D`. ``reader="bioio"`` reads OME-TIFF and OME-Zarr
+    through bioio too (default: ``$SPATIMEINR_READER``, else by suffix)."""
     from ..io.read import read_stack
 
     opts = build(
@@ -43,7 +46,7 @@ def read(
         },
         "read options",
     )
-    return read_stack(path, **opts.model_dump())
+    return read_stack(path, **opts.model_dump(), reader=reader)
 
 
 def train_config(
