@@ -1,0 +1,190 @@
+"""Vendor files through bioio (the optional ``formats`` extra): the reader on OME-TIFFs written by
+bioio's own writer (skipped without the extra), and the one line that says what to install when
+the extra is absent (simulated by hiding the import)."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from napari_spatimeinr.core.errors import SpatimeINRError
+from napari_spatimeinr.io.formats import SUPPORTED_READ_SUFFIXES, VENDOR_SUFFIXES
+from napari_spatimeinr.io.read import read_stack
+from napari_spatimeinr.io.read_bioio import FORMATS_INSTALL
+
+VENDOR = [".czi", ".nd2", ".lif"]
+
+
+def _vendor_file(tmp_path, suffix):
+    p = tmp_path / f"movie{suffix}"
+    p.write_bytes(b"not a real microscope file")
+    return p
+
+
+@pytest.fixture
+def no_extra(monkeypatch):
+    """bioio not installed (an import of it fails), whether or not it is here."""
+    monkeypatch.setitem(sys.modules, "bioio", None)
+
+
+# -- without the extra: one line saying what to install --------------------------------------------
+
+
+def test_vendor_suffixes_are_known():
+    assert VENDOR_SUFFIXES == tuple(VENDOR)
+    assert set(VENDOR) <= set(SUPPORTED_READ_SUFFIXES)
+    assert FORMATS_INSTALL == 'pip install "napari-spatimeinr[formats]"'
+
+
+@pytest.mark.parametrize("suffix", VENDOR)
+def test_without_extra_one_line_says_what_to_install(tmp_path, no_extra, suffix):
+    with pytest.raises(SpatimeINRError) as e:
+        read_stack(_vendor_file(tmp_path, suffix))
+    msg = str(e.value)
+    assert "\n" not in msg and msg.endswith(FORMATS_INSTALL), msg
+    assert f"movie{suffix}" in msg and "bioio is not installed" in msg
+
+
+def test_without_the_plugin_names_it(tmp_path, monkeypatch):
+    """bioio present but not the file's plugin (e.g. a bare ``pip install bioio``)."""
+    monkeypatch.setitem(sys.modules, "bioio", types.ModuleType("bioio"))
+    monkeypatch.setitem(sys.modules, "bioio_nd2", None)
+    with pytest.raises(SpatimeINRError, match=r"bioio-nd2 is not installed\): pip install"):
+        read_stack(_vendor_file(tmp_path, ".nd2"))
+
+
+def test_cli_train_without_extra_exits_2_with_one_line(tmp_path, no_extra, capsys):
+    from napari_spatimeinr.cli import main
+
+    src = _vendor_file(tmp_path, ".czi")
+    code = main(["train", str(src), "-o", str(tmp_path / "m"), "--method", "cubic"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and FORMATS_INSTALL in err, err
+    assert not (tmp_path / "m").exists()
+
+
+def test_api_without_extra(tmp_path, no_extra):
+    from napari_spatimeinr import api
+
+    with pytest.raises(SpatimeINRError, match=r"\[formats\]"):
+        api.read(_vendor_file(tmp_path, ".lif"))
+
+
+def test_napari_reader_claims_vendor_files_and_says_what_to_install(tmp_path, no_extra):
+    from napari_spatimeinr._reader import get_reader
+
+    path = str(_vendor_file(tmp_path, ".nd2"))
+    reader = get_reader(path)
+    assert reader is not None  # claimed, so the user sees why it does not open
+    with pytest.raises(SpatimeINRError, match=r"pip install \"napari-spatimeinr\[formats\]\"$"):
+        reader(path)
+
+
+def test_unknown_reader_refused(tmp_path):
+    p = tmp_path / "a.npy"
+    np.save(p, np.ones((2, 3, 4), np.float32))
+    with pytest.raises(SpatimeINRError, match="choose auto or bioio"):
+        read_stack(p, reader="aicsimageio")
+
+
+# -- with the extra: bioio's own OME-TIFF writer, read through the bioio path ------------------
+
+
+@pytest.fixture
+def bioio_ome_tiff(tmp_path):
+    """A TCZYX uint16 OME-TIFF made by bioio's writer: two named channels, z in nm, dt in ms."""
+    pytest.importorskip("bioio")
+    pytest.importorskip("bioio_ome_tiff")
+    from bioio.writers import OmeTiffWriter
+    from bioio_base.types import PhysicalPixelSizes
+
+    data = np.random.default_rng(1).integers(0, 4000, (3, 2, 4, 12, 10), dtype=np.uint16)
+    ome = OmeTiffWriter.build_ome(
+        [data.shape],
+        [data.dtype],
+        dimension_order=["TCZYX"],
+        channel_names=[["GFP", "mCherry"]],
+        physical_pixel_sizes=[PhysicalPixelSizes(600.0, 0.13, 0.12)],
+    )
+    px = ome.images[0].pixels
+    px.physical_size_z_unit = "nm"  # bioio hands the raw 600: the reader converts
+    px.time_increment, px.time_increment_unit = 2500.0, "ms"
+    path = tmp_path / "cells.ome.tif"
+    OmeTiffWriter.save(data, path, dim_order="TCZYX", ome_xml=ome)
+    return path, data
+
+
+def test_bioio_reads_metadata_and_a_channel(bioio_ome_tiff):
+    path, data = bioio_ome_tiff
+    s = read_stack(path, channel=1, reader="bioio")
+    assert s.extra["metadata"] == "bioio (bioio-ome-tiff)"
+    assert s.shape == (3, 4, 12, 10) and s.source_axes == "TCZYX"
+    np.testing.assert_array_equal(s.data, data[:, 1])
+    assert s.voxel_size == pytest.approx((0.6, 0.13, 0.12))
+    assert s.frame_interval == pytest.approx(2.5)
+    assert s.extra["defaults"] == [] and s.extra["source_dtype"] == "uint16"
+    assert s.extra["channels"] == 2 and s.extra["channel_names"] == ["GFP", "mCherry"]
+
+
+def test_bioio_keeps_the_channel_refusal(bioio_ome_tiff):
+    path, _ = bioio_ome_tiff
+    with pytest.raises(SpatimeINRError, match=r"2 channels .*choose one with --channel N"):
+        read_stack(path, reader="bioio")
+
+
+def test_bioio_agrees_with_the_own_reader(bioio_ome_tiff, monkeypatch):
+    """OME-TIFF keeps this package's reader by default; $SPATIMEINR_READER=bioio switches."""
+    path, _ = bioio_ome_tiff
+    own = read_stack(path, channel=0)
+    assert own.extra["metadata"] != "bioio (bioio-ome-tiff)"
+    monkeypatch.setenv("SPATIMEINR_READER", "bioio")
+    via = read_stack(path, channel=0)
+    assert via.extra["metadata"] == "bioio (bioio-ome-tiff)"
+    np.testing.assert_array_equal(via.data, own.data)
+    assert via.voxel_size == pytest.approx(own.voxel_size)
+    assert via.frame_interval == pytest.approx(own.frame_interval)
+
+
+def test_bioio_reads_our_own_uint16_export(tmp_path):
+    """Our writer's uint16 OME-TIFF maps a float range: bioio's path undoes it as ours does."""
+    pytest.importorskip("bioio")
+    pytest.importorskip("bioio_ome_tiff")
+    from napari_spatimeinr.io.meta import OutputMeta
+    from napari_spatimeinr.io.write import write_array
+
+    a = np.random.default_rng(2).random((2, 3, 10, 12)).astype(np.float32)
+    meta = OutputMeta(
+        voxel_size=(1.5, 0.26, 0.0655),
+        frame_interval=4.5,
+        origin=(0.0, 0.0, 0.0, 0.0),
+        name="tiny",
+        provenance={"version": "test"},
+        intensity_range=(float(a.min()), float(a.max())),
+        source_dtype="float32",
+    )
+    out = write_array(a, tmp_path / "u.ome.tif", meta, "uint16")
+    own, via = read_stack(out), read_stack(out, reader="bioio")
+    np.testing.assert_allclose(via.data, own.data, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(via.data, a, atol=(a.max() - a.min()) / 65535)
+    assert via.voxel_size == pytest.approx((1.5, 0.26, 0.0655))
+    assert via.frame_interval == pytest.approx(4.5)
+    assert via.extra["provenance"] is not None
+
+
+@pytest.mark.parametrize("suffix", VENDOR)
+def test_vendor_suffix_goes_through_its_plugin(tmp_path, suffix, caplog):
+    """With the extra, a damaged vendor file reaches its bioio plugin and is refused in one line
+    (with the plugin's reason; bioio's own log lines are not printed besides)."""
+    pytest.importorskip("bioio")
+    plugin = {".czi": "bioio_czi", ".nd2": "bioio_nd2", ".lif": "bioio_lif"}[suffix]
+    pytest.importorskip(plugin)
+    with pytest.raises(SpatimeINRError) as e:
+        read_stack(_vendor_file(tmp_path, suffix))
+    msg = str(e.value)
+    assert "\n" not in msg and f"with {plugin.replace('_', '-')} (" in msg, msg
+    assert "not supported" in msg or "Not enough data" in msg, msg  # the plugin's reason
+    assert not [r for r in caplog.records if r.name.startswith("bioio")]
