@@ -188,3 +188,52 @@ def test_vendor_suffix_goes_through_its_plugin(tmp_path, suffix, caplog):
     assert "\n" not in msg and f"with {plugin.replace('_', '-')} (" in msg, msg
     assert "not supported" in msg or "Not enough data" in msg, msg  # the plugin's reason
     assert not [r for r in caplog.records if r.name.startswith("bioio")]
+
+
+@pytest.fixture
+def czi_file(tmp_path):
+    """A real Zeiss CZI (TCZYX uint16, two named channels, scaling in m) made by pylibCZIrw's
+    writer, which the extra installs with bioio-czi."""
+    pytest.importorskip("bioio")
+    pytest.importorskip("bioio_czi")
+    pyczi = pytest.importorskip("pylibCZIrw.czi")
+    data = np.random.default_rng(3).integers(0, 4000, (3, 2, 4, 12, 10), dtype=np.uint16)
+    path = tmp_path / "embryo.czi"
+    with pyczi.create_czi(str(path), exist_ok=True) as w:
+        for t, c, z in np.ndindex(*data.shape[:3]):
+            w.write(data=data[t, c, z][..., None], plane={"T": t, "C": c, "Z": z})
+        w.write_metadata(
+            document_name="embryo",
+            channel_names={0: "GFP", 1: "mCherry"},
+            scale_x=0.12e-6,
+            scale_y=0.13e-6,
+            scale_z=0.6e-6,
+        )
+    return path, data
+
+
+def test_czi_through_the_vendor_path(czi_file):
+    path, data = czi_file
+    s = read_stack(path, channel=1)
+    assert s.extra["metadata"] == "bioio (bioio-czi)"
+    np.testing.assert_array_equal(s.data, data[:, 1])
+    assert s.voxel_size == pytest.approx((0.6, 0.13, 0.12))
+    assert s.extra["channel_names"] == ["GFP", "mCherry"]
+    assert s.extra["defaults"] == ["frame_interval"]  # the writer stores no time step
+    assert read_stack(path, channel=0, frame_interval=20.0).frame_interval == 20.0
+
+
+def test_cli_trains_on_a_czi(czi_file, tmp_path, capsys):
+    import json
+
+    from napari_spatimeinr.cli import main
+
+    path, _ = czi_file
+    model = tmp_path / "embryo.cubic"
+    code = main(["train", str(path), "-o", str(model), "--method", "cubic", "--channel", "0"])
+    assert code == 0, capsys.readouterr().err
+    meta = json.loads((model / "meta.json").read_text())
+    assert meta["shape"] == [3, 4, 12, 10]
+    assert meta["voxel_size"] == pytest.approx([0.6, 0.13, 0.12])
+    assert main(["train", str(path), "-o", str(tmp_path / "m2"), "--method", "cubic"]) == 2
+    assert "2 channels" in capsys.readouterr().err
