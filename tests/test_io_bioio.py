@@ -149,6 +149,20 @@ def test_bioio_agrees_with_the_own_reader(bioio_ome_tiff, monkeypatch):
     assert via.frame_interval == pytest.approx(own.frame_interval)
 
 
+def test_bioio_colour_samples_are_the_channels(tmp_path):
+    """bioio's RGB axis S (beside a channel axis of length 1) is read as the channel axis."""
+    pytest.importorskip("bioio")
+    pytest.importorskip("bioio_ome_tiff")
+    from bioio.writers import OmeTiffWriter
+
+    data = np.random.default_rng(4).integers(0, 255, (2, 1, 8, 9, 3), dtype=np.uint8)
+    path = tmp_path / "rgb.ome.tif"
+    OmeTiffWriter.save(data, path, dim_order="TZYXS")
+    s = read_stack(path, channel=2, reader="bioio")
+    assert s.shape == (2, 1, 8, 9) and s.extra["channels"] == 3
+    np.testing.assert_array_equal(s.data[:, 0], data[:, 0, ..., 2])
+
+
 def test_bioio_reads_our_own_uint16_export(tmp_path):
     """Our writer's uint16 OME-TIFF maps a float range: bioio's path undoes it as ours does."""
     pytest.importorskip("bioio")
