@@ -84,11 +84,17 @@ def test_napari_reader_claims_vendor_files_and_says_what_to_install(tmp_path, no
         reader(path)
 
 
-def test_unknown_reader_refused(tmp_path):
+def test_unknown_reader_refused_other_formats_keep_theirs(tmp_path, monkeypatch, no_extra):
     p = tmp_path / "a.npy"
-    np.save(p, np.ones((2, 3, 4), np.float32))
+    np.save(p, np.arange(24, dtype=np.float32).reshape(2, 3, 4))
     with pytest.raises(SpatimeINRError, match="choose auto or bioio"):
         read_stack(p, reader="aicsimageio")
+    monkeypatch.setenv("SPATIMEINR_READER", "bioio")  # for OME files; .npy keeps its reader
+    assert read_stack(p).shape == (1, 2, 3, 4)
+    ome = tmp_path / "a.ome.tif"
+    ome.write_bytes(b"II*\x00")
+    with pytest.raises(SpatimeINRError, match=r"\[formats\]"):  # an OME-TIFF now goes to bioio
+        read_stack(ome)
 
 
 # -- with the extra: bioio's own OME-TIFF writer, read through the bioio path ------------------

@@ -26,6 +26,7 @@ __all__ = ["SUPPORTED_READ_SUFFIXES", "read_source", "read_stack"]
 
 
 #: Which readers to use: ``auto`` (by suffix) or ``bioio`` (OME-TIFF and OME-Zarr too).
+#: Formats bioio does not read here (ImageJ/plain TIFF, NIfTI, .npy) keep their readers either way.
 READERS = ("auto", "bioio")
 
 #: Environment variable that sets the reader where none is given (the CLI, napari).
@@ -44,15 +45,15 @@ def read_source(path: str | Path, reader: str | None = None) -> SourceImage:
     """The image and metadata of a file as stored (file axis order, nothing loaded yet).
 
     ``reader``: ``auto`` (by suffix: vendor files through bioio, the rest through this package's
-    readers) or ``bioio`` (OME-TIFF and OME-Zarr through bioio too); None takes
-    ``$SPATIMEINR_READER``, else ``auto``.
+    readers) or ``bioio`` (``.ome.tif(f)``, ``.zarr`` and ``.ome.zarr`` through bioio too); None
+    takes ``$SPATIMEINR_READER``, else ``auto``.
     """
     p = Path(path)
     choice = _reader_choice(reader)
     if not p.exists():
         raise SpatimeINRError(f"No such file: {p}. Check the path (and the current folder).")
     family = read_family(p)
-    if family == "bioio" or choice == "bioio":
+    if family == "bioio" or choice == "bioio" and family in ("ome-tiff", "zarr"):
         from .read_bioio import read_bioio
 
         return read_bioio(p)

@@ -42,8 +42,6 @@ PLUGINS: dict[str, str] = {
     ".lif": "bioio_lif",
     ".ome.tif": "bioio_ome_tiff",
     ".ome.tiff": "bioio_ome_tiff",
-    ".tif": "bioio_ome_tiff",
-    ".tiff": "bioio_ome_tiff",
     ".zarr": "bioio_ome_zarr",
     ".ome.zarr": "bioio_ome_zarr",
 }
@@ -63,9 +61,8 @@ def _plugin(path: Path) -> tuple[Any, Any, str]:
     module = PLUGINS.get(suffix)
     if module is None:
         raise SpatimeINRError(
-            f"Cannot read {path.name} through bioio: it reads .czi, .nd2, .lif, OME-TIFF and "
-            f"OME-Zarr here, and {suffix or 'a file without suffix'} has its own reader (leave "
-            "the reader choice at auto)."
+            f"Cannot read {path.name} through bioio: it reads .czi, .nd2, .lif, .ome.tif and "
+            f".zarr here, and {suffix or 'a file without suffix'} has its own reader."
         )
     name = module.replace("_", "-")
     try:
