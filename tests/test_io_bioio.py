@@ -169,10 +169,12 @@ def test_bioio_colour_samples_are_the_channels(tmp_path):
     np.testing.assert_array_equal(s.data[:, 0], data[:, 0, ..., 2])
 
 
-def test_bioio_reads_our_own_uint16_export(tmp_path):
-    """Our writer's uint16 OME-TIFF maps a float range: bioio's path undoes it as ours does."""
+@pytest.mark.parametrize("suffix", [".ome.tif", ".zarr"])
+def test_bioio_reads_our_own_uint16_export(tmp_path, suffix):
+    """Our writer's uint16 OME-TIFF / OME-Zarr maps a float range: bioio's path undoes it (and takes
+    the origin) as ours does."""
     pytest.importorskip("bioio")
-    pytest.importorskip("bioio_ome_tiff")
+    pytest.importorskip({".ome.tif": "bioio_ome_tiff", ".zarr": "bioio_ome_zarr"}[suffix])
     from napari_spatimeinr.io.meta import OutputMeta
     from napari_spatimeinr.io.write import write_array
 
@@ -180,19 +182,20 @@ def test_bioio_reads_our_own_uint16_export(tmp_path):
     meta = OutputMeta(
         voxel_size=(1.5, 0.26, 0.0655),
         frame_interval=4.5,
-        origin=(0.0, 0.0, 0.0, 0.0),
+        origin=(9.0, 0.0, 3.0, 0.5),
         name="tiny",
         provenance={"version": "test"},
         intensity_range=(float(a.min()), float(a.max())),
         source_dtype="float32",
     )
-    out = write_array(a, tmp_path / "u.ome.tif", meta, "uint16")
+    out = write_array(a, tmp_path / f"u{suffix}", meta, "uint16")
     own, via = read_stack(out), read_stack(out, reader="bioio")
     np.testing.assert_allclose(via.data, own.data, rtol=0, atol=1e-6)
     np.testing.assert_allclose(via.data, a, atol=(a.max() - a.min()) / 65535)
     assert via.voxel_size == pytest.approx((1.5, 0.26, 0.0655))
     assert via.frame_interval == pytest.approx(4.5)
-    assert via.extra["provenance"] is not None
+    assert via.extra["provenance"] is not None and via.origin == pytest.approx(own.origin)
+    assert via.origin == pytest.approx((9.0, 0.0, 3.0, 0.5))
 
 
 @pytest.mark.parametrize("suffix", VENDOR)

@@ -29,7 +29,7 @@ import numpy as np
 from ..core.errors import SpatimeINRError
 from ..data.axes import from_file_axes
 from .formats import suffix_of
-from .source import SourceImage, apply_provenance, parse_provenance
+from .source import PROVENANCE_KEY, SourceImage, apply_provenance, parse_provenance
 from .units import length_factor_um, positive, time_factor_s
 
 #: What a user runs to read vendor files.
@@ -149,8 +149,7 @@ def read_bioio(path: Path) -> SourceImage:
     _take_spacing(image, ome, src)
     _take_interval(image, ome, src)
     src.channel_names = _channel_names(image, src)
-    if ome is not None:
-        apply_provenance(src, parse_provenance(_ome_description(image)))
+    apply_provenance(src, _provenance(image, ome))
     return src
 
 
@@ -173,9 +172,17 @@ def _ome_pixels(image: Any, plugin: str) -> Any:
         return None
 
 
-def _ome_description(image: Any) -> str | None:
+def _provenance(image: Any, ome: Any) -> dict[str, Any] | None:
+    """What our own writers recorded (origin, uint16 mapping): the OME Description of an OME-TIFF,
+    the attributes of an OME-Zarr."""
     try:
-        return image.ome_metadata.images[image.current_scene_index].description
+        if ome is not None:
+            return parse_provenance(
+                image.ome_metadata.images[image.current_scene_index].description
+            )
+        attrs = getattr(image.metadata, "attributes", None)
+        prov = attrs.get(PROVENANCE_KEY) if isinstance(attrs, dict) else None
+        return prov if isinstance(prov, dict) else None
     except Exception:
         return None
 
