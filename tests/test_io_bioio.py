@@ -260,3 +260,24 @@ def test_cli_trains_on_a_czi(czi_file, tmp_path, capsys):
     assert meta["voxel_size"] == pytest.approx([0.6, 0.13, 0.12])
     assert main(["train", str(path), "-o", str(tmp_path / "m2"), "--method", "cubic"]) == 2
     assert "2 channels" in capsys.readouterr().err
+
+
+def test_first_scene_read_and_the_others_named(tmp_path, capsys, monkeypatch):
+    """A file of several scenes (positions): the first is read and the CLI says so."""
+    pytest.importorskip("bioio")
+    pytest.importorskip("bioio_ome_tiff")
+    from bioio.writers import OmeTiffWriter
+
+    from napari_spatimeinr.cli import main
+
+    rng = np.random.default_rng(5)
+    scenes = [rng.integers(0, 900, (3, 1, 2, 8, 9), dtype=np.uint16) for _ in range(2)]
+    path = tmp_path / "plate.ome.tif"
+    OmeTiffWriter.save(scenes, path, dim_order=["TCZYX", "TCZYX"])
+    s = read_stack(path, reader="bioio")
+    np.testing.assert_array_equal(s.data, scenes[0][:, 0])
+    assert any("2 scenes" in n and "the first" in n for n in s.extra["notes"]), s.extra["notes"]
+    model = tmp_path / "plate.cubic"
+    monkeypatch.setenv("SPATIMEINR_READER", "bioio")
+    assert main(["train", str(path), "-o", str(model), "--method", "cubic"]) == 0
+    assert "Note (plate): the file holds 2 scenes" in capsys.readouterr().err

@@ -138,6 +138,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             + (f", {', '.join(budget)}" if budget else "")
             + f". Model → {args.output}",
         )
+        for stack in stacks:  # what the reader assumed or left out (e.g. a file's other scenes)
+            for note in stack.extra.get("notes", []):
+                _say(args, f"Note ({stack.name}): {note}")
         if cfg.method == "spatimeinr":
             from ..engines.presets import engine_of
 

@@ -134,6 +134,13 @@ def read_bioio(path: Path) -> SourceImage:
                 f"Cannot read {path.name} with {plugin} ({_why(exc, log)}): check that the file "
                 "is complete and opens in the microscope's software or in Fiji."
             ) from None
+        return _source(image, plugin, scenes, order, data, dtype)
+
+
+def _source(
+    image: Any, plugin: str, scenes: list[str], order: str, data: Any, dtype: str
+) -> SourceImage:
+    """The :class:`SourceImage` of an opened file: axes, notes, spacing, names, provenance."""
     data, order = _samples_as_channels(data, order)
     src = SourceImage(data=data, source_dtype=dtype, metadata=f"bioio ({plugin})")
     try:
