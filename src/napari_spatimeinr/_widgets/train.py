@@ -35,6 +35,7 @@ from superqt.utils import create_worker
 
 from .. import api
 from ..core.config import SpatimeINRParams, TrainConfig, build
+from ..core.device import usable_devices
 from ..core.errors import SpatimeINRError
 from ..core.progress import Progress
 from . import quiet_gc
@@ -280,10 +281,10 @@ class TrainWidget(QWidget):
         self.steps_spin.setSpecialValueText("preset's")
         self.steps_spin.setToolTip(fields["steps"].description)
         self.device_combo = QComboBox()
-        self.device_combo.addItems(["auto", "cpu", *(["cuda"] if _cuda_available() else [])])
+        self.device_combo.addItems(usable_devices())
         self.device_combo.setToolTip(
-            "Where to train: auto uses the GPU if there is one, else the CPU. "
-            "'cuda' is offered only when a CUDA GPU is available."
+            "Where to train: auto uses a CUDA GPU if there is one, else an Apple GPU (mps), else "
+            "the CPU. 'cuda' and 'mps' are offered only when that GPU is available."
         )
         self.preview_check = QCheckBox("Preview the slice in view while training")
         self.preview_check.setChecked(True)

@@ -20,6 +20,10 @@ def cmd_motion(args: argparse.Namespace) -> int:
     from ..io.write import check_target
     from ..io.write_velocity import velocity_bytes, velocity_family
 
+    if args.device in ("cuda", "mps"):
+        from ..core.device import resolve_device
+
+        resolve_device(args.device)  # a missing GPU is refused before any work
     out = Path(args.output)
     velocity_family(out)  # an unknown suffix is refused before the model is opened
     check_target(out, args.overwrite)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..core.config import CLASSICAL_METHODS, TrainConfig
+from ..core.device import DEVICES
 
 
 def _add_read_options(p: argparse.ArgumentParser) -> None:
@@ -68,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--time-limit", type=float, metavar="SECONDS", help=fields["time_limit"].description
     )
-    t.add_argument("--device", choices=["auto", "cpu", "cuda"], help=fields["device"].description)
+    t.add_argument("--device", choices=DEVICES, help=fields["device"].description)
     t.add_argument("--seed", type=int, help=fields["seed"].description)
     t.add_argument(
         "--config",
@@ -156,7 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the normalization and flows of --input stacks are kept (default: "
         "$SPATIMEINR_CACHE_DIR or ~/.cache/napari-spatimeinr/applied)",
     )
-    r.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    r.add_argument(
+        "--device",
+        choices=DEVICES,
+        default="auto",
+        help="where to render: auto (a CUDA GPU, else an Apple GPU, else the CPU), cpu, cuda, mps",
+    )
     r.add_argument("--chunk-mb", type=float, default=8.0, help="target chunk size in MB")
     g = r.add_mutually_exclusive_group()
     g.add_argument(
@@ -209,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     m.add_argument(
         "--device",
-        choices=["auto", "cpu", "cuda"],
+        choices=DEVICES,
         default="auto",
         help="where flows the model did not store are solved (auto: a GPU when there is one)",
     )

@@ -136,6 +136,10 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     if args.workers is not None and args.workers < 1:
         raise SpatimeINRError(f"--workers must be at least 1, got {args.workers}.")
+    if args.device in ("cuda", "mps") and not (args.scheduler or args.workers):
+        from ..core.device import resolve_device
+
+        resolve_device(args.device)  # a missing GPU here is refused before any work
     if args.input and _batch(args):
         if args.uncertainty:
             raise SpatimeINRError(

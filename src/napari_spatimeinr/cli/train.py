@@ -78,10 +78,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         "voxel_size": tuple(args.voxel_size) if args.voxel_size else None,
         "frame_interval": args.frame_interval,
     }
-    if cfg.device == "cuda":  # refuse a missing GPU before reading anything
+    if cfg.device in ("cuda", "mps"):  # refuse a missing GPU before reading anything
         from ..core.device import resolve_device
 
-        resolve_device("cuda")
+        resolve_device(cfg.device)
     if not args.resume:  # refuse before reading a possibly large input
         from ..core.resources import check_writable
         from ..store.model_dir import check_new_output
@@ -138,6 +138,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             + (f", {', '.join(budget)}" if budget else "")
             + f". Model → {args.output}",
         )
+        for stack in stacks:  # what the reader assumed or left out (e.g. a file's other scenes)
+            for note in stack.extra.get("notes", []):
+                _say(args, f"Note ({stack.name}): {note}")
         if cfg.method == "spatimeinr":
             from ..engines.presets import engine_of
 

@@ -16,7 +16,7 @@ from .errors import SpatimeINRError
 
 Method = Literal["spatimeinr", "cubic", "linear", "nearest"]
 Preset = Literal["fast", "paper"]
-Device = Literal["auto", "cpu", "cuda"]
+Device = Literal["auto", "cpu", "cuda", "mps"]  # core/device.py DEVICES
 
 CLASSICAL_METHODS = ("cubic", "linear", "nearest")
 SPLINE_ORDER = {"nearest": 0, "linear": 1, "cubic": 3}
@@ -207,7 +207,11 @@ class TrainConfig(_Model):
     time_limit: float | None = Field(
         None, gt=0, description="Stop training after this many seconds (a usable model is kept)."
     )
-    device: Device = Field("auto", description="Where to train: auto (GPU if any), cpu or cuda.")
+    device: Device = Field(
+        "auto",
+        description="Where to train: auto (a CUDA GPU, else an Apple GPU, else the CPU), cpu, cuda "
+        "or mps (Apple GPU).",
+    )
     seed: int = Field(
         0, ge=0, description="Random seed; same seed and data give the same model on CPU."
     )
@@ -245,7 +249,7 @@ class RenderConfig(_Model):
         "float32",
         description="float32 (default) or uint16 (the input's intensity range mapped back).",
     )
-    device: Device = Field("auto", description="Where to render: auto, cpu or cuda.")
+    device: Device = Field("auto", description="Where to render: auto, cpu, cuda or mps.")
     keep_measured: bool = Field(
         False,
         description="Return measured frames as acquired. Default: every frame, measured ones "

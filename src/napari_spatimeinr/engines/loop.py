@@ -60,7 +60,7 @@ def run(
     frame). ``t_start``: when the engine began (its set-up counts against the time limit).
     """
     total = total_steps(config)
-    amp = device.type == "cuda"
+    amp = device.type == "cuda"  # bfloat16 autocast on CUDA only: float32 on mps and cpu
     if checkpoint.load_state(model_dir) is None:  # a warm start (train --init-from)
         init = init_weights(model_dir)
         if init is not None:

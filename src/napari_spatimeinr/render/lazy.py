@@ -23,7 +23,7 @@ from dask.highlevelgraph import HighLevelGraph
 from ..core.chunks import _normalize_chunks
 from ..core.config import CLASSICAL_METHODS
 from ..core.coords import OutputGrid, make_grid, temporal_coords
-from ..core.device import check_device, resolve_device
+from ..core.device import check_device, device_errors, resolve_device
 from ..data.stack import Stack4D
 from ..engines.base import BlockRenderer
 from ..engines.registry import get_method
@@ -111,7 +111,9 @@ def _render_task(
     keep_measured: bool = False,
 ) -> np.ndarray:
     md, renderer = get_renderer(path, device)
-    out = md.norm.invert(renderer.render_block(t, z, y, x, spacing, keep_measured=keep_measured))
+    with device_errors():  # an operation the Apple GPU lacks: one line saying what to do
+        block = renderer.render_block(t, z, y, x, spacing, keep_measured=keep_measured)
+    out = md.norm.invert(block)
     if keep_measured:
         _exact_measured(out, md, t, (z, y, x), spacing)
     return out
@@ -128,7 +130,8 @@ def _uncertainty_task(
     keep_measured: bool = False,
 ) -> np.ndarray:
     md, renderer = get_renderer(path, device)
-    block = renderer.uncertainty_block(t, z, y, x, spacing, keep_measured=keep_measured)  # type: ignore[attr-defined]
+    with device_errors():
+        block = renderer.uncertainty_block(t, z, y, x, spacing, keep_measured=keep_measured)  # type: ignore[attr-defined]
     return (block * np.float32(md.norm.span)).astype(np.float32)
 
 

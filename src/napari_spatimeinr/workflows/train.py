@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.config import StackOptions, TrainConfig, build
+from ..core.device import device_errors
 from ..core.errors import SpatimeINRError
 from ..core.progress import Progress
 from ..data.stack import Stack4D, sha256_file
@@ -28,8 +29,11 @@ def read(
     channel: int | None = None,
     voxel_size: tuple[float, float, float] | None = None,
     frame_interval: float | None = None,
+    reader: str | None = None,
 ) -> Stack4D:
-    """Read a stack (TIFF, OME-TIFF, NIfTI, OME-Zarr, .npy) as a canonical TZYX :class:`Stack4D`."""
+    """Read a stack (TIFF, OME-TIFF, NIfTI, OME-Zarr, .npy; .czi, .nd2, .lif with the ``formats``
+    extra) as a canonical TZYX :class:`Stack4D`. ``reader="bioio"`` reads OME-TIFF and OME-Zarr
+    through bioio too (default: ``$SPATIMEINR_READER``, else by suffix)."""
     from ..io.read import read_stack
 
     opts = build(
@@ -42,7 +46,7 @@ def read(
         },
         "read options",
     )
-    return read_stack(path, **opts.model_dump())
+    return read_stack(path, **opts.model_dump(), reader=reader)
 
 
 def train_config(
@@ -130,7 +134,8 @@ def train(
     if cfg.time_limit is not None:  # the limit covers reading and writing the input too
         spent = time.perf_counter() - t_setup
         cfg = cfg.model_copy(update={"time_limit": max(cfg.time_limit - spent, 1.0)})
-    yield from get_method(cfg.method).train(md, cfg, should_stop)
+    with device_errors():  # an operation the Apple GPU lacks: one line saying what to do
+        yield from get_method(cfg.method).train(md, cfg, should_stop)
 
 
 def _check_several(stacks: list[Stack4D], cfg: TrainConfig) -> None:
