@@ -2,7 +2,7 @@
 
 On each stack (the DESIGN.md temporal protocol: every ``--factor``-th frame kept), computes the flows
 between neighbouring kept frames with scikit-image's TV-L1 (the ``motion`` baseline, the engine's
-flow before issue 11) and with the torch TV-L1 of ``napari_spatimeinr.flow`` at each ``--stride``,
+flow before issue 11) and with the torch TV-L1 of ``napari_spatimeinr.engines.fast.flow`` at each ``--stride``,
 times them in the same process, and scores plain motion-compensated interpolation with each flow on
 the left-out frames (PSNR, dB, intensities normalized by the truth's 0.1/99.9 percentiles). Also the
 size of the stored flows relative to the float32 input.
@@ -21,11 +21,11 @@ import time
 import numpy as np
 import torch
 
-from napari_spatimeinr import flow as tflow
 from napari_spatimeinr.data.normalize import Normalization
-from napari_spatimeinr.evaluate.metrics import normalize, truth_range
+from napari_spatimeinr.engines.fast import flow as tflow
+from napari_spatimeinr.engines.fast.motion import motion_pair, spatial_shape, tvl1_flow
 from napari_spatimeinr.io.read import read_stack
-from napari_spatimeinr.motion import motion_pair, spatial_shape, tvl1_flow
+from napari_spatimeinr.workflows.evaluate.metrics import normalize, truth_range
 
 
 def score(data, truth, k, flows_full) -> float:

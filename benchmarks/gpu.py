@@ -25,10 +25,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from engine_speed import synthetic  # noqa: E402
 
-from napari_spatimeinr.config import TrainConfig  # noqa: E402
-from napari_spatimeinr.methods.motion_render import MotionRenderer  # noqa: E402
-from napari_spatimeinr.model_dir import ModelDir, create_model_dir  # noqa: E402
-from napari_spatimeinr.train.trainer import train  # noqa: E402
+from napari_spatimeinr.core.config import TrainConfig  # noqa: E402
+from napari_spatimeinr.engines.fast.render import MotionRenderer  # noqa: E402
+from napari_spatimeinr.engines.fast.train import train  # noqa: E402
+from napari_spatimeinr.store.model_dir import ModelDir, create_model_dir  # noqa: E402
 
 
 def _peak(device: str) -> float | None:

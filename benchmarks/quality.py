@@ -1,7 +1,7 @@
 """Quality benchmark of the SpatimeINR presets on the real stacks in ../shared/data.
 
 For each stack and task (temporal x4 on ``t_*``/``tz_*``, z x4 on ``z_*``/``tz_*``) it runs the
-DESIGN.md evaluation protocol (:func:`napari_spatimeinr.evaluate.run_evaluation`) and prints the
+DESIGN.md evaluation protocol (:func:`napari_spatimeinr.workflows.evaluate.run_evaluation`) and prints the
 PSNR of the method and of every baseline, the gain over the best baseline, train steps/s and render
 voxels/s. Run one at a time (the machine is shared)::
 
@@ -16,8 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from napari_spatimeinr.evaluate import run_evaluation
-from napari_spatimeinr.evaluate.protocol import EvalResult
+from napari_spatimeinr.workflows.evaluate import run_evaluation
+from napari_spatimeinr.workflows.evaluate.protocol import EvalResult
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -24,7 +24,7 @@ import tifffile
 from scipy import ndimage
 
 from napari_spatimeinr import api
-from napari_spatimeinr.coords import make_grid
+from napari_spatimeinr.core.coords import make_grid
 
 RSS_WRAPPER = (
     "import resource, subprocess, sys, json; "

@@ -38,10 +38,10 @@ import numpy as np
 
 from napari_spatimeinr import api
 from napari_spatimeinr.data.stack import Stack4D
-from napari_spatimeinr.evaluate import run_evaluation
-from napari_spatimeinr.evaluate.degrade import degrade
-from napari_spatimeinr.evaluate.metrics import score, truth_range
-from napari_spatimeinr.evaluate.protocol import EvalResult
+from napari_spatimeinr.workflows.evaluate import run_evaluation
+from napari_spatimeinr.workflows.evaluate.metrics import score, truth_range
+from napari_spatimeinr.workflows.evaluate.protocol import EvalResult
+from napari_spatimeinr.workflows.evaluate.withhold import degrade
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 FACTOR = 4

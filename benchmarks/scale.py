@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_spatimeinr import api
-from napari_spatimeinr.render.distributed import cluster_summary, dask_client
+from napari_spatimeinr.core.cluster import cluster_summary, dask_client
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "tz_yeast_mito_nellie.tif"
@@ -38,14 +38,14 @@ DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "tz_yeast_mito_nellie.ti
 
 def train_model(method: str, src: Path, work: Path, seconds: float) -> Path | None:
     """Train ``method`` on ``src`` into ``work``; None when the method is not available."""
-    from napari_spatimeinr.errors import SpatimeINRError
+    from napari_spatimeinr.core.errors import SpatimeINRError
 
     out = work / f"{method}.spatimeinr"
     config: dict = {"method": method}
     stack = api.read(src)
     if method == "spatimeinr":
         try:
-            from napari_spatimeinr.methods import spatimeinr  # noqa: F401
+            from napari_spatimeinr.engines import spatimeinr  # noqa: F401
         except ImportError:
             print("spatimeinr engine not installed yet: skipped", file=sys.stderr)
             return None

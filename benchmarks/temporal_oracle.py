@@ -1,7 +1,7 @@
 """How far can the motion engine's refiner go on a 2D+t stack, temporal x4? (issue #11's bar)
 
 On the DESIGN.md temporal protocol (keep frames 0, k, 2k, ...; score the left-out frames), the
-engine's render of a new frame is its refiner (:class:`napari_spatimeinr.model.refiner.Refiner`)
+engine's render of a new frame is its refiner (:class:`napari_spatimeinr.engines.fast.refiner.Refiner`)
 applied to the blend of the two neighbouring measured frames warped by the stored TV-L1 flow. This
 script trains that refiner, at the preset's size or larger, on different examples and scores each
 on the left-out frames, beside plain motion-compensated interpolation and its best y-x blur (the
@@ -35,11 +35,12 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from napari_spatimeinr import api, flow
+from napari_spatimeinr import api
 from napari_spatimeinr.data.normalize import Normalization
-from napari_spatimeinr.evaluate.degrade import degrade_temporal
-from napari_spatimeinr.evaluate.metrics import truth_range
-from napari_spatimeinr.model.refiner import Refiner
+from napari_spatimeinr.engines.fast import flow
+from napari_spatimeinr.engines.fast.refiner import Refiner
+from napari_spatimeinr.workflows.evaluate.metrics import truth_range
+from napari_spatimeinr.workflows.evaluate.withhold import degrade_temporal
 
 CROP = 48
 #: voxels per training step (the fast preset's batch)

@@ -1,7 +1,7 @@
 """Uncertainty maps on the temporal x4 protocol, with what any map could reach on the same errors.
 
 For each time-lapse in ../shared/data (``t_*``, ``tz_*``) it runs the DESIGN.md evaluation
-(:func:`napari_spatimeinr.evaluate.run_evaluation`, temporal x4) and prints the report's
+(:func:`napari_spatimeinr.workflows.evaluate.run_evaluation`, temporal x4) and prints the report's
 ``"uncertainty"`` entry (Spearman of the map with |error| over the left-out frames' voxels, the
 trivial maps, the top-decile ratio) and two ceilings computed from the actual errors:
 
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_spatimeinr.evaluate import run_evaluation
-from napari_spatimeinr.evaluate.protocol import EvalResult
-from napari_spatimeinr.uncertainty import REPORT_VOXELS, spearman
+from napari_spatimeinr.engines.fast.uncertainty import REPORT_VOXELS, spearman
+from napari_spatimeinr.workflows.evaluate import run_evaluation
+from napari_spatimeinr.workflows.evaluate.protocol import EvalResult
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

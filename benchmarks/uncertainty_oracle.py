@@ -1,6 +1,6 @@
 """Oracle ceilings for per-voxel uncertainty maps on the temporal x4 protocol (issue #16).
 
-Input: a ``.npz`` written from an :class:`~napari_spatimeinr.evaluate.protocol.EvalResult` of the
+Input: a ``.npz`` written from an :class:`~napari_spatimeinr.workflows.evaluate.protocol.EvalResult` of the
 DESIGN.md protocol (temporal x4), with the arrays ``truth`` (TZYX), ``inp`` (every 4th frame),
 ``scored`` (left-out frame indices), ``spatimeinr`` (the render), ``unc`` (the engine's map) and
 the baselines ``linear`` and ``motion``::
@@ -9,7 +9,7 @@ the baselines ``linear`` and ``motion``::
     np.savez(out, truth=res.truth, inp=res.input, scored=res.degraded.scored,
              unc=res.uncertainty, **res.reconstructions)
 
-Every figure is :func:`napari_spatimeinr.uncertainty.report_metrics` (the report's Spearman,
+Every figure is :func:`napari_spatimeinr.engines.fast.uncertainty.report_metrics` (the report's Spearman,
 random subsample above ``REPORT_VOXELS``, and top-decile ratio) of a candidate map against
 |error| = |render - truth| on the scored frames of the *test half* of the movie. The two splits:
 ``A->B`` trains on the scored frames of the first half of the movie and tests on those of the
@@ -48,8 +48,8 @@ import torch
 from scipy import ndimage
 from scipy.special import erf
 
-from napari_spatimeinr.motion import tvl1_flow, warp_pair
-from napari_spatimeinr.uncertainty import report_metrics, top_decile_ratio
+from napari_spatimeinr.engines.fast.motion import tvl1_flow, warp_pair
+from napari_spatimeinr.engines.fast.uncertainty import report_metrics, top_decile_ratio
 
 FEATURES = [
     "render",

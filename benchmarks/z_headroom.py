@@ -23,11 +23,11 @@ import torch
 from torch import nn
 
 from napari_spatimeinr import api
-from napari_spatimeinr.coords import make_grid
-from napari_spatimeinr.evaluate.baselines import interpolate
-from napari_spatimeinr.evaluate.degrade import degrade
-from napari_spatimeinr.evaluate.metrics import score, truth_range
-from napari_spatimeinr.model.histopolation import resample_axis
+from napari_spatimeinr.core.coords import make_grid
+from napari_spatimeinr.engines.histopolation import resample_axis
+from napari_spatimeinr.workflows.evaluate.baselines import interpolate
+from napari_spatimeinr.workflows.evaluate.metrics import score, truth_range
+from napari_spatimeinr.workflows.evaluate.withhold import degrade
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 K = 4

@@ -92,7 +92,7 @@ def main() -> None:
     spec = json.load(open(sys.argv[1]))
     import napari_spatimeinr.api  # noqa: F401 - paid once, shared by the forked children
     import napari_spatimeinr.cli  # noqa: F401
-    import napari_spatimeinr.evaluate.protocol  # noqa: F401
+    import napari_spatimeinr.workflows.evaluate.protocol  # noqa: F401
 
     err_path = sys.argv[2] + ".stderr"
     results = [run_case(argv, spec["workdir"], spec["watch"], err_path) for argv in spec["cases"]]

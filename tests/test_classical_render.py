@@ -5,9 +5,10 @@ import pytest
 from scipy import ndimage
 
 from napari_spatimeinr import api
-from napari_spatimeinr.coords import make_grid
-from napari_spatimeinr.errors import SpatimeINRError
-from napari_spatimeinr.render.lazy import auto_chunks, plan_render, render
+from napari_spatimeinr.core.chunks import auto_chunks
+from napari_spatimeinr.core.coords import make_grid
+from napari_spatimeinr.core.errors import SpatimeINRError
+from napari_spatimeinr.render.lazy import plan_render, render
 
 
 def scipy_reference(data, grid, order):

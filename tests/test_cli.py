@@ -9,7 +9,7 @@ from scipy import ndimage
 
 from conftest import smooth_random
 from napari_spatimeinr.cli import main
-from napari_spatimeinr.coords import make_grid
+from napari_spatimeinr.core.coords import make_grid
 
 
 @pytest.fixture
@@ -78,6 +78,22 @@ def test_errors_are_one_line(tmp_path, capsys, timelapse_tif):
     assert not (tmp_path / "o.tif").exists()
 
 
+def test_resume_with_another_input_is_refused_naming_both(tmp_path, capsys, timelapse_tif):
+    """--resume used to carry on with the model's own data whatever input was named."""
+    src, data = timelapse_tif
+    model = tmp_path / "m"
+    assert run(capsys, "train", src, "-o", model, "--method", "cubic")[0] == 0
+    other = tmp_path / "other.tif"
+    tifffile.imwrite(other, data[::-1].copy(), imagej=True, metadata={"axes": "TZYX"})
+    before = (model / "meta.json").read_text()
+    code, _, err = run(capsys, "train", other, "-o", model, "--method", "cubic", "--resume")
+    assert code != 0 and err.count("\n") == 1
+    assert "other.tif" in err and "movie.tif" in err
+    assert (model / "meta.json").read_text() == before
+    code, _, err = run(capsys, "train", src, "-o", model, "--method", "cubic", "--resume")
+    assert code == 0, err
+
+
 def test_volume_cannot_be_resampled_in_time(tmp_path, capsys):
     vol = tmp_path / "vol.tif"
     tifffile.imwrite(vol, (smooth_random((5, 16, 16)) * 10).astype(np.uint16))  # 3D → ZYX
@@ -133,3 +149,22 @@ def test_evaluate_writes_the_report_and_shows_one_bar_per_stage(tmp_path, capsys
     starts = [line.split(":")[0] for line in err.replace("\r", "\n").splitlines() if " 0%" in line]
     for stage in ("baseline", "motion", "train", "render"):
         assert stage in starts, err
+
+
+def test_a_closed_output_pipe_ends_quietly(tmp_path, capsys, monkeypatch, timelapse_tif):
+    """``spatimeinr info M | head`` used to end in 'unexpected error: BrokenPipeError'."""
+    src, _ = timelapse_tif
+    model = tmp_path / "m"
+    assert run(capsys, "train", src, "-o", model, "--method", "cubic")[0] == 0
+
+    class ClosedPipe:
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr("sys.stdout", ClosedPipe())
+    code = main(["info", str(model)])
+    err = capsys.readouterr().err
+    assert code == 141 and "unexpected error" not in err

@@ -1,7 +1,7 @@
 import pytest
 
-from napari_spatimeinr.config import RenderConfig, StackOptions, TrainConfig, build, load_yaml
-from napari_spatimeinr.errors import SpatimeINRError
+from napari_spatimeinr.core.config import RenderConfig, StackOptions, TrainConfig, build, load_yaml
+from napari_spatimeinr.core.errors import SpatimeINRError
 
 
 def test_every_field_is_documented():

@@ -1,14 +1,14 @@
 import numpy as np
 import pytest
 
-from napari_spatimeinr.coords import (
+from napari_spatimeinr.core.coords import (
     make_grid,
     spatial_coords,
     spatial_size,
     temporal_coords,
     temporal_size,
 )
-from napari_spatimeinr.errors import SpatimeINRError
+from napari_spatimeinr.core.errors import SpatimeINRError
 
 
 def test_temporal_integer_factor_keeps_input_frames():
@@ -70,7 +70,7 @@ def test_roi_out_of_range_is_refused():
 def test_t_range_between_output_frames_is_a_clear_error():
     import pytest
 
-    from napari_spatimeinr.errors import SpatimeINRError
+    from napari_spatimeinr.core.errors import SpatimeINRError
 
     with pytest.raises(SpatimeINRError, match="holds no output frame"):
         make_grid((5, 1, 4, 4), 1, (1, 1, 1), t_range=(0.5, 0.6))

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from napari_spatimeinr import api
+from napari_spatimeinr.core import cluster as dist_mod
+from napari_spatimeinr.core.cluster import check_workers, connect, dask_client
+from napari_spatimeinr.core.errors import SpatimeINRError
 from napari_spatimeinr.data.stack import Stack4D
-from napari_spatimeinr.errors import SpatimeINRError
-from napari_spatimeinr.render import distributed as dist_mod
-from napari_spatimeinr.render.distributed import check_workers, connect, dask_client
 from napari_spatimeinr.render.lazy import plan_render, render
 
 pytest.importorskip("distributed")

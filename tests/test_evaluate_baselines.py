@@ -5,15 +5,15 @@ import pytest
 from scipy import ndimage
 
 from conftest import smooth_random
-from napari_spatimeinr.coords import make_grid
-from napari_spatimeinr.evaluate.baselines import (
+from napari_spatimeinr.core.coords import make_grid
+from napari_spatimeinr.workflows.evaluate.baselines import (
     baselines_for,
     best_smoothed,
     interpolate,
     motion_interpolate,
     motion_pair,
 )
-from napari_spatimeinr.evaluate.metrics import psnr
+from napari_spatimeinr.workflows.evaluate.metrics import psnr
 
 
 def run_gen(gen):

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from napari_spatimeinr.evaluate.metrics import (
+from napari_spatimeinr.workflows.evaluate.metrics import (
     psnr,
     score,
     ssim_slices,

@@ -5,20 +5,20 @@ import json
 import numpy as np
 import pytest
 
-from napari_spatimeinr.coords import make_grid
+from napari_spatimeinr.core.coords import make_grid
+from napari_spatimeinr.core.errors import SpatimeINRError
+from napari_spatimeinr.core.progress import Progress
 from napari_spatimeinr.data.stack import Stack4D
-from napari_spatimeinr.errors import SpatimeINRError
-from napari_spatimeinr.evaluate.baselines import interpolate
-from napari_spatimeinr.evaluate.degrade import (
+from napari_spatimeinr.workflows.evaluate.baselines import interpolate
+from napari_spatimeinr.workflows.evaluate.metrics import score, truth_range
+from napari_spatimeinr.workflows.evaluate.protocol import EvalResult, run_evaluation
+from napari_spatimeinr.workflows.evaluate.report import format_table, read_report, write_report
+from napari_spatimeinr.workflows.evaluate.withhold import (
     degrade,
     degrade_spatial,
     degrade_temporal,
     plan_shapes,
 )
-from napari_spatimeinr.evaluate.metrics import score, truth_range
-from napari_spatimeinr.evaluate.protocol import EvalResult, run_evaluation
-from napari_spatimeinr.evaluate.report import format_table, read_report, write_report
-from napari_spatimeinr.train.progress import Progress
 
 REPORT_KEYS = {"task", "factor", "z_only", "input_shape", "truth_shape", "results"}
 RESULT_KEYS = {"psnr", "ssim", "per_frame", "train_seconds"}
@@ -198,7 +198,7 @@ def test_stop_returns_without_a_result():
 
 
 def test_spatimeinr_method_with_a_few_steps(tmp_path):
-    pytest.importorskip("napari_spatimeinr.methods.spatimeinr")
+    pytest.importorskip("napari_spatimeinr.engines.spatimeinr")
     st = make_stack((5, 2, 16, 16))
     res = final(
         list(
@@ -248,7 +248,7 @@ def test_single_frame_report_plots_bars(tmp_path):
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    from napari_spatimeinr.evaluate.report import plot_report
+    from napari_spatimeinr.workflows.evaluate.report import plot_report
 
     res = final(list(run_evaluation(make_stack((1, 8, 12, 12)), "spatial", 2, method="linear")))
     fig = Figure()

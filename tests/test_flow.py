@@ -1,4 +1,4 @@
-"""The torch optical flow and warps of the fast engine (napari_spatimeinr.flow)."""
+"""The torch optical flow and warps of the fast engine (napari_spatimeinr.engines.fast.flow)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 import torch
 from scipy import ndimage
 
-from napari_spatimeinr import flow
-from napari_spatimeinr.motion import tvl1_flow
+from napari_spatimeinr.engines.fast import flow
+from napari_spatimeinr.engines.fast.motion import tvl1_flow
 
 
 def _blob(center, shape, s=3.0) -> np.ndarray:

@@ -12,7 +12,7 @@ from napari_spatimeinr import api
 from napari_spatimeinr._reader import get_reader, is_model_dir
 from napari_spatimeinr._sample_data import nuclei_timelapse
 from napari_spatimeinr._writer import write_image
-from napari_spatimeinr.errors import SpatimeINRError
+from napari_spatimeinr.core.errors import SpatimeINRError
 
 
 def test_sample_is_4d_at_physical_scale():

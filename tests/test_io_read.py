@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tifffile
 
+from napari_spatimeinr.core.errors import SpatimeINRError
 from napari_spatimeinr.data.stack import sha256_file
-from napari_spatimeinr.errors import SpatimeINRError
 from napari_spatimeinr.io.formats import SUPPORTED_READ_SUFFIXES, stem_of, suffix_of
 from napari_spatimeinr.io.read import read_stack
 

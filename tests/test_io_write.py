@@ -13,16 +13,12 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_spatimeinr.errors import SpatimeINRError, StopRequested
+from napari_spatimeinr.core.errors import SpatimeINRError, StopRequested
 from napari_spatimeinr.io import slabs as slabs_mod
 from napari_spatimeinr.io import write as write_mod
 from napari_spatimeinr.io.meta import OutputMeta
 from napari_spatimeinr.io.read import read_stack
-from napari_spatimeinr.io.write import (
-    SUPPORTED_WRITE_SUFFIXES,
-    estimate_output_bytes,
-    write_array,
-)
+from napari_spatimeinr.io.write import SUPPORTED_WRITE_SUFFIXES, estimate_output_bytes, write_array
 
 SHAPE = (3, 4, 10, 12)
 FORMATS = [".tif", ".ome.tif", ".nii", ".nii.gz", ".zarr"]

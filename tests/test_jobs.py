@@ -1,4 +1,4 @@
-"""Command lines and SLURM scripts from GUI settings (``napari_spatimeinr.jobs``), and ``--set``."""
+"""Command lines and SLURM scripts from GUI settings (``napari_spatimeinr.workflows.jobs``), and ``--set``."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import subprocess
 
 import pytest
 
-from napari_spatimeinr import jobs
 from napari_spatimeinr.cli import build_parser, main, train_config_of
-from napari_spatimeinr.config import RenderConfig, TrainConfig
-from napari_spatimeinr.errors import SpatimeINRError
+from napari_spatimeinr.core.config import RenderConfig, TrainConfig
+from napari_spatimeinr.core.errors import SpatimeINRError
+from napari_spatimeinr.workflows import jobs
 
 ODD = '/data/my movies/it\'s "odd" $HOME `x`; rm -rf ~'
 

@@ -8,9 +8,11 @@ import pytest
 import tifffile
 
 from napari_spatimeinr import api, limits
-from napari_spatimeinr.coords import grid_shape, make_grid
-from napari_spatimeinr.errors import LimitError, SpatimeINRError
+from napari_spatimeinr.core import resources
+from napari_spatimeinr.core.coords import grid_shape, make_grid
+from napari_spatimeinr.core.errors import LimitError, SpatimeINRError
 from napari_spatimeinr.io.read import read_stack
+from napari_spatimeinr.workflows import jobs
 
 
 def test_grid_shape_matches_make_grid():
@@ -53,12 +55,12 @@ def test_export_refusals_name_number_and_limit(tmp_path, monkeypatch):
     cost = limits.render_cost((6, 4, 16, 16), 1e6, (1.0, 1.0, 1.0))
     with pytest.raises(LimitError, match=r"30\.7 GB.*4 GB limit of ImageJ TIFF"):
         limits.check_export(cost, tmp_path / "out.tif")
-    monkeypatch.setattr(limits, "free_disk", lambda path: 10**9)
+    monkeypatch.setattr(resources, "free_disk", lambda path: 10**9)
     with pytest.raises(LimitError, match=r"needs about 30\.7 GB but .* has 1 GB free.*--force"):
         limits.check_export(cost, tmp_path / "out.ome.tif")
     limits.check_export(cost, tmp_path / "out.ome.tif", force=True)  # disk only: memory is fine
-    monkeypatch.setattr(limits, "available_memory", lambda: 800 * 2**20)
-    monkeypatch.setattr(limits, "memory_margin", lambda: 512 * 2**20)
+    monkeypatch.setattr(resources, "available_memory", lambda: 800 * 2**20)
+    monkeypatch.setattr(resources, "memory_margin", lambda: 512 * 2**20)
     with pytest.raises(LimitError, match=r"Not enough memory: rendering .* but only 302 MB"):
         limits.check_export(cost, tmp_path / "out.ome.tif", force=True)
     wide = limits.render_cost((4, 1, 4, 4), 1.0, (1.0, 2500, 2500), chunk_mb=1e5)  # 1.6 GB
@@ -90,16 +92,34 @@ def test_plan_render_refuses_before_allocating(tmp_path, small_stack):
 
 def test_train_gate(tmp_path, small_stack, monkeypatch):
     # float16 flows, on the frame grid (small frames) or y-x subsampled by 2 (y, x >= 64)
-    assert limits.flows_bytes((6, 5, 24, 20), "spatimeinr", "fast") == 2 * 5 * 3 * 5 * 24 * 20
-    assert limits.flows_bytes((6, 1, 24, 20), "spatimeinr", "fast") == 2 * 5 * 2 * 24 * 20
-    assert limits.flows_bytes((3, 1, 64, 96), "spatimeinr", "fast") == 2 * 2 * 2 * 32 * 48
-    assert limits.flows_bytes((6, 5, 24, 20), "cubic", None) == 0
-    monkeypatch.setattr(limits, "free_disk", lambda path: 1000)
+    assert limits.flows_bytes((6, 5, 24, 20), "fast") == 2 * 5 * 3 * 5 * 24 * 20
+    assert limits.flows_bytes((6, 1, 24, 20), "fast") == 2 * 5 * 2 * 24 * 20
+    assert limits.flows_bytes((3, 1, 64, 96), "fast") == 2 * 2 * 2 * 32 * 48
+    assert limits.flows_bytes((6, 5, 24, 20), "classical") == 0
+    assert limits.flows_bytes((6, 5, 24, 20), "paper") == 0
+    monkeypatch.setattr(resources, "free_disk", lambda path: 1000)
     with pytest.raises(LimitError, match=r"model of a 6 × 5 × 24 × 20 input .*optical flows"):
         list(api.train(small_stack, tmp_path / "m", {"preset": "fast"}))
     assert not (tmp_path / "m").exists()
     list(api.train(small_stack, tmp_path / "m", {"method": "linear"}, force=True))
     assert (tmp_path / "m" / "meta.json").is_file()
+
+
+def test_costs_follow_the_engine_not_the_preset_name(tmp_path, small_stack, monkeypatch):
+    """'paper' with the motion engine switched on (Advanced → Motion) computes and stores optical
+    flows: its disk check and its job's memory count them, as for 'fast'."""
+    shape = tuple(small_stack.shape)
+    paper_motion = {"preset": "paper", "steps": 1, "params": {"motion": True}}
+    cost = limits.TrainCost(shape, "paper")
+    # the disk holds the model without flows, not with them
+    monkeypatch.setattr(resources, "free_disk", lambda path: cost.disk_bytes + 10)
+    with pytest.raises(LimitError, match=r"optical flows"):
+        list(api.train(small_stack, tmp_path / "m", paper_motion))
+    assert not (tmp_path / "m").exists()
+    fast_job = jobs.train_resources(shape, api.train_config({"preset": "fast"}))
+    paper_motion_job = jobs.train_resources(shape, api.train_config(paper_motion))
+    paper_job = jobs.train_resources(shape, api.train_config({"preset": "paper"}))
+    assert paper_motion_job.memory_bytes == fast_job.memory_bytes > paper_job.memory_bytes
 
 
 def test_unwritable_targets_are_named_as_given(tmp_path):
@@ -158,8 +178,8 @@ def test_channels_message_says_how_to_read_a_stack(tmp_path):
 def test_reading_refuses_what_memory_cannot_hold(tmp_path, monkeypatch):
     path = tmp_path / "a.npy"
     np.save(path, np.ones((2, 2, 8, 8), np.float32))
-    monkeypatch.setattr(limits, "available_memory", lambda: 512 * 2**20 + 100)
-    monkeypatch.setattr(limits, "memory_margin", lambda: 512 * 2**20)
+    monkeypatch.setattr(resources, "available_memory", lambda: 512 * 2**20 + 100)
+    monkeypatch.setattr(resources, "memory_margin", lambda: 512 * 2**20)
     with pytest.raises(LimitError, match=r"reading a\.npy \(shape 2 × 2 × 8 × 8\)"):
         read_stack(path)
 

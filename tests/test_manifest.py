@@ -81,7 +81,7 @@ def test_reader_offered_only_for_its_file_types(tmp_path):
 
     assert not ours(str(tmp_path / "photo.png"))
     assert not ours(str(tmp_path / "table.csv"))
-    for name in ("a.tif", "a.ome.tif", "a.nii.gz", "a.npy"):
+    for name in ("a.tif", "a.ome.tif", "a.nii.gz", "a.npy", "a.czi", "a.nd2", "a.lif"):
         assert ours(str(tmp_path / name)), name
     model = tmp_path / "any-name"  # a model folder of any name (get_reader checks its content)
     model.mkdir()

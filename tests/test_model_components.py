@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from napari_spatimeinr.config import SpatimeINRParams, TrainConfig
-from napari_spatimeinr.model.encoder import RCAB, ChannelAttention, Encoder
-from napari_spatimeinr.model.encoding import encoded_dim, positional_encoding
-from napari_spatimeinr.model.field import FieldMLP
-from napari_spatimeinr.model.network import SpatimeINRNet, linear_base, window_frames
-from napari_spatimeinr.model.presets import PRESETS, resolve_params
-from napari_spatimeinr.model.renderer import OMEGA3, radial_weights, render
-from napari_spatimeinr.model.sampler import hypercube_offsets, unit_radius
+from napari_spatimeinr.core.config import SpatimeINRParams, TrainConfig
+from napari_spatimeinr.engines.paper.encoder import RCAB, ChannelAttention, Encoder
+from napari_spatimeinr.engines.paper.encoding import encoded_dim, positional_encoding
+from napari_spatimeinr.engines.paper.field import FieldMLP
+from napari_spatimeinr.engines.paper.network import SpatimeINRNet, linear_base, window_frames
+from napari_spatimeinr.engines.paper.radial import OMEGA3, radial_weights, render
+from napari_spatimeinr.engines.paper.sampler import hypercube_offsets, unit_radius
+from napari_spatimeinr.engines.presets import PRESETS, resolve_params
 
 TINY = dict(
     latent_dim=8,

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from napari_spatimeinr.config import TrainConfig
+from napari_spatimeinr.core.config import TrainConfig
+from napari_spatimeinr.core.errors import SpatimeINRError
 from napari_spatimeinr.data.stack import Stack4D
-from napari_spatimeinr.errors import SpatimeINRError
-from napari_spatimeinr.model_dir import ModelDir, atomic_write, create_model_dir
+from napari_spatimeinr.store.model_dir import ModelDir, atomic_write, create_model_dir
 
 
 def test_create_and_open(tmp_path, small_stack):
@@ -83,7 +83,7 @@ def test_files_are_readable_by_others_like_plain_files(tmp_path, small_stack):
     import os
     import stat
 
-    from napari_spatimeinr.model_dir import default_mode
+    from napari_spatimeinr.store.model_dir import default_mode
 
     md = create_model_dir(tmp_path / "m", small_stack, TrainConfig(method="cubic"))
     md.update_meta(train_steps=1)

@@ -11,21 +11,21 @@ import torch
 from conftest import run_generator
 from napari_spatimeinr import api
 from napari_spatimeinr.data.stack import Stack4D
-from napari_spatimeinr.evaluate.baselines import motion_interpolate
-from napari_spatimeinr.evaluate.metrics import flicker_ratio
-from napari_spatimeinr.methods.motion_render import MotionRenderer, resample_space
-from napari_spatimeinr.model.histopolation import cell_mean_matrix, resample_axis
-from napari_spatimeinr.model.refiner import Refiner
-from napari_spatimeinr.model_dir import ModelDir
-from napari_spatimeinr.motion import motion_pair, tvl1_flow, warp, warp_pair
-from napari_spatimeinr.render.lazy import clear_renderer_cache, get_renderer
-from napari_spatimeinr.train.motion_task import (
+from napari_spatimeinr.engines.fast.motion import motion_pair, tvl1_flow, warp, warp_pair
+from napari_spatimeinr.engines.fast.refiner import Refiner
+from napari_spatimeinr.engines.fast.render import MotionRenderer, resample_space
+from napari_spatimeinr.engines.fast.task import (
     MAX_STRIDE,
     MotionTask,
     compute_flows,
     load_flows,
     training_pairs,
 )
+from napari_spatimeinr.engines.histopolation import cell_mean_matrix, resample_axis
+from napari_spatimeinr.render.lazy import clear_renderer_cache, get_renderer
+from napari_spatimeinr.store.model_dir import ModelDir
+from napari_spatimeinr.workflows.evaluate.baselines import motion_interpolate
+from napari_spatimeinr.workflows.evaluate.metrics import flicker_ratio
 
 SMALL = dict(refine_width=4, refine_depth=2, batch_size=512, patch_size=16, spatial=False)
 
@@ -197,7 +197,7 @@ def test_resample_space_scale_one_is_a_copy_of_the_frame():
 def test_renderer_without_weights_says_what_to_do(trained, tmp_path):
     import shutil
 
-    from napari_spatimeinr.errors import SpatimeINRError
+    from napari_spatimeinr.core.errors import SpatimeINRError
 
     _, path = trained
     copy = tmp_path / "m"

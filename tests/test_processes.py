@@ -10,8 +10,8 @@ import pytest
 from napari_spatimeinr import api
 from napari_spatimeinr._layers import browse_plan
 from napari_spatimeinr._widgets import processes
-from napari_spatimeinr.config import TrainConfig
-from napari_spatimeinr.model_dir import create_model_dir
+from napari_spatimeinr.core.config import TrainConfig
+from napari_spatimeinr.store.model_dir import create_model_dir
 
 
 class _HerePool:

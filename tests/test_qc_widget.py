@@ -135,7 +135,7 @@ def test_stop_ends_the_worker_without_a_result(qtbot, viewer_and_widget, monkeyp
     import time
 
     from napari_spatimeinr._widgets import qc
-    from napari_spatimeinr.train.progress import Progress
+    from napari_spatimeinr.core.progress import Progress
 
     def slow_evaluation(stack, stop, **kwargs):
         for i in range(10_000):
@@ -159,7 +159,7 @@ def test_stop_ends_the_worker_without_a_result(qtbot, viewer_and_widget, monkeyp
 
 
 def test_uncertainty_plot_and_layer_beside_the_error(viewer_and_widget):
-    from napari_spatimeinr.evaluate.protocol import EvalResult
+    from napari_spatimeinr.workflows.evaluate.protocol import EvalResult
 
     viewer, w = viewer_and_widget
     truth = viewer.layers["cells"].data

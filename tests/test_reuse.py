@@ -14,9 +14,9 @@ from scipy import ndimage
 
 from napari_spatimeinr import api
 from napari_spatimeinr.cli import main
+from napari_spatimeinr.core.errors import SpatimeINRError
 from napari_spatimeinr.data.stack import Stack4D
-from napari_spatimeinr.errors import SpatimeINRError
-from napari_spatimeinr.reuse import MismatchWarning, apply_model, expand_inputs
+from napari_spatimeinr.render.apply import MismatchWarning, apply_model, expand_inputs
 
 SHAPE = (5, 1, 32, 32)
 

@@ -9,21 +9,21 @@ import torch
 from scipy import ndimage
 
 from napari_spatimeinr import api
-from napari_spatimeinr.coords import spatial_coords, spatial_size
+from napari_spatimeinr.core.coords import spatial_coords, spatial_size
 from napari_spatimeinr.data.stack import Stack4D
-from napari_spatimeinr.methods.motion_render import MotionRenderer, resample_space
-from napari_spatimeinr.model.histopolation import resample_axis
-from napari_spatimeinr.model_dir import ModelDir
-from napari_spatimeinr.spatial import summary
-from napari_spatimeinr.spatial.apply import SpatialResampler, decode_volume
-from napari_spatimeinr.spatial.decoder import (
+from napari_spatimeinr.engines.fast.render import MotionRenderer, resample_space
+from napari_spatimeinr.engines.histopolation import resample_axis
+from napari_spatimeinr.engines.zdecoder import summary
+from napari_spatimeinr.engines.zdecoder.apply import SpatialResampler, decode_volume
+from napari_spatimeinr.engines.zdecoder.decoder import (
     ZDecoder,
     classical_matrix,
     output_edges,
     projection_matrix,
     spline_matrix,
 )
-from napari_spatimeinr.spatial.degrade import cell_means, make_pair, running_sum
+from napari_spatimeinr.engines.zdecoder.degrade import cell_means, make_pair, running_sum
+from napari_spatimeinr.store.model_dir import ModelDir
 
 
 def _random_decoder(seed: int = 0) -> ZDecoder:
@@ -179,7 +179,7 @@ def test_lateral_self_supervision_beats_cubic_in_z(tmp_path):
 
 
 def test_large_windows_are_decoded_in_bands(monkeypatch):
-    import napari_spatimeinr.spatial.apply as ap
+    import napari_spatimeinr.engines.zdecoder.apply as ap
 
     net = _random_decoder(2)
     rs = SpatialResampler({"kind": "decoder", "choice": {"2.0": "decoder"}}, net)
@@ -193,7 +193,7 @@ def test_large_windows_are_decoded_in_bands(monkeypatch):
 
 
 def test_z_check_prefers_nearest_on_independent_slices():
-    from napari_spatimeinr.spatial.train import _winner, z_check
+    from napari_spatimeinr.engines.zdecoder.train import _winner, z_check
 
     rng = np.random.default_rng(4)
     noise = rng.random((1, 8, 32, 32)).astype(np.float32)  # independent z samples

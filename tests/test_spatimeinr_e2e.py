@@ -13,8 +13,8 @@ from conftest import run_generator
 from napari_spatimeinr import api
 from napari_spatimeinr.data.stack import Stack4D
 from napari_spatimeinr.data.synthetic import make_nuclei_timelapse
-from napari_spatimeinr.evaluate.baselines import motion_interpolate
-from napari_spatimeinr.methods.classical import interpolate_block
+from napari_spatimeinr.engines.classical import interpolate_block
+from napari_spatimeinr.workflows.evaluate.baselines import motion_interpolate
 
 TIME_LIMIT = 30.0
 

@@ -15,9 +15,10 @@ import torch
 import yaml
 
 from napari_spatimeinr import api
+from napari_spatimeinr.core.errors import SpatimeINRError
 from napari_spatimeinr.data.stack import Stack4D
-from napari_spatimeinr.model.presets import PRESETS
-from napari_spatimeinr.model_dir import ModelDir
+from napari_spatimeinr.engines.presets import PRESETS
+from napari_spatimeinr.store.model_dir import ModelDir
 
 TINY = dict(
     latent_dim=4,
@@ -90,7 +91,9 @@ def test_progress_records_and_files(tmp_path, preset):
 
 def test_stop_finishes_step_and_checkpoints(tmp_path):
     stop = _stop_after(3, tmp_path / "m")
-    recs = list(api.train(_stack(), tmp_path / "m", _cfg(steps=1000), stop=stop))
+    # the time engine's loop (the z decoder trains first and would not count as steps here)
+    cfg = _cfg(steps=1000, params=dict(TINY, spatial=False))
+    recs = list(api.train(_stack(), tmp_path / "m", cfg, stop=stop))
     assert recs[-1].done and recs[-1].step == 3
     assert int(torch.load(tmp_path / "m" / "checkpoint.pt", weights_only=True)["step"]) == 3
 
@@ -153,3 +156,13 @@ def test_sigkill_then_resume_carries_on(tmp_path):
     assert not any(Path(model).glob(".*.tmp"))
     blk = api.render(model, scale_t=2)
     assert blk.shape[0] == 9 and np.isfinite(np.asarray(blk[:2])).all()
+
+
+def test_resume_refuses_a_stack_of_another_shape(tmp_path):
+    """An in-memory stack (no file to hash) is compared by shape: another stack is refused."""
+    list(api.train(_stack(), tmp_path / "m", _cfg(steps=2)))
+    other = Stack4D(np.zeros((5, 4, 12, 10), np.float32))
+    with pytest.raises(SpatimeINRError, match="--resume: .* was trained on .*other data"):
+        list(api.train(other, tmp_path / "m", {"steps": 4}, resume=True))
+    recs = list(api.train(_stack(), tmp_path / "m", {"steps": 4}, resume=True))
+    assert recs[-1].done and recs[-1].step == 4

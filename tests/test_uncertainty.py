@@ -10,12 +10,13 @@ import pytest
 import tifffile
 
 from conftest import run_generator
-from napari_spatimeinr import api, uncertainty
+from napari_spatimeinr import api
 from napari_spatimeinr.cli import main
+from napari_spatimeinr.core.errors import SpatimeINRError
 from napari_spatimeinr.data.stack import Stack4D
-from napari_spatimeinr.errors import SpatimeINRError
-from napari_spatimeinr.evaluate.protocol import EvalResult, run_evaluation
+from napari_spatimeinr.engines.fast import uncertainty
 from napari_spatimeinr.render.lazy import clear_renderer_cache, get_renderer
+from napari_spatimeinr.workflows.evaluate.protocol import EvalResult, run_evaluation
 
 SMALL = dict(refine_width=4, refine_depth=2, batch_size=512, patch_size=16, spatial=False)
 SHAPE = (7, 1, 40, 40)

@@ -16,11 +16,11 @@ from scipy import ndimage
 from conftest import run_generator
 from napari_spatimeinr import api
 from napari_spatimeinr.cli import main
+from napari_spatimeinr.core.errors import SpatimeINRError, StopRequested
 from napari_spatimeinr.data.stack import Stack4D
-from napari_spatimeinr.errors import SpatimeINRError, StopRequested
-from napari_spatimeinr.model_dir import ModelDir
-from napari_spatimeinr.train.motion_task import load_flows
-from napari_spatimeinr.velocity import VelocityField
+from napari_spatimeinr.engines.fast.task import load_flows
+from napari_spatimeinr.engines.fast.velocity import VelocityField
+from napari_spatimeinr.store.model_dir import ModelDir
 
 SMALL = dict(refine_width=4, refine_depth=2, batch_size=512, patch_size=16, spatial=False)
 VOXEL = (2.0, 0.5, 0.25)  # µm (z, y, x)
@@ -233,7 +233,7 @@ def test_bad_suffix_memory_and_cancel_leave_no_file(tmp_path, capsys, monkeypatc
     assert list(tmp_path.glob("*v.ome.tif*")) == []
     field = VelocityField(path)
     assert api.export_motion(field, tmp_path / "v.zarr").is_dir()
-    monkeypatch.setattr("napari_spatimeinr.limits.memory_limit", lambda: 1000)
+    monkeypatch.setattr("napari_spatimeinr.core.resources.memory_limit", lambda: 1000)
     with pytest.raises(SpatimeINRError, match="Not enough memory: exporting the motion"):
         api.export_motion(path, tmp_path / "w.ome.tif")
     assert not list(tmp_path.glob("*w.ome.tif*"))

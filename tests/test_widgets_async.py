@@ -11,11 +11,7 @@ import pytest
 
 pytest.importorskip("napari")
 
-from napari_spatimeinr._widgets.async_layer import (  # noqa: E402
-    COMPUTING,
-    add_async_layer,
-    is_async_layer,
-)
+from napari_spatimeinr._widgets.async_layer import COMPUTING, add_async_layer, is_async_layer
 
 pytestmark = pytest.mark.gui
 

@@ -15,10 +15,10 @@ from napari_spatimeinr import api  # noqa: E402
 from napari_spatimeinr._widgets.async_layer import is_async_layer  # noqa: E402
 from napari_spatimeinr._widgets.render import RenderWidget  # noqa: E402
 from napari_spatimeinr._widgets.train import TrainWidget  # noqa: E402
-from napari_spatimeinr.train.progress import Progress  # noqa: E402
+from napari_spatimeinr.core.progress import Progress  # noqa: E402
 
 pytestmark = pytest.mark.gui
-HAS_ENGINE = importlib.util.find_spec("napari_spatimeinr.methods.spatimeinr") is not None
+HAS_ENGINE = importlib.util.find_spec("napari_spatimeinr.engines.spatimeinr") is not None
 
 
 def _docked(viewer):

@@ -287,7 +287,7 @@ def test_uncertainty_export_only_for_models_that_make_one_and_in_the_command_whe
     widget, fast_widget, tmp_path
 ):
     from napari_spatimeinr.cli import build_parser
-    from napari_spatimeinr.jobs import command_line
+    from napari_spatimeinr.workflows.jobs import command_line
 
     # a linear model has no map: the box is off, greyed, and says why
     assert not widget.export_unc_check.isEnabled() and not widget.exports_uncertainty()
@@ -377,3 +377,31 @@ def test_export_estimate_is_within_2x_of_the_real_export(fast_widget, qtbot, tmp
     real = w.last_export_seconds
     print(f"export estimate {estimate:.2f} s, real {real:.2f} s")
     assert estimate / 2 <= real <= 2 * estimate, (estimate, real)
+
+
+def test_the_widget_refuses_what_the_cli_refuses(fast_widget, tmp_path, monkeypatch):
+    """Add layer / Export go through the CLI's gate (limits.check_render_export): the widget used
+    to build its own cost, without the model's stored input, and allowed exports the CLI refused."""
+    from napari_spatimeinr import limits
+    from napari_spatimeinr.cli import main
+    from napari_spatimeinr.core import resources
+
+    w = fast_widget
+    out = tmp_path / "out.ome.tif"
+    w.path_edit.setText(str(out))
+    for spin in (w.scale_t, w.scale_z, w.scale_y, w.scale_x):
+        spin.setValue(1.0)
+    plan = w.plan()
+    cost = limits.render_cost(plan._input_shape)
+    model_bytes = (plan.model_dir / "input.npy").stat().st_size
+    assert model_bytes > 0
+    # memory for the render alone, not with the model's input in every worker
+    monkeypatch.setattr(resources, "memory_margin", lambda: 0)
+    monkeypatch.setattr(resources, "available_memory", lambda: cost.peak_bytes(model_bytes) - 1)
+    assert cost.peak_bytes(0) <= resources.memory_limit()
+    code = main(["render", str(plan.model_dir), "-o", str(out)])
+    assert code != 0 and not out.exists()
+    view, export = w.refusals(plan)
+    assert "Not enough memory" in export
+    monkeypatch.setattr(resources, "available_memory", lambda: cost.peak_bytes(model_bytes) + 1)
+    assert w.refusals(plan)[1] == ""

@@ -62,7 +62,7 @@ def test_train_classical_registers_model(viewer_with_sample, qtbot, tmp_path):
 
 def test_training_error_shown(viewer_with_sample, qtbot, tmp_path, monkeypatch):
     from napari_spatimeinr import api
-    from napari_spatimeinr.errors import SpatimeINRError
+    from napari_spatimeinr.core.errors import SpatimeINRError
 
     def boom(*a, **k):
         raise SpatimeINRError("the disk is full: free some space")
@@ -86,7 +86,7 @@ def test_advanced_form_is_typed_from_the_config(viewer_with_sample, qtbot):
     qtbot.addWidget(w)
     form = w.advanced
     assert set(form.inputs) == set(
-        __import__("napari_spatimeinr.config", fromlist=["x"]).SpatimeINRParams.model_fields
+        __import__("napari_spatimeinr.core.config", fromlist=["x"]).SpatimeINRParams.model_fields
     )
     tip = form.inputs["latent_dim"].toolTip()
     assert "latent code" in tip and "whole number from 1 to 1024" in tip
@@ -151,7 +151,7 @@ def test_loss_plot_waits_for_two_steps_log_loss_own_psnr_axis(qtbot):
     import numpy as np
 
     from napari_spatimeinr._widgets.train import LossPlot
-    from napari_spatimeinr.train.progress import Progress
+    from napari_spatimeinr.core.progress import Progress
 
     plot = LossPlot()
     qtbot.addWidget(plot)
@@ -179,13 +179,13 @@ def test_loss_plot_waits_for_two_steps_log_loss_own_psnr_axis(qtbot):
 
 def test_limits_gate_greys_out_train(viewer_with_sample, qtbot, tmp_path, monkeypatch):
     """Issue 13: a model that cannot fit the disk is refused before Train, with the numbers."""
-    from napari_spatimeinr import limits
+    from napari_spatimeinr.core import resources
 
     w = TrainWidget(viewer_with_sample)
     qtbot.addWidget(w)
     w.out_edit.setText(str(tmp_path / "m.spatimeinr"))
     assert w.validate() and w.train_btn.isEnabled()
-    monkeypatch.setattr(limits, "free_disk", lambda path: 1000)
+    monkeypatch.setattr(resources, "free_disk", lambda path: 1000)
     assert not w.validate()
     assert not w.train_btn.isEnabled()
     assert "Not enough disk space" in w.error_label.text() and "1 KB free" in w.error_label.text()
@@ -223,7 +223,7 @@ def test_time_limit_left_to_the_child_excludes_its_start_up(monkeypatch):
 
     from napari_spatimeinr import api
     from napari_spatimeinr._widgets import processes
-    from napari_spatimeinr.config import TrainConfig
+    from napari_spatimeinr.core.config import TrainConfig
 
     seen = []
 

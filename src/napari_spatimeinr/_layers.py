@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .data.stack import Stack4D
-from .model_dir import ModelDir
+from .store.model_dir import ModelDir
 
 META_KEY = "spatimeinr"
 AXIS_LABELS = ("t", "z", "y", "x")
@@ -140,7 +140,7 @@ def uncertainty_layer_kwargs(plan: Any, md: ModelDir) -> dict[str, Any]:
     """Layer kwargs of a render's uncertainty map: the render's scale and origin, a sequential
     colormap, additive blending over the render, contrast from 0 to three times the mean error
     of the calibration (never computed from the lazy data)."""
-    from . import uncertainty
+    from .engines.fast import uncertainty
 
     kw = render_layer_kwargs(plan, md)
     cal = uncertainty.load(Path(md.path) / uncertainty.UNCERTAINTY_FILE)

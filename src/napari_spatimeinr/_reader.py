@@ -1,4 +1,5 @@
-"""napari reader hook: 4D stacks (TIFF, OME-TIFF, NIfTI, OME-Zarr, .npy) and model directories.
+"""napari reader hook: 4D stacks (TIFF, OME-TIFF, NIfTI, OME-Zarr, .npy; .czi, .nd2, .lif with the
+``formats`` extra, else one line saying what to install) and model directories.
 
 A stack opens as one TZYX image layer at its physical scale (s, µm, µm, µm). A model directory (a
 folder with ``meta.json`` and ``config.yaml``) opens as the input it was trained on plus a lazy render

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ._layers import META_KEY
-from .errors import SpatimeINRError
+from .core.errors import SpatimeINRError
 from .io.meta import OutputMeta
 
 _AXES_BY_NDIM = {2: "YX", 3: "ZYX", 4: "TZYX"}
@@ -55,7 +55,7 @@ def write_image(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
     import dask.array as da
 
     from . import api
-    from .io.axes import to_tzyx
+    from .data.axes import to_tzyx
 
     if attributes.get("rgb"):
         raise SpatimeINRError(

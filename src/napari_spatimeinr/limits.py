@@ -3,7 +3,7 @@
 DESIGN.md ("CLI contract", Limits): before allocating, every command checks its plan against free
 disk and available memory and refuses with one line naming the number and the limit. The CLI, the
 Python API (:func:`~napari_spatimeinr.render.lazy.plan_render`, :func:`~napari_spatimeinr.api.train`,
-:func:`~napari_spatimeinr.io.write.write_array`, the evaluation) and the widgets all call this module,
+:func:`~napari_spatimeinr.workflows.export.export`, the evaluation) and the widgets all call this module,
 so a typo such as ``--scale 1e6`` ends in one clear line, never in the kernel's OOM killer.
 
 What is checked (all from shapes, with arithmetic only):
@@ -17,7 +17,9 @@ What is checked (all from shapes, with arithmetic only):
 * **Lazy layer** (:func:`check_view`): one displayed (y, x) plane fits in memory.
 * **Training** (:func:`check_train`) and **evaluation** (:func:`check_evaluate`): the input, its
   optical flows (:func:`flows_bytes`) and the model directory on disk; the working memory.
-* **Reading** (:func:`check_read`): the float32 copy of a stack fits in memory.
+* **Reading** (:func:`~napari_spatimeinr.core.resources.check_read`): the float32 copy of a stack
+  fits in memory. What the machine offers and the checks every command shares (memory, disk,
+  writable targets) are :mod:`napari_spatimeinr.core.resources`, below the readers.
 
 The estimates are upper bounds with round factors (documented by each constant); they are meant to
 separate the possible from the absurd, not to predict the last megabyte.
@@ -27,12 +29,20 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import LimitError, SpatimeINRError
+from .core.errors import LimitError, SpatimeINRError
+from .core.resources import (
+    check_disk,
+    check_memory,
+    check_writable,
+    memory_limit,
+)
+from .core.text import fmt_bytes, fmt_shape
+from .engines.fast.grid import auto_stride, flow_grid_shape
 
 #: Bytes of one task of a lazy render graph (its coordinate vectors, the dict entry and the
 #: slicing layer an export adds; measured about 1 KB per task for the graph alone).
@@ -53,152 +63,6 @@ RENDER_WORK_BYTES = 32
 VIEW_BYTES_PER_VOXEL = 16
 #: Model directory extras beside ``input.npy`` (weights, config, history): an upper bound.
 MODEL_EXTRA_BYTES = 64 * 2**20
-
-
-def _fmt_bytes(n: float) -> str:
-    n = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB", "PB", "EB", "ZB"):
-        if abs(n) < 1000 or unit == "ZB":
-            return f"{n:.3g} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1000
-    return f"{n:.3g} YB"  # pragma: no cover
-
-
-fmt_bytes = _fmt_bytes
-
-
-def _fmt_shape(shape: tuple[int, ...]) -> str:
-    return " × ".join(f"{int(s):,}" for s in shape)
-
-
-# -- what the machine offers --------------------------------------------------------------------
-
-
-def available_memory() -> int:
-    """Bytes of memory available to a new allocation (``psutil``, else ``/proc/meminfo``)."""
-    try:
-        import psutil
-
-        return int(psutil.virtual_memory().available)
-    except Exception:  # pragma: no cover - psutil missing
-        try:
-            with open("/proc/meminfo") as fh:
-                for line in fh:
-                    if line.startswith("MemAvailable:"):
-                        return int(line.split()[1]) * 1024
-        except OSError:
-            pass
-        return 8 * 2**30
-
-
-def memory_margin() -> int:
-    """Memory left to the rest of the machine (the GUI, other users): 10% of it, at least 512 MB."""
-    try:
-        import psutil
-
-        total = int(psutil.virtual_memory().total)
-    except Exception:  # pragma: no cover
-        total = 8 * 2**30
-    return max(512 * 2**20, total // 10)
-
-
-def memory_limit() -> int:
-    """Bytes a plan may use at its peak: available memory minus :func:`memory_margin`."""
-    return max(0, available_memory() - memory_margin())
-
-
-def nearest_existing(path: str | Path) -> Path:
-    """``path`` itself if it exists, else its nearest existing parent folder."""
-    p = Path(os.path.abspath(os.path.expanduser(str(path))))
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    return p
-
-
-def free_disk(path: str | Path) -> int:
-    """Free bytes on the disk that would hold ``path`` (its nearest existing folder)."""
-    p = nearest_existing(path)
-    if not p.is_dir():
-        p = p.parent
-    return int(shutil.disk_usage(p).free)
-
-
-# -- checks shared by all commands ----------------------------------------------------------------
-
-
-def check_writable(path: str | Path, what: str = "output") -> None:
-    """Refuse, naming ``path`` as given, when its folder is missing or cannot take a new file.
-
-    The folder is probed by creating and removing a temporary file there (permission bits alone
-    mislead: root, read-only mounts, ``/proc``).
-    """
-    import errno
-
-    given = str(path)
-    target = Path(os.path.abspath(os.path.expanduser(given)))
-    parent = target.parent
-    if not parent.exists():
-        raise SpatimeINRError(
-            f"Cannot write the {what} {given}: the folder {parent} does not exist. Create it or "
-            "choose another path."
-        )
-    if not parent.is_dir():
-        raise SpatimeINRError(
-            f"Cannot write the {what} {given}: {parent} is a file, not a folder. Choose another path."
-        )
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".spatimeinr-probe-", dir=parent)
-    except OSError as exc:
-        reason = {
-            errno.EACCES: "permission denied",
-            errno.EPERM: "permission denied",
-            errno.EROFS: "read-only file system",
-            errno.ENOSPC: "the disk is full",
-            errno.EDQUOT: "disk quota exceeded",
-        }.get(exc.errno or 0, "it does not accept new files")
-        raise SpatimeINRError(
-            f"Cannot write the {what} {given}: the folder {parent} is not writable ({reason}). "
-            "Choose another path."
-        ) from None
-    os.close(fd)
-    try:
-        os.unlink(probe)
-    except OSError:  # pragma: no cover
-        pass
-
-
-def check_memory(need: int, what: str, hint: str) -> None:
-    """Refuse when ``need`` bytes exceed :func:`memory_limit`."""
-    limit = memory_limit()
-    if need > limit:
-        raise LimitError(
-            f"Not enough memory: {what} needs about {_fmt_bytes(need)} but only "
-            f"{_fmt_bytes(limit)} is available (free memory minus a {_fmt_bytes(memory_margin())} "
-            f"margin). {hint}"
-        )
-
-
-def check_disk(need: int, path: str | Path, what: str, hint: str, force: bool = False) -> None:
-    """Refuse when ``need`` bytes do not fit the free space of ``path``'s disk (unless ``force``)."""
-    if force:
-        return
-    free = free_disk(path)
-    if need > free:
-        raise LimitError(
-            f"Not enough disk space: {what} needs about {_fmt_bytes(need)} but "
-            f"{nearest_existing(path)} has {_fmt_bytes(free)} free. {hint} (--force skips this "
-            "check.)"
-        )
-
-
-def check_read(shape: tuple[int, ...], name: str) -> None:
-    """Refuse reading a stack whose float32 copy (and one temporary) would not fit in memory."""
-    need = 2 * 4 * math.prod(int(s) for s in shape)
-    check_memory(
-        need,
-        f"reading {name} (shape {_fmt_shape(shape)}) as float32",
-        "Crop the stack first (e.g. in Fiji), or use a machine with more memory.",
-    )
 
 
 # -- render ---------------------------------------------------------------------------------------
@@ -274,8 +138,8 @@ def render_cost(
     workers: int | None = None,
 ) -> RenderCost:
     """The :class:`RenderCost` of a render (validates the request the way ``plan_render`` does)."""
-    from .coords import grid_shape
-    from .render.lazy import chunk_shape
+    from .core.chunks import chunk_shape
+    from .core.coords import grid_shape
 
     if not (isinstance(chunk_mb, int | float) and math.isfinite(chunk_mb) and chunk_mb > 0):
         raise SpatimeINRError(f"The chunk size must be a positive number of MB, got {chunk_mb!r}.")
@@ -293,7 +157,7 @@ def check_plan(cost: RenderCost, max_chunks: int = MAX_CHUNKS) -> None:
     """Refuse a lazy render whose plan alone (coordinates, task graph) is absurd."""
     if cost.n_chunks > max_chunks:
         raise LimitError(
-            f"The render {cost.describe()} would be {_fmt_bytes(cost.nbytes)} as float32, split "
+            f"The render {cost.describe()} would be {fmt_bytes(cost.nbytes)} as float32, split "
             f"into {cost.n_chunks:.3g} chunks: over the limit of {max_chunks:,} chunks. {_LESS}"
         )
     check_memory(cost.plan_bytes, f"the plan of the render {cost.describe()}", _LESS)
@@ -306,7 +170,7 @@ def check_view(cost: RenderCost) -> None:
     if y * x > MAX_VIEW_PLANE_VOXELS:
         raise LimitError(
             f"One plane of the render is {y:,} × {x:,} = {y * x:.3g} voxels "
-            f"({_fmt_bytes(4 * y * x)}), over the {MAX_VIEW_PLANE_VOXELS:.3g} voxels (16,384²) a "
+            f"({fmt_bytes(4 * y * x)}), over the {MAX_VIEW_PLANE_VOXELS:.3g} voxels (16,384²) a "
             "layer can show: use smaller y, x factors or a region (export it instead)."
         )
     check_memory(
@@ -340,7 +204,7 @@ def check_export(
     need = cost.disk_bytes(dtype, suffix)
     if write_family(path) == "tiff" and need > IMAGEJ_MAX_BYTES:
         raise LimitError(
-            f"{Path(path).name} would be about {_fmt_bytes(need)} ({cost.describe()}), over the "
+            f"{Path(path).name} would be about {fmt_bytes(need)} ({cost.describe()}), over the "
             "4 GB limit of ImageJ TIFF: write .ome.tif (BigTIFF) or .zarr instead, or render less "
             "(--t-range, --roi, smaller factors)."
         )
@@ -351,40 +215,68 @@ def check_export(
     if cost.row_bytes > limit:
         raise LimitError(
             f"The smallest part of the render the writers compute (one row of chunks across all "
-            f"{cost.shape[3]:,} x voxels, {_fmt_bytes(cost.row_bytes)}) does not fit in the "
-            f"{_fmt_bytes(limit)} of memory available: use a smaller --chunk-mb, a smaller x "
+            f"{cost.shape[3]:,} x voxels, {fmt_bytes(cost.row_bytes)}) does not fit in the "
+            f"{fmt_bytes(limit)} of memory available: use a smaller --chunk-mb, a smaller x "
             "factor or a region (--roi)."
         )
     check_memory(
         cost.peak_bytes(model_bytes),
-        f"rendering {cost.describe()} in chunks of {_fmt_bytes(cost.chunk_bytes)} on "
+        f"rendering {cost.describe()} in chunks of {fmt_bytes(cost.chunk_bytes)} on "
         f"{cost.workers} workers",
         "Use fewer --workers, a smaller --chunk-mb, or render less.",
     )
 
 
+def check_render_export(
+    input_shape: tuple[int, int, int, int],
+    model_dir: str | Path,
+    targets: Sequence[str | Path],
+    dtype: str = "float32",
+    *,
+    scale_t: float = 1.0,
+    scale_zyx: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    t_range: tuple[float, float] | None = None,
+    roi: tuple[int, int, int, int, int, int] | None = None,
+    chunk_mb: float = 8.0,
+    workers: int | None = None,
+    force: bool = False,
+    check_target: bool = False,
+) -> RenderCost:
+    """The gate of exporting a model's render to ``targets`` (the render, then its uncertainty
+    map): the one the CLI (``spatimeinr render``) and the Render & Export widget both call, so the
+    two refuse the same requests. The model's stored input (``input.npy``) counts in the memory of
+    every worker that loads it."""
+    cost = render_cost(
+        input_shape, scale_t, scale_zyx, t_range, roi, chunk_mb=chunk_mb, workers=workers
+    )
+    stored = Path(model_dir) / "input.npy"
+    model_bytes = stored.stat().st_size if stored.is_file() else 0
+    for target in targets:
+        check_export(
+            cost, target, dtype, force=force, model_bytes=model_bytes, check_target=check_target
+        )
+    return cost
+
+
 # -- training and evaluation ----------------------------------------------------------------------
 
 
-def flows_bytes(shape: tuple[int, int, int, int], method: str, preset: str | None) -> int:
+def flows_bytes(shape: tuple[int, int, int, int], engine: str) -> int:
     """Bytes of the optical flows a model stores (``flows.npz``), 0 when it stores none.
 
-    The fast SpatimeINR preset keeps one float16 flow per pair of neighbouring frames on the
-    frame grid subsampled in y and x (:func:`napari_spatimeinr.flow.flow_grid_shape` at
-    :func:`~napari_spatimeinr.flow.auto_stride`, the finest grid training starts from):
-    ``(T - 1) × ndim × grid`` with ndim = 3 for volumes, 2 for single planes.
+    The fast engine (:func:`~napari_spatimeinr.engines.presets.engine_of`) keeps one float16 flow
+    per pair of neighbouring frames on the frame grid subsampled in y and x
+    (:func:`~napari_spatimeinr.engines.fast.grid.flow_grid_shape` at
+    :func:`~napari_spatimeinr.engines.fast.grid.auto_stride`, the finest grid training starts
+    from): ``(T - 1) × ndim × grid`` with ndim = 3 for volumes, 2 for single planes.
     """
-    if method != "spatimeinr" or preset != "fast":
+    if engine != "fast":
         return 0
     t, z, y, x = (int(s) for s in shape)
     ndim = 3 if z > 1 else 2
     sp = (z, y, x) if z > 1 else (y, x)
-    stride = 2 if min(y, x) >= 64 else 1  # flow.auto_stride, without importing torch here
-    grid = [*sp[:-2], *(max(2, -(-n // stride)) if stride > 1 else n for n in sp[-2:])]
-    n = 1
-    for g in grid:
-        n *= int(g)
-    return 2 * max(t - 1, 0) * ndim * n
+    grid = flow_grid_shape(sp, auto_stride(sp))
+    return 2 * max(t - 1, 0) * ndim * math.prod(int(g) for g in grid)
 
 
 @dataclass(frozen=True)
@@ -392,8 +284,8 @@ class TrainCost:
     """Disk and memory of training a model of an input of ``shape`` (T, Z, Y, X)."""
 
     shape: tuple[int, int, int, int]
-    method: str
-    preset: str | None
+    #: the engine that trains (:func:`~napari_spatimeinr.engines.presets.engine_of`)
+    engine: str
 
     @property
     def input_bytes(self) -> int:
@@ -401,7 +293,7 @@ class TrainCost:
 
     @property
     def flow_bytes(self) -> int:
-        return flows_bytes(self.shape, self.method, self.preset)
+        return flows_bytes(self.shape, self.engine)
 
     @property
     def disk_bytes(self) -> int:
@@ -419,23 +311,22 @@ class TrainCost:
 
 def check_train(
     shape: tuple[int, int, int, int],
-    method: str,
-    preset: str | None,
+    engine: str,
     out_dir: str | Path,
     *,
     force: bool = False,
 ) -> TrainCost:
     """Refuse training whose model directory does not fit the disk or whose work the memory."""
-    cost = TrainCost(tuple(int(s) for s in shape), method, preset)  # type: ignore[arg-type]
-    what = f"the model of a {_fmt_shape(cost.shape)} input"
+    cost = TrainCost(tuple(int(s) for s in shape), engine)  # type: ignore[arg-type]
+    what = f"the model of a {fmt_shape(cost.shape)} input"
     if cost.flow_bytes:
-        what += f" (with {_fmt_bytes(cost.flow_bytes)} of optical flows)"
+        what += f" (with {fmt_bytes(cost.flow_bytes)} of optical flows)"
     check_disk(
         cost.disk_bytes, out_dir, what, "Free some space or write the model elsewhere.", force
     )
     check_memory(
         cost.peak_bytes,
-        f"training on a {_fmt_shape(cost.shape)} input",
+        f"training on a {fmt_shape(cost.shape)} input",
         "Crop the stack (fewer frames or a region) or use a machine with more memory.",
     )
     return cost
@@ -443,21 +334,20 @@ def check_train(
 
 def check_evaluate(
     shape: tuple[int, int, int, int],
-    method: str,
-    preset: str | None,
+    engine: str,
     work_dir: str | Path | None = None,
     *,
     force: bool = False,
 ) -> None:
     """Refuse an evaluation whose predictions (one per baseline) or model do not fit."""
     n = 4 * math.prod(int(s) for s in shape)
-    cost = TrainCost(tuple(int(s) for s in shape), method, preset)  # type: ignore[arg-type]
+    cost = TrainCost(tuple(int(s) for s in shape), engine)  # type: ignore[arg-type]
     # truth, degraded input, 5 baselines + smoothed variants + the method, and a training on the
     # (smaller) degraded input
     need = 12 * n + cost.peak_bytes
     check_memory(
         need,
-        f"evaluating on a {_fmt_shape(cost.shape)} stack",
+        f"evaluating on a {fmt_shape(cost.shape)} stack",
         "Crop the stack (fewer frames or a region) first.",
     )
     where = work_dir if work_dir is not None else tempfile.gettempdir()

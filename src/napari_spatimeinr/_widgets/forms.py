@@ -24,9 +24,9 @@ from qtpy.QtWidgets import (
 )
 
 from .._layers import META_KEY
+from ..core.errors import SpatimeINRError
+from ..data.axes import check_axes, to_tzyx
 from ..data.stack import Stack4D
-from ..errors import SpatimeINRError
-from ..io.axes import check_axes, to_tzyx
 
 _AXES_BY_NDIM = {2: "YX", 3: "ZYX", 4: "TZYX", 5: "TCZYX"}
 
@@ -353,7 +353,7 @@ def save_job_script_file(
     :class:`SpatimeINRError`); the dialog itself asks before replacing a file."""
     from qtpy.QtWidgets import QFileDialog
 
-    from ..jobs import write_job_script
+    from ..workflows.jobs import write_job_script
 
     overwrite = False
     if path is None:

@@ -1,7 +1,7 @@
 """The motion a model recovered as a napari Vectors layer that follows the time slider.
 
 :class:`MotionVectors` keeps one Vectors layer for one model: the velocity between the frame in
-view and the next (:meth:`napari_spatimeinr.velocity.VelocityField.vectors`) on a grid of every
+view and the next (:meth:`napari_spatimeinr.engines.fast.velocity.VelocityField.vectors`) on a grid of every
 ``step``-th voxel in y and x, where the frame has signal (the flow in empty background is
 TV-L1's noise-driven fill-in), at the input's physical scale and origin, so the arrows overlay the
 input and its renders in world coordinates. An arrow is the displacement over one frame interval
@@ -25,7 +25,7 @@ from qtpy.QtCore import QObject, Signal
 from superqt.utils import create_worker
 
 from .._layers import META_KEY
-from ..model_dir import ModelDir
+from ..store.model_dir import ModelDir
 from .forms import remove_layers
 from .processes import compute
 
@@ -39,7 +39,7 @@ def grid_step(shape_yx: tuple[int, int]) -> int:
 
 
 def _vectors_task(path: str, t: int, step: int) -> np.ndarray:
-    from ..velocity import interval_vectors
+    from ..engines.fast.velocity import interval_vectors
 
     return interval_vectors(path, t, step, signal_only=True)
 

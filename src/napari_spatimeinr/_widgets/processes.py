@@ -42,7 +42,7 @@ from typing import Any
 import dask
 import numpy as np
 
-from ..errors import SpatimeINRError
+from ..core.errors import SpatimeINRError
 
 #: niceness added to the training and render processes (the GUI keeps its priority)
 BACKGROUND_NICE = 10
@@ -385,7 +385,7 @@ def export_steps(
     """:func:`napari_spatimeinr.api.export` as a generator (for :func:`iterate_in_process`).
 
     Yields ``("progress", done, total)`` as chunks are written, then ``("done", path)``; ``stop``
-    cancels (the export raises :class:`~napari_spatimeinr.errors.StopRequested`).
+    cancels (the export raises :class:`~napari_spatimeinr.core.errors.StopRequested`).
     """
     from .. import api
 

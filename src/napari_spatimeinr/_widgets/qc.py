@@ -1,7 +1,7 @@
 """Quality control dock widget: a hold-out check of a method against interpolation baselines.
 
 Pick an image layer, a task (temporal: withhold frames; spatial: mean-pool), a factor and a method;
-the check runs :func:`napari_spatimeinr.evaluate.run_evaluation` in a worker thread (progress bar,
+the check runs :func:`napari_spatimeinr.workflows.evaluate.run_evaluation` in a worker thread (progress bar,
 Stop), then shows the per-method table and the per-frame PSNR of the method against cubic (and the
 best baseline), and adds three layers at the physical scale of the input: the withheld truth, the
 reconstruction and its absolute error. "Save report…" writes the JSON, CSV and PNG of the CLI.
@@ -33,13 +33,13 @@ from qtpy.QtWidgets import (
 )
 from superqt.utils import create_worker
 
+from ..core.errors import SpatimeINRError
+from ..core.progress import Progress
+from ..data.axes import check_axes, to_tzyx
 from ..data.stack import Stack4D
-from ..errors import SpatimeINRError
-from ..evaluate.degrade import plan_shapes
-from ..evaluate.protocol import METHODS, EvalResult, run_evaluation
-from ..evaluate.report import plot_report, plot_uncertainty, write_report
-from ..io.axes import check_axes, to_tzyx
-from ..train.progress import Progress
+from ..workflows.evaluate.protocol import METHODS, EvalResult, run_evaluation
+from ..workflows.evaluate.report import plot_report, plot_uncertainty, write_report
+from ..workflows.evaluate.withhold import plan_shapes
 from .forms import fit_width, form_layout, relax_widths, scroll_layout
 from .processes import iterate_in_process
 from .train import METHOD_TIPS, PRESET_INFO

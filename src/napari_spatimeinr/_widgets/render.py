@@ -13,7 +13,6 @@ the same ending), the two files the CLI's ``render -o FILE --uncertainty FILE`` 
 from __future__ import annotations
 
 import math
-import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,12 +37,12 @@ from superqt.utils import create_worker
 
 from .. import api
 from .._layers import METHOD_LABELS, browse_plan, model_input_kwargs, render_layer_kwargs
-from ..config import RenderConfig, build
-from ..coords import spatial_size
-from ..errors import LimitError, SpatimeINRError, StopRequested
+from ..core.config import RenderConfig, build
+from ..core.coords import spatial_size
+from ..core.errors import LimitError, SpatimeINRError, StopRequested
+from ..engines.zdecoder import summary as spatial_summary
 from ..io.formats import SUPPORTED_WRITE_SUFFIXES, suffix_of
 from ..render.lazy import uncertainty_path
-from ..spatial import summary as spatial_summary
 from .async_layer import AsyncArray, add_async_layer
 from .forms import (
     file_stem,
@@ -218,7 +217,7 @@ class RenderWidget(QWidget):
             "kind (2D+t or 3D+t). The model's learned parts run on the layer; its normalization and "
             "motion are computed once in the background and cached (never in the model folder)."
         )
-        #: (model folder, layer name) -> applied model folder (see napari_spatimeinr.reuse)
+        #: (model folder, layer name) -> applied model folder (see napari_spatimeinr.render.apply)
         self._applied: dict[tuple[str, str], str] = {}
         #: (model folder, layer name) -> why the model cannot run on that layer
         self._apply_errors: dict[tuple[str, str], str] = {}
@@ -530,7 +529,7 @@ class RenderWidget(QWidget):
     # -- motion ---------------------------------------------------------------------------------
     def _motion_model_changed(self, md: Any) -> None:
         """The check box is offered for models with motion; a shown field follows the model."""
-        from ..velocity import has_motion
+        from ..engines.fast.velocity import has_motion
 
         ok = md is not None and has_motion(md) and md.shape[0] > 1
         self.motion_check.setEnabled(ok)
@@ -569,7 +568,7 @@ class RenderWidget(QWidget):
             self.motion_check.setChecked(False)
             return None
         try:
-            from ..velocity import check_motion
+            from ..engines.fast.velocity import check_motion
 
             check_motion(md)
         except SpatimeINRError as err:
@@ -665,7 +664,7 @@ class RenderWidget(QWidget):
             return
         try:
             stack = self.layer_stack(layer, md)
-            from ..reuse import compatibility
+            from ..render.apply import compatibility
 
             compatibility(md, stack)  # an impossible pair is said at once, not in the worker
         except SpatimeINRError as err:
@@ -674,7 +673,7 @@ class RenderWidget(QWidget):
             return
 
         def run() -> Any:
-            from ..reuse import apply_model
+            from ..render.apply import apply_model
 
             return apply_model(md, stack)
 
@@ -816,7 +815,8 @@ class RenderWidget(QWidget):
         ``probe`` also checks that the export folder takes a new file (done on Export only).
         """
         from .._layers import browse_cost
-        from ..limits import RenderCost, check_export, check_view
+        from ..limits import check_render_export, check_view
+        from ..store.model_dir import ModelDir
 
         try:
             check_view(browse_cost(plan))
@@ -826,19 +826,21 @@ class RenderWidget(QWidget):
         text = self.path_edit.text().strip()
         if not text or suffix_of(text) not in SUPPORTED_WRITE_SUFFIXES:
             return view, ""
-        chunk = tuple(max(c) for c in plan.chunks)
-        cost = RenderCost(
-            plan.shape,
-            plan.grid.full_shape,
-            chunk,
-            math.prod(len(c) for c in plan.chunks),
-            max(1, os.cpu_count() or 1),
-        )
         out = Path(text).expanduser()
         targets = [out, uncertainty_path(out)] if self.exports_uncertainty() else [out]
-        try:
-            for target in targets:  # each file passes the gate, as in the CLI
-                check_export(cost, target, self.dtype_combo.currentText(), check_target=probe)
+        try:  # the CLI's gate, on the plan's own model directory (the applied one for a layer)
+            s = self.render_settings(ModelDir(plan.model_dir))
+            check_render_export(
+                plan._input_shape,
+                plan.model_dir,
+                targets,
+                s.dtype,
+                scale_t=s.scale_t,
+                scale_zyx=s.scale_zyx,
+                t_range=s.t_range,
+                roi=s.roi,
+                check_target=probe,
+            )
             return view, ""
         except SpatimeINRError as err:
             return view, str(err)
@@ -1376,7 +1378,7 @@ class RenderWidget(QWidget):
 
     def command_argv(self) -> list[str]:
         """The ``spatimeinr render`` argv of the current export settings."""
-        from ..jobs import render_argv
+        from ..workflows.jobs import render_argv
 
         md = self._model_or_fail()
         self.plan()  # refuses what Export would refuse before the render starts
@@ -1400,7 +1402,7 @@ class RenderWidget(QWidget):
     def copy_command(self) -> str:
         """Copy the command line of the current export to the clipboard; returns it ("" when the
         settings cannot be written as a command: the reason is shown)."""
-        from ..jobs import command_line
+        from ..workflows.jobs import command_line
 
         try:
             line = command_line(self.command_argv())
@@ -1414,7 +1416,7 @@ class RenderWidget(QWidget):
 
     def job_script(self) -> str:
         """The SLURM batch script of the current export (see :func:`..jobs.slurm_script`)."""
-        from ..jobs import render_resources, slurm_script
+        from ..workflows.jobs import render_resources, slurm_script
 
         md = self._model_or_fail()
         argv = self.command_argv()

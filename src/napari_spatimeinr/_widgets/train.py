@@ -1,7 +1,7 @@
 """Train dock widget: pick a layer, check its physical sizes, train a model in a worker thread.
 
 Everything the training does is :func:`napari_spatimeinr.api.train` (the same as ``spatimeinr
-train``): this widget only collects a :class:`~napari_spatimeinr.config.TrainConfig`, runs the
+train``): this widget only collects a :class:`~napari_spatimeinr.core.config.TrainConfig`, runs the
 generator in a superqt thread worker, and shows its :class:`Progress` records (progress bar, ETA,
 loss and PSNR plot). Stop finishes the current step and keeps a usable model. The finished model is
 added to the session's model registry, where the Render & Export widget finds it.
@@ -36,9 +36,10 @@ from superqt.utils import create_worker
 
 from .. import api
 from .._layers import META_KEY
-from ..config import SpatimeINRParams, TrainConfig, build
-from ..errors import SpatimeINRError
-from ..train.progress import Progress
+from ..core.config import SpatimeINRParams, TrainConfig, build
+from ..core.device import usable_devices
+from ..core.errors import SpatimeINRError
+from ..core.progress import Progress
 from . import quiet_gc
 from .forms import (
     ModelForm,
@@ -290,10 +291,10 @@ class TrainWidget(QWidget):
         self.steps_spin.setSpecialValueText("preset's")
         self.steps_spin.setToolTip(fields["steps"].description)
         self.device_combo = QComboBox()
-        self.device_combo.addItems(["auto", "cpu", *(["cuda"] if _cuda_available() else [])])
+        self.device_combo.addItems(usable_devices())
         self.device_combo.setToolTip(
-            "Where to train: auto uses the GPU if there is one, else the CPU. "
-            "'cuda' is offered only when a CUDA GPU is available."
+            "Where to train: auto uses a CUDA GPU if there is one, else an Apple GPU (mps), else "
+            "the CPU. 'cuda' and 'mps' are offered only when that GPU is available."
         )
         self.preview_check = QCheckBox("Preview the slice in view while training")
         self.preview_check.setChecked(True)
@@ -502,7 +503,7 @@ class TrainWidget(QWidget):
         layer = self.selected_layer()
         if layer is None:
             return False
-        from ..io.axes import check_axes
+        from ..data.axes import check_axes
 
         try:
             axes = check_axes(self.axes_edit.text().upper(), layer.ndim)
@@ -558,7 +559,7 @@ class TrainWidget(QWidget):
 
     def _preset_changed(self, *_: Any) -> None:
         try:
-            from ..model.presets import PRESETS
+            from ..engines.presets import PRESETS
 
             preset = self.preset_combo.currentText()
             values = PRESETS.get(preset, {})
@@ -573,7 +574,7 @@ class TrainWidget(QWidget):
         """Show only the hyperparameters the chosen engine (preset, or the Motion field) reads."""
         self._describe_choice()
         try:
-            from ..model.presets import PRESETS, unused_fields
+            from ..engines.presets import PRESETS, unused_fields
         except ImportError:  # pragma: no cover - engine not installed
             return
         motion = self.advanced.values().get(
@@ -651,7 +652,7 @@ class TrainWidget(QWidget):
             layer = self.selected_layer()
             if layer is None:
                 raise SpatimeINRError("No image layer: open a stack or a sample first.")
-            from ..io.axes import check_axes
+            from ..data.axes import check_axes
 
             axes = check_axes(self.axes_edit.text().upper(), layer.ndim)
             cfg = self.config()
@@ -661,13 +662,14 @@ class TrainWidget(QWidget):
             if Path(out).exists():
                 raise SpatimeINRError(f"{out} exists already: choose a new folder name.")
             if self.init_from():  # a missing or untrained model: said before Train
-                from ..reuse import init_from_record
+                from ..store.records import init_from_record
 
                 init_from_record(self.init_from())
+            from ..engines.presets import engine_of
             from ..limits import check_train  # the gate of the CLI and the API, up front
 
             size = dict(zip(axes, layer.data.shape, strict=False))
-            check_train(tuple(size.get(a, 1) for a in "TZYX"), cfg.method, cfg.preset, out)
+            check_train(tuple(size.get(a, 1) for a in "TZYX"), engine_of(cfg), out)
         except SpatimeINRError as err:
             problem = str(err)
         running = self.worker is not None
@@ -710,7 +712,7 @@ class TrainWidget(QWidget):
 
     def _preset_steps(self) -> int | None:
         try:
-            from ..model.presets import PRESET_STEPS
+            from ..engines.presets import PRESET_STEPS
         except ImportError:  # pragma: no cover - engine not installed
             return None
         return PRESET_STEPS.get(self.preset_combo.currentText())
@@ -719,7 +721,7 @@ class TrainWidget(QWidget):
     def command_argv(self) -> list[str]:
         """The ``spatimeinr train`` argv of the current settings (raises SpatimeINRError when the
         layer has no file, or the settings are invalid)."""
-        from ..jobs import file_axes, train_argv
+        from ..workflows.jobs import file_axes, train_argv
 
         layer = self.selected_layer()
         if layer is None:
@@ -749,7 +751,7 @@ class TrainWidget(QWidget):
     def copy_command(self) -> str:
         """Copy the command line of the current settings to the clipboard; returns it ("" when
         the settings cannot be written as a command: the reason is shown)."""
-        from ..jobs import command_line
+        from ..workflows.jobs import command_line
 
         try:
             line = command_line(self.command_argv())
@@ -763,7 +765,7 @@ class TrainWidget(QWidget):
 
     def job_script(self) -> str:
         """The SLURM batch script of the current settings (see :func:`..jobs.slurm_script`)."""
-        from ..jobs import slurm_script, train_resources
+        from ..workflows.jobs import slurm_script, train_resources
 
         argv = self.command_argv()
         layer = self.selected_layer()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import SpatimeINRError
+from ..core.errors import SpatimeINRError
 
 
 def sha256_file(path: str | Path, block: int = 1 << 20) -> str:
@@ -103,7 +103,7 @@ class Stack4D:
         name: str = "stack",
     ) -> Stack4D:
         """Wrap an in-memory array given in ``axes`` order (no channel axis)."""
-        from ..io.axes import to_tzyx
+        from .axes import to_tzyx
 
         return cls(
             to_tzyx(np.asarray(data), axes),

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import SpatimeINRError
+from ..core.errors import SpatimeINRError
 from .meta import OutputMeta
 from .source import PROVENANCE_KEY
 

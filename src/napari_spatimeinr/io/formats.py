@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import SpatimeINRError
+from ..core.errors import SpatimeINRError
 
 #: Suffixes :func:`~napari_spatimeinr.io.read.read_stack` understands (longest first where nested).
 SUPPORTED_READ_SUFFIXES: tuple[str, ...] = (
@@ -17,7 +17,13 @@ SUPPORTED_READ_SUFFIXES: tuple[str, ...] = (
     ".zarr",
     ".ome.zarr",
     ".npy",
+    ".czi",
+    ".nd2",
+    ".lif",
 )
+
+#: Microscope vendors' files, read through bioio (the optional ``formats`` extra).
+VENDOR_SUFFIXES: tuple[str, ...] = (".czi", ".nd2", ".lif")
 
 #: Suffixes :func:`~napari_spatimeinr.io.write.write_array` can write.
 SUPPORTED_WRITE_SUFFIXES: tuple[str, ...] = (
@@ -42,6 +48,9 @@ _FAMILY = {
     ".zarr": "zarr",
     ".ome.zarr": "zarr",
     ".npy": "npy",
+    ".czi": "bioio",
+    ".nd2": "bioio",
+    ".lif": "bioio",
 }
 
 
@@ -59,7 +68,8 @@ def suffix_of(path: str | Path) -> str:
 
 
 def family_of(path: str | Path) -> str | None:
-    """``tiff``, ``ome-tiff``, ``nifti``, ``zarr``, ``npy``, or None for an unknown suffix."""
+    """``tiff``, ``ome-tiff``, ``nifti``, ``zarr``, ``npy``, ``bioio`` (vendor files), or None for
+    an unknown suffix."""
     return _FAMILY.get(suffix_of(path))
 
 

@@ -1,34 +1,62 @@
 """Read a 4D stack from disk as a canonical :class:`~napari_spatimeinr.data.Stack4D`.
 
 Formats (by suffix): ImageJ hyperstack TIFF, OME-TIFF, plain TIFF, NIfTI (.nii, .nii.gz; axes
-x, y, z, t), OME-Zarr (.zarr; highest resolution level) and NumPy .npy. The overrides (``axes``,
+x, y, z, t), OME-Zarr (.zarr; highest resolution level), NumPy .npy, and through bioio (the optional
+``formats`` extra, :mod:`.read_bioio`) Zeiss .czi, Nikon .nd2 and Leica .lif. The overrides (``axes``,
 ``channel``, ``voxel_size``, ``frame_interval``) win over what the file says; what neither says
 defaults to 1 µm and 1 s (listed in ``stack.extra["defaults"]``). Axes of files without axis
-metadata follow the rule of :mod:`napari_spatimeinr.io.axes`.
+metadata follow the rule of :mod:`napari_spatimeinr.data.axes`.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
 
+from ..core.errors import SpatimeINRError
+from ..data.axes import check_axes, infer_axes, select_channel
 from ..data.stack import Stack4D, sha256_file
-from ..errors import SpatimeINRError
-from .axes import check_axes, infer_axes, select_channel
 from .formats import SUPPORTED_READ_SUFFIXES, read_family, stem_of
 from .source import SourceImage
 
 __all__ = ["SUPPORTED_READ_SUFFIXES", "read_source", "read_stack"]
 
 
-def read_source(path: str | Path) -> SourceImage:
-    """The image and metadata of a file as stored (file axis order, nothing loaded yet)."""
+#: Which readers to use: ``auto`` (by suffix) or ``bioio`` (OME-TIFF and OME-Zarr too).
+#: Formats bioio does not read here (ImageJ/plain TIFF, NIfTI, .npy) keep their readers either way.
+READERS = ("auto", "bioio")
+
+#: Environment variable that sets the reader where none is given (the CLI, napari).
+READER_ENV = "SPATIMEINR_READER"
+
+
+def _reader_choice(reader: str | None) -> str:
+    choice = (reader or os.environ.get(READER_ENV) or "auto").strip().lower()
+    if choice not in READERS:
+        where = f"{READER_ENV}={choice}" if reader is None else f"reader={reader!r}"
+        raise SpatimeINRError(f"Unknown reader ({where}): choose auto or bioio.")
+    return choice
+
+
+def read_source(path: str | Path, reader: str | None = None) -> SourceImage:
+    """The image and metadata of a file as stored (file axis order, nothing loaded yet).
+
+    ``reader``: ``auto`` (by suffix: vendor files through bioio, the rest through this package's
+    readers) or ``bioio`` (``.ome.tif(f)``, ``.zarr`` and ``.ome.zarr`` through bioio too); None
+    takes ``$SPATIMEINR_READER``, else ``auto``.
+    """
     p = Path(path)
+    choice = _reader_choice(reader)
     if not p.exists():
         raise SpatimeINRError(f"No such file: {p}. Check the path (and the current folder).")
     family = read_family(p)
+    if family == "bioio" or choice == "bioio" and family in ("ome-tiff", "zarr"):
+        from .read_bioio import read_bioio
+
+        return read_bioio(p)
     if family in ("tiff", "ome-tiff"):
         if not p.is_file():
             raise SpatimeINRError(f"{p} is a folder, not a TIFF file: give the file's path.")
@@ -64,6 +92,7 @@ def read_stack(
     frame_interval: float | None = None,
     *,
     validate: bool = True,
+    reader: str | None = None,
 ) -> Stack4D:
     """Read ``path`` as a TZYX float32 :class:`Stack4D` in raw intensity units.
 
@@ -75,14 +104,15 @@ def read_stack(
         voxel_size: (z, y, x) in µm, overriding the file.
         frame_interval: seconds between frames, overriding the file.
         validate: refuse NaN/Inf and constant stacks (:meth:`Stack4D.validate`).
+        reader: ``auto`` or ``bioio`` (see :func:`read_source`).
 
     ``stack.extra`` records ``source_dtype`` (e.g. ``"uint16"``), ``metadata`` (what was read),
-    ``defaults`` (values not given by file or overrides), ``notes`` and ``provenance`` (for files
-    written by this package).
+    ``defaults`` (values not given by file or overrides), ``notes``, ``provenance`` (for files
+    written by this package) and, when the file names its channels, ``channel_names``.
     """
     voxel_size, frame_interval = _check_overrides(voxel_size, frame_interval)
     p = Path(path)
-    src = read_source(p)
+    src = read_source(p, reader)
     try:
         data, file_axes = _canonical(src, axes, channel, p.name)
     finally:
@@ -118,6 +148,7 @@ def read_stack(
             "notes": list(src.notes),
             "provenance": src.provenance,
             "channels": _channels(src.shape, file_axes),
+            **_names(src.channel_names, _channels(src.shape, file_axes)),
         },
     )
     if validate:
@@ -145,6 +176,11 @@ def _check_overrides(
             )
         frame_interval = fi
     return voxel_size, frame_interval  # type: ignore[return-value]
+
+
+def _names(names: list[str] | None, channels: int) -> dict[str, list[str]]:
+    """``{"channel_names": names}`` when the file names each of its channels, else nothing."""
+    return {"channel_names": list(names)} if names and len(names) == channels else {}
 
 
 def _channels(shape: tuple[int, ...], axes: str) -> int:
@@ -184,7 +220,7 @@ def _canonical(
             f"Cannot use {name}: its values are of type {data.dtype}, not numbers of intensity "
             "(integer or floating point). Save the image as integers or floats."
         )
-    from ..limits import check_read
+    from ..core.resources import check_read
 
     check_read(tuple(int(s) for s in data.shape), name)  # before the float32 copy exists
     if not hasattr(data, "compute"):

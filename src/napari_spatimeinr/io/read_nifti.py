@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import SpatimeINRError
+from ..core.errors import SpatimeINRError
 from .source import SourceImage, apply_provenance, parse_provenance
 from .units import positive
 

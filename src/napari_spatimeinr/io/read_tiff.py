@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import tifffile
 
-from ..errors import SpatimeINRError
-from .axes import from_file_axes
+from ..core.errors import SpatimeINRError
+from ..data.axes import from_file_axes
 from .source import SourceImage, apply_provenance, parse_provenance
 from .units import length_factor_um, positive, time_factor_s
 
@@ -192,7 +192,7 @@ def _load(tif: tifffile.TiffFile, path: Path) -> tuple[Any, bool]:
 
         return da.from_zarr(zarr.open(tif.series[0].aszarr(), mode="r")), True
     except Exception:
-        from ..limits import check_read
+        from ..core.resources import check_read
 
         check_read(tuple(int(s) for s in tif.series[0].shape), path.name)  # before loading it
         return tif.series[0].asarray(), False

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import SpatimeINRError
+from ..core.errors import SpatimeINRError
 from .source import PROVENANCE_KEY, SourceImage, apply_provenance
 from .units import length_factor_um, positive, time_factor_s
 

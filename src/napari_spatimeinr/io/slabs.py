@@ -15,7 +15,7 @@ import dask
 import dask.array as da
 import numpy as np
 
-from ..errors import StopRequested
+from ..core.errors import StopRequested
 
 #: Largest slab, and the amount of float32 results computed together (several slabs in parallel).
 SLAB_BYTES = 64 * 2**20
@@ -130,7 +130,7 @@ def computed_slabs(
     """Compute the slabs group by group (in parallel within a group) and yield them in order.
 
     ``cancel()`` is polled before every group and every slab; it raises
-    :class:`~napari_spatimeinr.errors.StopRequested` when it returns True.
+    :class:`~napari_spatimeinr.core.errors.StopRequested` when it returns True.
     """
     nx = int(darr.shape[3])
     for group in group_slabs(slabs, nx, group_bytes):

@@ -29,6 +29,7 @@ class SourceImage:
         notes: what was assumed, for the user (e.g. "unit 'pixel': voxel size taken as µm").
         axes_error: why the file's axes could not be used (raised unless --axes is given).
         close: releases what ``data`` still reads from (an open file), once it is loaded.
+        channel_names: the names of the channels, in order, when the file gives them.
     """
 
     data: Any
@@ -42,6 +43,7 @@ class SourceImage:
     notes: list[str] = field(default_factory=list)
     axes_error: str | None = None
     close: Callable[[], None] | None = None
+    channel_names: list[str] | None = None
 
     @property
     def ndim(self) -> int:

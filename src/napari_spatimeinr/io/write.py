@@ -31,7 +31,9 @@ import dask
 import dask.array as da
 import numpy as np
 
-from ..errors import SpatimeINRError
+from ..core.errors import SpatimeINRError
+from ..core.files import fsync_dir
+from ..core.text import fmt_bytes
 from .encode import Encoder, check_dtype
 from .formats import SUPPORTED_WRITE_SUFFIXES, suffix_of, write_family
 from .meta import OutputMeta
@@ -62,14 +64,6 @@ def estimate_output_bytes(
     if fam == "nifti":
         return nbytes + 16 * 2**10
     return nbytes + 64 * 2**10  # zarr: metadata; compression only makes it smaller
-
-
-def _fmt(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.3g} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1000
-    return f"{n:.3g} TB"  # pragma: no cover
 
 
 def _as_dask(darr: da.Array | np.ndarray) -> da.Array:
@@ -125,21 +119,10 @@ def _check_disk(parent: Path, path: Path, need: int) -> None:
     free = shutil.disk_usage(parent).free
     if need + _DISK_MARGIN > free:
         raise SpatimeINRError(
-            f"Not enough disk space for {path.name}: it needs about {_fmt(need)} but {parent} has "
-            f"{_fmt(free)} free. Free some space, write to another disk, or render less "
+            f"Not enough disk space for {path.name}: it needs about {fmt_bytes(need)} but {parent} has "
+            f"{fmt_bytes(free)} free. Free some space, write to another disk, or render less "
             "(--t-range, --roi, smaller factors)."
         )
-
-
-def _check_limits(darr: da.Array, path: Path, dtype: str, force: bool) -> None:
-    """The gate of :mod:`napari_spatimeinr.limits` for this array's shape and chunking."""
-    from ..limits import RenderCost, check_export
-    from .slabs import workers
-
-    shape = tuple(int(s) for s in darr.shape)
-    chunk = tuple(max(int(c) for c in cs) for cs in darr.chunks)
-    cost = RenderCost(shape, shape, chunk, math.prod(darr.numblocks), workers())  # type: ignore[arg-type]
-    check_export(cost, path, dtype, force=force)
 
 
 def _temp_path(path: Path, tag: str = "tmp") -> Path:
@@ -156,19 +139,6 @@ def _remove(p: Path) -> None:
             pass
 
 
-def _fsync_dir(d: Path) -> None:
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:  # pragma: no cover - e.g. Windows
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
 def _commit(tmp: Path, path: Path) -> None:
     """Move the finished temporary output into place (replacing an old one)."""
     if (path.exists() or path.is_symlink()) and (path.is_dir() or tmp.is_dir()):
@@ -182,7 +152,7 @@ def _commit(tmp: Path, path: Path) -> None:
         _remove(old)
     else:
         os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
@@ -242,10 +212,9 @@ def write_array(
         overwrite: replace an existing output (only once the new one is complete).
         progress: called as ``progress(done, total)`` as slabs are written.
         cancel: polled between slabs; when it returns True the temporary output is removed and
-            :class:`~napari_spatimeinr.errors.StopRequested` is raised.
-        force: skip the free-disk check (only that one) of :mod:`napari_spatimeinr.limits`,
-            which refuses before any work an output that cannot be written, does not fit its
-            format or disk, or whose chunking would exceed the available memory.
+            :class:`~napari_spatimeinr.core.errors.StopRequested` is raised.
+        force: skip the free-disk check. The memory gate of :mod:`napari_spatimeinr.limits` is
+            applied by :func:`napari_spatimeinr.workflows.export.export`, which front ends call.
 
     Returns:
         The path written.
@@ -258,14 +227,13 @@ def write_array(
     enc = Encoder.for_output(dtype, meta)
     shape = tuple(int(s) for s in darr.shape)
     parent = _check_target(path, overwrite)
-    _check_limits(darr, path, enc.dtype, force)
     need = estimate_output_bytes(shape, enc.dtype, suffix)
     if fam == "tiff":
         from .write_tiff import IMAGEJ_MAX_BYTES
 
         if need > IMAGEJ_MAX_BYTES:
             raise SpatimeINRError(
-                f"{path.name} would be about {_fmt(need)}, over the 4 GB limit of ImageJ TIFF: "
+                f"{path.name} would be about {fmt_bytes(need)}, over the 4 GB limit of ImageJ TIFF: "
                 "write .ome.tif (BigTIFF) or .zarr instead, or render less (--t-range, --roi)."
             )
     if fam == "zarr":
@@ -446,7 +414,7 @@ def _write_zarr(
     progress: Progress | None,
     cancel: Cancel | None,
 ) -> None:
-    from ..render.distributed import active_client, iter_completed
+    from ..core.cluster import active_client, iter_completed
     from .write_zarr import create_zarr, encoder_params, finish_zarr, store_block
 
     shape = tuple(int(s) for s in darr.shape)

@@ -13,7 +13,7 @@ from typing import Any
 
 import tifffile
 
-from ..errors import SpatimeINRError
+from ..core.errors import SpatimeINRError
 from .encode import Encoder, patch_tokens, provenance_json
 from .meta import OutputMeta
 

@@ -1,6 +1,6 @@
 """Writers of a velocity field (TCZYX float32, µm/s): OME-TIFF and OME-Zarr, interval by interval.
 
-The layout is that of :mod:`napari_spatimeinr.velocity` (DESIGN.md, "Motion file"): axes TCZYX,
+The layout is that of :mod:`napari_spatimeinr.engines.fast.velocity` (DESIGN.md, "Motion file"): axes TCZYX,
 T = the T−1 intervals between frames, C = (vz, vy, vx) in µm/s.
 
 * ``.ome.tif``/``.ome.tiff`` and ``.tif``/``.tiff``: OME-TIFF (DimensionOrder XYZCT, which is TCZYX
@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import SpatimeINRError
-from ..render.lazy import auto_chunks
+from ..core.chunks import auto_chunks
+from ..core.errors import SpatimeINRError
 from .formats import suffix_of
 from .slabs import check_cancel
 from .source import PROVENANCE_KEY
@@ -74,10 +74,10 @@ def write_velocity(
 ) -> Path:
     """Write a TCZYX field whose entry ``t`` is ``interval(t)`` (3, Z, Y, X) float32.
 
-    ``meta``: the provenance (:meth:`napari_spatimeinr.velocity.VelocityField.meta`), which also
+    ``meta``: the provenance (:meth:`napari_spatimeinr.engines.fast.velocity.VelocityField.meta`), which also
     gives the voxel size, frame interval and origin. ``progress(done, total)`` after each
     interval; ``cancel()`` polled between intervals (then
-    :class:`~napari_spatimeinr.errors.StopRequested` and no file).
+    :class:`~napari_spatimeinr.core.errors.StopRequested` and no file).
     """
     path = Path(path)
     fam = velocity_family(path)

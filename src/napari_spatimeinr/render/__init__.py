@@ -1,5 +1,6 @@
 """Rendering: a model directory → a lazy dask array at any per-axis scale."""
 
-from .lazy import RenderPlan, auto_chunks, plan_render, render, render_plan
+from ..core.chunks import auto_chunks
+from .lazy import RenderPlan, plan_render, render, render_plan
 
 __all__ = ["RenderPlan", "auto_chunks", "plan_render", "render", "render_plan"]

@@ -10,59 +10,34 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import dask.array as da
 import numpy as np
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
-from ..config import CLASSICAL_METHODS
-from ..coords import OutputGrid, make_grid, temporal_coords
+from ..core.chunks import _normalize_chunks
+from ..core.config import CLASSICAL_METHODS
+from ..core.coords import OutputGrid, make_grid, temporal_coords
+from ..core.device import check_device, device_errors, resolve_device
 from ..data.stack import Stack4D
+from ..engines.base import BlockRenderer
+from ..engines.registry import get_method
 from ..io.meta import OutputMeta
-from ..methods import get_method
-from ..methods.base import BlockRenderer
-from ..model_dir import ModelDir
+from ..store.model_dir import ModelDir
 
-_CACHE: dict[tuple, BlockRenderer] = {}
+#: the renderers loaded in this process, least recently used first
+_CACHE: OrderedDict[tuple, tuple[ModelDir, BlockRenderer]] = OrderedDict()
+#: guards _CACHE and _LOADING only: never held while a renderer loads
 _CACHE_LOCK = threading.Lock()
+#: one lock per renderer being loaded, so that one model loads once while other models load and
+#: cache hits are served meanwhile (a load may compute every optical flow of a stack)
+_LOADING: dict[tuple, threading.Lock] = {}
 _CACHE_SIZE = 4
-
-
-def check_device(device: str) -> str:
-    """Validate a device name (``auto``, ``cpu`` or ``cuda``) without resolving it."""
-    from ..errors import SpatimeINRError
-
-    if device not in ("auto", "cpu", "cuda"):
-        raise SpatimeINRError(f"Unknown device {device!r}: choose auto, cpu or cuda.")
-    return device
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` → ``cuda`` when a GPU is usable, else ``cpu``; ``cuda`` without a GPU is refused.
-
-    Resolved where the renderer is loaded (in each dask worker process on a cluster), not where
-    the render is planned: a client without a GPU may drive workers that have one.
-    """
-    from ..errors import SpatimeINRError
-
-    check_device(device)
-    if device == "cpu":
-        return "cpu"
-    try:
-        import torch
-
-        has_cuda = torch.cuda.is_available()
-    except Exception:  # pragma: no cover - torch missing or broken
-        has_cuda = False
-    if device == "cuda" and not has_cuda:
-        raise SpatimeINRError(
-            "--device cuda was asked for but no CUDA GPU is available: use auto or cpu."
-        )
-    return "cuda" if has_cuda else "cpu"
 
 
 def _model_key(path: Path) -> tuple:
@@ -73,24 +48,44 @@ def _model_key(path: Path) -> tuple:
     return (str(path.resolve()), *stamps)
 
 
-def get_renderer(path: str | Path, device: str = "cpu") -> tuple[ModelDir, BlockRenderer]:
-    """The (cached) renderer of a model directory: loaded once per process and device.
-
-    ``device`` may be ``auto``: it is resolved here, in the process that renders.
-    """
-    path = Path(path)
-    key = (*_model_key(path), device)
+def _cached(key: tuple) -> tuple[ModelDir, BlockRenderer] | None:
     with _CACHE_LOCK:
         hit = _CACHE.get(key)
         if hit is not None:
-            return hit  # type: ignore[return-value]
-        md = ModelDir(path)
-        classical = md.method in CLASSICAL_METHODS and device == "auto"  # no torch import
-        resolved = "cpu" if classical else resolve_device(device)
-        renderer = get_method(md.method).load_renderer(md, resolved)
-        if len(_CACHE) >= _CACHE_SIZE:
-            _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = (md, renderer)  # type: ignore[assignment]
+            _CACHE.move_to_end(key)
+        return hit
+
+
+def get_renderer(path: str | Path, device: str = "cpu") -> tuple[ModelDir, BlockRenderer]:
+    """The (cached) renderer of a model directory: loaded once per process and device.
+
+    ``device`` may be ``auto``: it is resolved here, in the process that renders. The cache keeps
+    the :data:`_CACHE_SIZE` most recently used renderers; loading one blocks only the tasks that
+    wait for that same renderer.
+    """
+    path = Path(path)
+    key = (*_model_key(path), device)
+    hit = _cached(key)
+    if hit is not None:
+        return hit
+    with _CACHE_LOCK:
+        loading = _LOADING.setdefault(key, threading.Lock())
+    with loading:
+        hit = _cached(key)  # loaded by another task while this one waited
+        if hit is not None:
+            return hit
+        try:
+            md = ModelDir(path)
+            classical = md.method in CLASSICAL_METHODS and device == "auto"  # no torch import
+            resolved = "cpu" if classical else resolve_device(device)
+            renderer = get_method(md.method).load_renderer(md, resolved)
+            with _CACHE_LOCK:
+                _CACHE[key] = (md, renderer)
+                while len(_CACHE) > _CACHE_SIZE:
+                    _CACHE.popitem(last=False)
+        finally:
+            with _CACHE_LOCK:
+                _LOADING.pop(key, None)
         return md, renderer
 
 
@@ -116,7 +111,9 @@ def _render_task(
     keep_measured: bool = False,
 ) -> np.ndarray:
     md, renderer = get_renderer(path, device)
-    out = md.norm.invert(renderer.render_block(t, z, y, x, spacing, keep_measured=keep_measured))
+    with device_errors():  # an operation the Apple GPU lacks: one line saying what to do
+        block = renderer.render_block(t, z, y, x, spacing, keep_measured=keep_measured)
+    out = md.norm.invert(block)
     if keep_measured:
         _exact_measured(out, md, t, (z, y, x), spacing)
     return out
@@ -133,16 +130,17 @@ def _uncertainty_task(
     keep_measured: bool = False,
 ) -> np.ndarray:
     md, renderer = get_renderer(path, device)
-    block = renderer.uncertainty_block(t, z, y, x, spacing, keep_measured=keep_measured)  # type: ignore[attr-defined]
+    with device_errors():
+        block = renderer.uncertainty_block(t, z, y, x, spacing, keep_measured=keep_measured)  # type: ignore[attr-defined]
     return (block * np.float32(md.norm.span)).astype(np.float32)
 
 
 def check_uncertainty(md: ModelDir) -> None:
     """Refuse, in one line, an uncertainty map for a model that cannot make one."""
-    from ..errors import SpatimeINRError
-    from ..model.presets import resolve_params
+    from ..core.errors import SpatimeINRError
+    from ..engines.presets import engine_of
 
-    if md.method in CLASSICAL_METHODS or not resolve_params(md.config).motion:
+    if engine_of(md.config) != "fast":
         what = md.method if md.method in CLASSICAL_METHODS else f"{md.method} {md.config.preset}"
         raise SpatimeINRError(
             f"{md.path.name} is a {what} model: uncertainty maps come from SpatimeINR's fast "
@@ -263,41 +261,6 @@ class RenderPlan:
         return tuple(int(v) for v in self.meta.provenance["input_shape"])  # type: ignore[return-value]
 
 
-def auto_chunks(
-    shape: tuple[int, int, int, int], chunk_mb: float = 8.0
-) -> tuple[int, int, int, int]:
-    """Chunk shape of about ``chunk_mb`` MB: whole Y-X planes, as many Z (then T) as fit.
-
-    Planes larger than the target are split along Y, then X.
-    """
-    budget = max(1, int(chunk_mb * 1e6 / 4))
-    nt, nz, ny, nx = shape
-    plane = ny * nx
-    if nz * plane <= budget:  # whole volumes fit: several frames per chunk
-        return (max(1, min(nt, budget // (nz * plane))), nz, ny, nx)
-    if plane <= budget:
-        return (1, max(1, min(nz, budget // plane)), ny, nx)
-    rows = budget // nx
-    if rows >= 1:
-        return (1, 1, min(ny, rows), nx)
-    return (1, 1, 1, min(nx, budget))
-
-
-def chunk_shape(
-    shape: tuple[int, ...], chunks: tuple[int, ...] | None, chunk_mb: float
-) -> tuple[int, ...]:
-    """One chunk's shape: ``chunks`` as given (0 or less = the whole axis, clipped to ``shape``),
-    else :func:`auto_chunks` of about ``chunk_mb`` MB."""
-    c = auto_chunks(shape, chunk_mb) if chunks is None else tuple(int(v) for v in chunks)
-    return tuple(max(1, min(n, ci if ci > 0 else n)) for n, ci in zip(shape, c, strict=True))
-
-
-def _normalize_chunks(
-    shape: tuple[int, ...], chunks: tuple[int, ...] | None, chunk_mb: float
-) -> tuple[tuple[int, ...], ...]:
-    return da.core.normalize_chunks(chunk_shape(shape, chunks, chunk_mb), shape)
-
-
 def plan_render(
     model_dir: str | Path | ModelDir,
     scale_t: float = 1.0,
@@ -318,7 +281,7 @@ def plan_render(
     ``input``: apply the model to another stack (a path, read with ``read_options``, or a
     :class:`Stack4D`): its normalization and optical flows are computed once and kept in an applied
     model directory under ``cache_dir`` (never in the model directory; see
-    :mod:`napari_spatimeinr.reuse`), and the grid is that stack's. The provenance records it.
+    :mod:`napari_spatimeinr.render.apply`), and the grid is that stack's. The provenance records it.
 
     By default every output frame comes from the model at one noise level, measured instants
     included (no flicker between measured and new frames). ``keep_measured=True`` returns the
@@ -335,7 +298,7 @@ def plan_render(
     from ..limits import check_plan, render_cost
 
     if input is not None:
-        from ..reuse import model_for_input
+        from .apply import model_for_input
 
         model_dir = model_for_input(model_dir, input, cache_dir, read_options, device)
     md = model_dir if isinstance(model_dir, ModelDir) else ModelDir(model_dir)
@@ -403,7 +366,7 @@ def render_plan(plan: RenderPlan, uncertainty: bool = False) -> da.Array:
     """The lazy dask array (float32, input intensity units) of a plan.
 
     ``uncertainty=True``: instead, the render's uncertainty map (the expected absolute error of
-    every voxel, same grid and chunks; :mod:`napari_spatimeinr.uncertainty`).
+    every voxel, same grid and chunks; :mod:`napari_spatimeinr.engines.fast.uncertainty`).
     """
     g = plan.grid
     spacing = plan.spacing
@@ -440,43 +403,17 @@ def render_plan(plan: RenderPlan, uncertainty: bool = False) -> da.Array:
 
 
 def render(
-    model_dir: str | Path | ModelDir,
-    scale_t: float = 1.0,
-    scale_zyx: tuple[float, float, float] = (1.0, 1.0, 1.0),
-    t_range: tuple[float, float] | None = None,
-    roi: tuple[int, int, int, int, int, int] | None = None,
-    *,
-    chunks: tuple[int, int, int, int] | None = None,
-    chunk_mb: float = 8.0,
-    device: str = "auto",
-    keep_measured: bool = False,
-    input: str | Path | Stack4D | None = None,
-    cache_dir: str | Path | None = None,
-    read_options: dict | None = None,
-    uncertainty: bool = False,
+    model_dir: str | Path | ModelDir, *args: Any, uncertainty: bool = False, **kwargs: Any
 ) -> da.Array | tuple[da.Array, da.Array]:
     """Render a model directory lazily: a dask array (T, Z, Y, X) float32 in input intensity units.
 
-    Nothing is computed until the array (or part of it) is. See :func:`plan_render` for the grid
-    and metadata (output voxel size, frame interval, origin, provenance), and for ``input`` (the
-    model applied to another stack; its intensity units then). ``uncertainty=True`` returns
-    ``(render, uncertainty map)``: the second is the expected absolute error of every voxel, on
-    the same grid and chunks (:func:`render_plan`).
+    The arguments are those of :func:`plan_render` (factors, time range, region, chunking,
+    device, ``keep_measured``, ``input`` …), which gives the grid and metadata (output voxel size,
+    frame interval, origin, provenance). Nothing is computed until the array (or part of it) is.
+    ``uncertainty=True`` returns ``(render, uncertainty map)``: the second is the expected absolute
+    error of every voxel, on the same grid and chunks (:func:`render_plan`).
     """
-    plan = plan_render(
-        model_dir,
-        scale_t,
-        scale_zyx,
-        t_range,
-        roi,
-        chunks=chunks,
-        chunk_mb=chunk_mb,
-        device=device,
-        keep_measured=keep_measured,
-        input=input,
-        cache_dir=cache_dir,
-        read_options=read_options,
-    )
+    plan = plan_render(model_dir, *args, **kwargs)
     if uncertainty:
         return render_plan(plan), render_plan(plan, uncertainty=True)
     return render_plan(plan)

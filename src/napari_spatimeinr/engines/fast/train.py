@@ -1,0 +1,141 @@
+"""Training of the fast engine: optical flow between neighbouring frames, then the refiner.
+
+The flows are computed (or read back) first, within :data:`.task.FLOW_SHARE` of the time limit;
+the refiner then learns from the stack's own neighbour pairs (:mod:`.task`) in the shared loop
+(:func:`napari_spatimeinr.engines.loop.run`). :func:`train_with_calibration` adds the uncertainty
+calibration on held-out frames at the end.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator, Iterator
+
+import numpy as np
+import torch
+
+from ...core.config import SpatimeINRParams, TrainConfig
+from ...core.device import torch_device
+from ...core.progress import Progress
+from ...store.model_dir import ModelDir
+from ...store.records import training_stacks
+from .. import loop
+from ..loop import holdout_mask
+from ..presets import resolve_params
+from ..zdecoder.train import train_with_spatial
+from . import task as motion_task
+from . import uncertainty
+from .refiner import make_refiner
+from .render import MotionRenderer
+
+#: share of the time limit kept for the uncertainty calibration at the end of a fast training
+CALIBRATION_SHARE = 0.03
+
+
+def _motion_task(
+    model_dir: ModelDir,
+    config: TrainConfig,
+    params: SpatimeINRParams,
+    device: torch.device,
+    budget: float | None,
+    mask: np.ndarray,
+    stop: Callable[[], bool],
+) -> Generator[Progress, None, motion_task.MotionTask | None]:
+    """The refiner's task over the model's stack, or over all its stacks (several inputs: the flows
+    of each computed and stored beside its input, the flow budget shared by their frame pairs).
+    None when stopped while computing flows."""
+    stacks = list(training_stacks(model_dir))
+    if len(stacks) == 1:
+        flows = yield from motion_task.ensure_flows(model_dir, stop, device, budget)
+        if flows is None:
+            return None
+        data = np.asarray(model_dir.input, dtype=np.float32)
+        return motion_task.MotionTask(
+            data,
+            flows["gap1"],
+            mask,
+            params.patch_size,
+            params.batch_size,
+            device,
+            config.seed,
+            flows.get("computed"),
+        )
+    records = model_dir.meta["stacks"]
+    pairs = [max(int(r["shape"][0]) - 1, 0) for r in records]
+    parts = []
+    for (k, input_path, flows_path), n in zip(stacks, pairs, strict=True):
+        share = None if budget is None else budget * n / max(sum(pairs), 1)
+        rel_in = input_path.relative_to(model_dir.path).as_posix()
+        rel_fl = flows_path.relative_to(model_dir.path).as_posix()
+        flows = yield from motion_task.ensure_flows(model_dir, stop, device, share, rel_in, rel_fl)
+        if flows is None:
+            return None
+        data = np.asarray(np.load(input_path, mmap_mode="r", allow_pickle=False), np.float32)
+        holdout = mask if k == 0 else holdout_mask(data.shape, config.seed + 1000 * k)
+        parts.append((data, flows["gap1"], holdout, flows.get("computed")))
+    return motion_task.MotionTask.several(
+        parts, params.patch_size, params.batch_size, device, config.seed
+    )
+
+
+def train(model_dir: ModelDir, config: TrainConfig, stop: Callable[[], bool]) -> Iterator[Progress]:
+    """Train (or resume training of) the refiner of the fast engine in ``model_dir``."""
+    t_start = time.perf_counter()
+    params = resolve_params(config)
+    device = torch_device(config.device)
+    shape = tuple(int(s) for s in model_dir.shape)
+    mask_np = holdout_mask(shape, config.seed)
+    torch.manual_seed(config.seed)
+    budget = motion_task.FLOW_SHARE * config.time_limit if config.time_limit else None
+    task = yield from _motion_task(model_dir, config, params, device, budget, mask_np, stop)
+    net: torch.nn.Module = make_refiner(params, shape).to(device)
+    why = None
+    if task is None:
+        why = "stopped while computing motion"
+    elif task.empty:
+        why = "a single frame: nothing to learn in time (renders the spline)"
+    yield from loop.run(
+        model_dir,
+        config,
+        params,
+        net,
+        lambda gen: task.loss(net, gen),
+        lambda: task.validate(net),
+        stop,
+        device=device,
+        validate_every=motion_task.VALIDATE_EVERY,
+        t_start=t_start,
+        nothing_to_learn=why,
+    )
+
+
+def train_with_calibration(
+    model_dir: ModelDir, config: TrainConfig, stop: Callable[[], bool]
+) -> Iterator[Progress]:
+    """The fast engine's training, then the uncertainty calibration on its held-out frames
+    (``uncertainty.json``; skipped after a Stop: rendering then fits it on first use)."""
+    t0 = time.perf_counter()
+    inner = config
+    if config.time_limit is not None:
+        inner = config.model_copy(
+            update={"time_limit": config.time_limit * (1 - CALIBRATION_SHARE)}
+        )
+    last = None
+    for p in train_with_spatial(model_dir, inner, stop, train):
+        if p.done:
+            last = p
+            break
+        yield p
+    if last is not None and not stop() and "stopped" not in last.message:
+        yield Progress(
+            step=last.step,
+            total=last.total,
+            seconds=time.perf_counter() - t0,
+            message="uncertainty: calibrating on held-out frames",
+        )
+        deadline = t0 + config.time_limit if config.time_limit is not None else None
+        cal = MotionRenderer(model_dir, config.device).fit_calibration(deadline=deadline)
+        model_dir.write_atomic(uncertainty.UNCERTAINTY_FILE, cal.to_json().encode())
+        last.message = f"{last.message}; uncertainty calibrated on {cal.fit['frames']} frames"
+    if last is not None:
+        yield last

@@ -1,0 +1,54 @@
+"""Weights (model.pt) and resumable training state (checkpoint.pt): tensors and plain containers
+only, so both load with ``torch.load(weights_only=True)``."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import torch
+
+from .model_dir import ModelDir
+
+
+def _bytes(obj: Any) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def save(
+    model_dir: ModelDir,
+    state: dict[str, Any],
+    weights: dict[str, torch.Tensor],
+    best: dict[str, torch.Tensor] | None = None,
+) -> None:
+    """Write checkpoint.pt (first; it carries the current weights) then model.pt.
+
+    model.pt holds ``best`` (the weights with the best held-out PSNR so far) when given, else the
+    current weights: what a renderer should use.
+    """
+    cpu = {k: v.detach().cpu() for k, v in weights.items()}
+    model_dir.write_atomic("checkpoint.pt", _bytes({**state, "model": cpu}))
+    out = cpu if best is None else {k: v.detach().cpu() for k, v in best.items()}
+    model_dir.write_atomic("model.pt", _bytes(out))
+
+
+def load_weights(model_dir: ModelDir, device: str | torch.device = "cpu") -> dict:
+    """The weights a renderer uses (model.pt); a clear error when the model is not trained yet."""
+    path = model_dir.path / "model.pt"
+    if not path.is_file():
+        from ..core.errors import SpatimeINRError
+
+        raise SpatimeINRError(
+            f"{model_dir.path} has no trained weights (model.pt): train it first, or resume "
+            "with --resume."
+        )
+    return torch.load(path, map_location=device, weights_only=True)
+
+
+def load_state(model_dir: ModelDir) -> dict[str, Any] | None:
+    p = model_dir.path / "checkpoint.pt"
+    if not p.is_file():
+        return None
+    return torch.load(p, map_location="cpu", weights_only=True)

@@ -1,0 +1,363 @@
+"""The model directory: everything needed to render a trained model, on any machine.
+
+Layout (DESIGN.md, "Model directory")::
+
+    config.yaml   full validated TrainConfig (including ``method``)
+    meta.json     format version, method, source name and SHA-256, shape, axes, voxel size,
+                  frame interval, normalization, training steps and seconds
+    input.npy     the normalized input, TZYX float32 (memory-mapped by renderers)
+    history.csv   step, loss, psnr, lr, seconds (one row per logged step)
+    model.pt      learned weights (tensors only; methods with weights)
+    checkpoint.pt optimizer and RNG state for --resume (methods with weights)
+
+The directory appears atomically (built under a temporary name, then renamed) and an existing one
+is only replaced with ``overwrite=True``. Files inside are replaced atomically (temp + rename).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..core.config import TrainConfig, build, dump_yaml, load_yaml
+from ..core.errors import SpatimeINRError
+from ..core.files import fsync_dir
+from ..data.normalize import Normalization
+from ..data.stack import Stack4D
+
+FORMAT_VERSION = 1
+HISTORY_FIELDS = ["step", "loss", "psnr", "lr", "seconds"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def default_mode(directory: bool = False) -> int:
+    """Permissions a plain ``open``/``mkdir`` would give (temp files default to owner-only)."""
+    return (0o777 if directory else 0o666) & ~_umask()
+
+
+def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
+    """Write a file through ``write(fh)`` into a temporary sibling, then rename it over ``path``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, default_mode())
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def check_new_output(path: Path, overwrite: bool, what: str = "model directory") -> None:
+    if path.exists() and not overwrite:
+        raise SpatimeINRError(
+            f"The {what} {path} already exists: choose another name, or pass --overwrite to "
+            "replace it."
+        )
+    if path.exists() and overwrite and path.is_file() and what == "model directory":
+        raise SpatimeINRError(f"{path} is a file, not a model directory: choose another name.")
+
+
+class ModelDir:
+    """An opened model directory (see module docstring)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise SpatimeINRError(
+                f"No model directory at {self.path}: train one first (spatimeinr train INPUT -o "
+                f"{self.path})."
+            )
+        for name in ("config.yaml", "meta.json", "input.npy"):
+            if not (self.path / name).is_file():
+                raise SpatimeINRError(
+                    f"{self.path} is not a complete model directory ({name} is missing): train it "
+                    "again with --overwrite."
+                )
+        try:
+            self.meta: dict[str, Any] = json.loads((self.path / "meta.json").read_text())
+            if not isinstance(self.meta, dict):
+                raise ValueError("not a JSON object")
+        except (ValueError, OSError) as exc:
+            raise SpatimeINRError(
+                f"{self.path} is not a complete model directory (meta.json is unreadable: {exc}): "
+                "train it again with --overwrite."
+            ) from None
+        if int(self.meta.get("format_version", 0)) > FORMAT_VERSION:
+            raise SpatimeINRError(
+                f"{self.path} was written by a newer napari-spatimeinr (format "
+                f"{self.meta.get('format_version')}): upgrade the package to read it."
+            )
+        self.config: TrainConfig = build(
+            TrainConfig, load_yaml(self.path / "config.yaml"), "config.yaml"
+        )
+        self._check_meta()
+        try:
+            self.norm = Normalization.from_dict(self.meta["normalization"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise self._broken(f"its normalization is unreadable: {exc}") from None
+        self._input: np.ndarray | None = None
+
+    def _broken(self, why: str) -> SpatimeINRError:
+        return SpatimeINRError(
+            f"{self.path} is not a complete model directory ({why}): train it again with "
+            "--overwrite."
+        )
+
+    def _check_meta(self) -> None:
+        """Refuse a meta.json without a usable shape, voxel size, frame interval, normalization."""
+        m = self.meta
+        try:
+            shape = [int(s) for s in m["shape"]]
+            vs = [float(v) for v in m["voxel_size"]]
+            fi = float(m["frame_interval"])
+            m["normalization"]  # noqa: B018 - presence
+        except KeyError as exc:
+            raise self._broken(f"meta.json has no {exc.args[0]!r}") from None
+        except (TypeError, ValueError) as exc:
+            raise self._broken(f"meta.json is inconsistent: {exc}") from None
+        if len(shape) != 4 or min(shape) < 1:
+            raise self._broken(f"meta.json's shape {m['shape']} is not four positive sizes T Z Y X")
+        if len(vs) != 3 or not all(v > 0 for v in vs) or not fi > 0:
+            raise self._broken("meta.json's voxel size or frame interval is not positive")
+
+    # -- properties -----------------------------------------------------------------------------
+    @property
+    def method(self) -> str:
+        return self.config.method
+
+    @property
+    def input(self) -> np.ndarray:
+        """The normalized input, TZYX float32, memory-mapped read-only."""
+        if self._input is None:
+            try:
+                arr = np.load(self.path / "input.npy", mmap_mode="r", allow_pickle=False)
+            except (ValueError, OSError, EOFError) as exc:
+                raise self._broken(f"input.npy is unreadable: {exc}") from None
+            if tuple(arr.shape) != self.shape:
+                raise self._broken(
+                    f"input.npy has shape {tuple(arr.shape)}, meta.json says {self.shape}"
+                )
+            self._input = arr
+        return self._input
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return tuple(int(s) for s in self.meta["shape"])  # type: ignore[return-value]
+
+    @property
+    def voxel_size(self) -> tuple[float, float, float]:
+        return tuple(float(v) for v in self.meta["voxel_size"])  # type: ignore[return-value]
+
+    @property
+    def frame_interval(self) -> float:
+        return float(self.meta["frame_interval"])
+
+    @property
+    def name(self) -> str:
+        return str(self.meta.get("name", self.path.name))
+
+    def stack(self) -> Stack4D:
+        """The input as a Stack4D in raw intensity units (loads it into memory)."""
+        return Stack4D(
+            self.norm.invert(np.asarray(self.input)),
+            voxel_size=self.voxel_size,
+            frame_interval=self.frame_interval,
+            source_axes=self.meta.get("source_axes", "TZYX"),
+            name=self.name,
+            source_path=self.meta.get("source_path", ""),
+            source_sha256=self.meta.get("source_sha256", ""),
+            origin=tuple(self.meta.get("origin", (0.0, 0.0, 0.0, 0.0))),  # type: ignore[arg-type]
+        )
+
+    # -- writing --------------------------------------------------------------------------------
+    def write_atomic(self, name: str, data: bytes | Callable[[Any], None]) -> None:
+        """Replace file ``name`` inside the directory atomically (bytes or a writer callback)."""
+        writer = data if callable(data) else (lambda fh: fh.write(data))
+        atomic_write(self.path / name, writer)
+
+    def remove_stale_temporaries(self) -> list[Path]:
+        """Delete ``.NAME.XXXX.tmp`` files a killed writer left behind; returns what was removed.
+
+        Only the process that owns the directory (training, resumed training) may call this: a
+        writer still running in another process would lose its half-written file.
+        """
+        removed = []
+        for tmp in self.path.glob(".*.tmp"):
+            if tmp.is_file() and not tmp.is_symlink():
+                tmp.unlink(missing_ok=True)
+                removed.append(tmp)
+        return removed
+
+    def update_meta(self, **changes: Any) -> None:
+        self.meta.update(changes)
+        text = json.dumps(self.meta, indent=2).encode()
+        self.write_atomic("meta.json", text)
+
+    def write_history(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Replace history.csv with ``rows`` (keys from HISTORY_FIELDS)."""
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in HISTORY_FIELDS})
+        self.write_atomic("history.csv", buf.getvalue().encode())
+
+    def read_history(self) -> list[dict[str, float]]:
+        p = self.path / "history.csv"
+        if not p.is_file():
+            return []
+        with open(p, newline="") as fh:
+            return [
+                {k: (float(v) if v not in ("", None) else float("nan")) for k, v in row.items()}
+                for row in csv.DictReader(fh)
+            ]
+
+    def provenance(self) -> dict[str, Any]:
+        """What every output of this model records about where it came from."""
+        out: dict[str, Any] = {
+            "software": "napari-spatimeinr",
+            "version": __version__,
+            "method": self.config.method,
+            "preset": self.config.preset if self.config.method == "spatimeinr" else None,
+            "seed": self.config.seed,
+            "source_name": Path(self.meta.get("source_path") or self.name).name,
+            "source_sha256": self.meta.get("source_sha256", ""),
+            "model_dir": str(self.path.resolve()),
+        }
+        applied = self.meta.get("applied")
+        if applied:  # a model applied to another stack: the source above is that stack
+            out["model_dir"] = applied.get("model_dir", out["model_dir"])
+            out["applied"] = {
+                "input": out["source_name"],
+                "input_sha256": out["source_sha256"],
+                "model_source_name": applied.get("model_source_name", ""),
+                "model_source_sha256": applied.get("model_source_sha256", ""),
+                "cache_dir": str(self.path.resolve()),
+            }
+        return out
+
+
+def create_model_dir(
+    path: str | Path,
+    stack: Stack4D,
+    config: TrainConfig,
+    overwrite: bool = False,
+    extra_stacks: Sequence[Stack4D] = (),
+) -> ModelDir:
+    """Write a new model directory for ``stack`` atomically and open it.
+
+    The input is validated (NaN/Inf, constant), normalized once and stored as ``input.npy``.
+    ``extra_stacks`` (training on several stacks): each is normalized on its own and stored as
+    ``stacks/K/input.npy`` (K = 1, 2, …); ``meta.json["stacks"]`` then describes all of them, the
+    first being ``input.npy`` (what the model renders without ``--input``).
+    """
+    path = Path(path)
+    check_new_output(path, overwrite)
+    stack.validate()
+    for other in extra_stacks:
+        other.validate()
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.exists():
+        raise SpatimeINRError(
+            f"The folder {parent} does not exist: create it or choose another -o."
+        )
+    norm = Normalization.fit(stack.data)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
+    except OSError as exc:
+        raise SpatimeINRError(
+            f"Cannot write the model directory {path}: the folder {parent} is not writable "
+            f"({exc.strerror or type(exc).__name__}). Choose another -o."
+        ) from None
+    os.chmod(tmp, default_mode(directory=True))  # readable by cluster workers like any folder
+    try:
+        np.save(tmp / "input.npy", norm.apply(stack.data))
+        records = []
+        if extra_stacks:
+            records.append(stack_record(stack, norm, "input.npy", "flows.npz"))
+            for k, other in enumerate(extra_stacks, start=1):
+                (tmp / "stacks" / str(k)).mkdir(parents=True)
+                onorm = Normalization.fit(other.data)
+                np.save(tmp / "stacks" / str(k) / "input.npy", onorm.apply(other.data))
+                records.append(
+                    stack_record(other, onorm, f"stacks/{k}/input.npy", f"stacks/{k}/flows.npz")
+                )
+        (tmp / "config.yaml").write_text(dump_yaml(config))
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "software_version": __version__,
+            "method": config.method,
+            "preset": config.preset,
+            "name": stack.name,
+            "source_path": stack.source_path,
+            "source_sha256": stack.source_sha256,
+            "source_axes": stack.source_axes,
+            "axes": "TZYX",
+            "shape": list(stack.shape),
+            "voxel_size": list(stack.voxel_size),
+            "voxel_unit": "micrometer",
+            "frame_interval": stack.frame_interval,
+            "time_unit": "second",
+            "origin": list(stack.origin),
+            "normalization": norm.to_dict(),
+            "source_dtype": str(stack.extra.get("source_dtype", "float32")),
+            "train_steps": 0,
+            "train_seconds": 0.0,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        if "channels" in stack.extra:
+            meta["channels"] = int(stack.extra["channels"])
+        if records:
+            meta["stacks"] = records
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+        with open(tmp / "history.csv", "w", newline="") as fh:
+            csv.DictWriter(fh, fieldnames=HISTORY_FIELDS).writeheader()
+        if path.exists():  # overwrite=True: swap in, then remove the old one
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=parent))
+            os.replace(path, old / "x")
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+        fsync_dir(parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ModelDir(path)
+
+
+def stack_record(stack: Stack4D, norm: Any, input_file: str, flows_file: str) -> dict[str, Any]:
+    """meta.json's description of one training stack (``meta.json["stacks"]``)."""
+    return {
+        "name": stack.name,
+        "source_path": stack.source_path,
+        "source_sha256": stack.source_sha256,
+        "shape": list(stack.shape),
+        "voxel_size": list(stack.voxel_size),
+        "frame_interval": stack.frame_interval,
+        "normalization": norm.to_dict(),
+        "input": input_file,
+        "flows": flows_file,
+    }

@@ -1,5 +1,0 @@
-"""Training: trainers are generators that yield :class:`Progress` records."""
-
-from .progress import Progress
-
-__all__ = ["Progress"]
