@@ -99,7 +99,7 @@ def test_axes_come_from_plugin_metadata_or_axis_labels(make_napari_viewer):
     from napari_spatimeinr._widgets.qc import QCWidget, layer_axes, layer_to_stack
 
     viewer = make_napari_viewer()
-    data = np.zeros((4, 6, 8), np.float32)
+    data = np.arange(4 * 6 * 8, dtype=np.float32).reshape(4, 6, 8)
     meta = {"spatimeinr": {"axes": "ZYX", "source_path": "/data/v.tif", "source_sha256": "ab"}}
     a = viewer.add_image(data, name="a", metadata=meta)
     b = viewer.add_image(data, name="b", axis_labels=("t", "y", "x"))
@@ -193,3 +193,23 @@ def test_uncertainty_plot_and_layer_beside_the_error(viewer_and_widget):
     assert tuple(layer.scale) == tuple(
         viewer.layers["cells QC |error| spatimeinr (temporal ×2)"].scale
     )
+
+
+def test_train_and_qc_read_a_layer_the_same_way(make_napari_viewer, qtbot):
+    """One layer -> stack conversion for the widgets: Train and QC agree on sizes, origin, data
+    (they had two, which placed the same layer differently)."""
+    from napari_spatimeinr._widgets import qc
+    from napari_spatimeinr._widgets.train import TrainWidget
+
+    viewer = make_napari_viewer()
+    data = np.random.default_rng(2).random((4, 5, 12, 10)).astype(np.float32)
+    layer = viewer.add_image(
+        data, name="cells", scale=(30.0, 2.0, 0.5, 0.5), translate=(60.0, 4.0, 1.0, 1.5)
+    )
+    train = TrainWidget(viewer)
+    qtbot.addWidget(train)
+    a, b = train.stack(), qc.layer_to_stack(layer, "TZYX")
+    assert a.voxel_size == b.voxel_size == (2.0, 0.5, 0.5)
+    assert a.frame_interval == b.frame_interval == 30.0
+    assert a.origin == b.origin == (60.0, 4.0, 1.0, 1.5)
+    np.testing.assert_array_equal(a.data, b.data)

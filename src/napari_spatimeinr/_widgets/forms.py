@@ -61,16 +61,25 @@ def layer_source(layer: Any) -> str:
 
 
 def layer_to_stack(
-    layer: Any, axes: str, voxel_size: tuple[float, float, float], frame_interval: float
+    layer: Any,
+    axes: str,
+    voxel_size: tuple[float, float, float] | None = None,
+    frame_interval: float | None = None,
 ) -> Stack4D:
-    """A TZYX :class:`Stack4D` of an image layer read with ``axes`` and the given physical sizes."""
+    """A TZYX :class:`Stack4D` of an image layer read with ``axes``: the one conversion of the
+    widgets (Train, Render & Export, Quality control). The physical sizes are the given ones, else
+    the layer's scale; the origin is where the layer is (its translate)."""
+    if voxel_size is None or frame_interval is None:
+        vs, fi = layer_physical(layer, axes.upper())
+        voxel_size = vs if voxel_size is None else voxel_size
+        frame_interval = fi if frame_interval is None else frame_interval
     if getattr(layer, "rgb", False):
         raise SpatimeINRError(f"{layer.name!r} is an RGB image: pick a fluorescence layer.")
     data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
     axes = check_axes(axes.upper(), data.ndim)
     if "C" in axes:
         raise SpatimeINRError(
-            "Training uses one channel: split the channels (right-click the layer → Split Stack) "
+            "One channel at a time: split the channels (right-click the layer → Split Stack) "
             "and pick one layer, or give axes without C."
         )
     meta = layer_meta(layer)

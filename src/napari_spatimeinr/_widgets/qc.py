@@ -35,12 +35,12 @@ from superqt.utils import create_worker
 
 from ..core.errors import SpatimeINRError
 from ..core.progress import Progress
-from ..data.axes import check_axes, to_tzyx
-from ..data.stack import Stack4D
+from ..data.axes import check_axes
 from ..workflows.evaluate.protocol import METHODS, EvalResult, run_evaluation
 from ..workflows.evaluate.report import plot_report, plot_uncertainty, write_report
 from ..workflows.evaluate.withhold import plan_shapes
-from .forms import fit_width, form_layout, relax_widths, scroll_layout
+from .actions import show_error
+from .forms import fit_width, form_layout, layer_to_stack, relax_widths, scroll_layout
 from .processes import iterate_in_process
 from .train import METHOD_TIPS, PRESET_INFO
 
@@ -84,29 +84,6 @@ def layer_axes_shape(shape: tuple[int, ...], axes: str) -> tuple[int, int, int, 
             "layer → Split stack) and pick one, or give axes without C."
         )
     return tuple(int(shape[axes.index(a)]) if a in axes else 1 for a in "TZYX")  # type: ignore[return-value]
-
-
-def layer_to_stack(layer: Any, axes: str) -> Stack4D:
-    """A :class:`Stack4D` from an image layer; its scale/translate give the physical metadata."""
-    if getattr(layer, "rgb", False):
-        raise SpatimeINRError(f"{layer.name!r} is an RGB image: pick a fluorescence channel layer.")
-    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
-    layer_axes_shape(tuple(data.shape), axes)  # validates, refuses channels
-    axes = axes.upper()
-    by_axis = dict(zip(axes, layer.scale, strict=True))
-    shift = dict(zip(axes, layer.translate, strict=True))
-    meta = (getattr(layer, "metadata", None) or {}).get(META_KEY, {})
-    source = meta.get("source_path") or getattr(getattr(layer, "source", None), "path", None)
-    return Stack4D(
-        to_tzyx(np.asarray(data), axes),
-        voxel_size=tuple(float(by_axis.get(a, 1.0)) for a in "ZYX"),  # type: ignore[arg-type]
-        frame_interval=float(by_axis.get("T", 1.0)),
-        source_axes=axes,
-        name=layer.name,
-        source_path=str(source or ""),
-        source_sha256=str(meta.get("source_sha256") or ""),
-        origin=tuple(float(shift.get(a, 0.0)) for a in "TZYX"),  # type: ignore[arg-type]
-    )
 
 
 def from_tzyx(a: np.ndarray, axes: str) -> np.ndarray:
@@ -422,13 +399,8 @@ class QCWidget(QWidget):
         self._fail(text)
 
     def _fail(self, text: str) -> None:
+        show_error(None, text)
         self.status_label.setText(f"<span style='color:#e06c5a'>{text}</span>")
-        try:
-            from napari.utils.notifications import show_error
-
-            show_error(text)
-        except Exception:  # pragma: no cover - notifications are a nicety
-            pass
 
     def _on_finished(self) -> None:
         self.worker = None

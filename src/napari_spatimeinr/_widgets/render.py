@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import (
-    QApplication,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
@@ -43,6 +42,7 @@ from ..core.errors import LimitError, SpatimeINRError, StopRequested
 from ..engines.zdecoder import summary as spatial_summary
 from ..io.formats import SUPPORTED_WRITE_SUFFIXES, suffix_of
 from ..render.lazy import uncertainty_path
+from .actions import CommandActions
 from .async_layer import AsyncArray, add_async_layer
 from .forms import (
     file_stem,
@@ -50,7 +50,6 @@ from .forms import (
     fmt_duration,
     fmt_seconds,
     form_layout,
-    job_saved_message,
     layer_axes,
     layer_meta,
     layer_physical,
@@ -58,7 +57,6 @@ from .forms import (
     layer_to_stack,
     relax_widths,
     remove_layers,
-    save_job_script_file,
     scroll_layout,
 )
 from .models import registry
@@ -153,7 +151,7 @@ class _Pending(SpatimeINRError):
     """The chosen layer is still being prepared for the model."""
 
 
-class RenderWidget(QWidget):
+class RenderWidget(CommandActions, QWidget):
     """Render a model lazily at any scale and export it (``napari-spatimeinr.render``)."""
 
     export_progress = Signal(int, int)  #: (done, total) from the export worker
@@ -1399,21 +1397,6 @@ class RenderWidget(QWidget):
         )
         return [*argv, "--input", str(Path(source).resolve())]
 
-    def copy_command(self) -> str:
-        """Copy the command line of the current export to the clipboard; returns it ("" when the
-        settings cannot be written as a command: the reason is shown)."""
-        from ..workflows.jobs import command_line
-
-        try:
-            line = command_line(self.command_argv())
-        except SpatimeINRError as err:
-            self._fail(str(err))
-            return ""
-        QApplication.clipboard().setText(line)
-        self.error_label.setText("")
-        self.status.setText(f"Copied to the clipboard: {line}")
-        return line
-
     def job_script(self) -> str:
         """The SLURM batch script of the current export (see :func:`..jobs.slurm_script`)."""
         from ..workflows.jobs import render_resources, slurm_script
@@ -1431,23 +1414,10 @@ class RenderWidget(QWidget):
         )
         return slurm_script(argv, resources, job_name=f"spatimeinr-render-{md.name}")
 
-    def save_job_script(self, path: str | Path | None = None) -> Path | None:
-        """Write :meth:`job_script` to ``path`` (asked with a file dialog when None, which
-        confirms a replacement; a given path that exists is refused). Returns the file written."""
-        try:
-            text = self.job_script()
-            suggested = self.export_path().with_name(
-                f"{self.export_path().name.split('.')[0]}.render.sbatch"
-            )
-            written = save_job_script_file(self, text, suggested, path)
-        except SpatimeINRError as err:
-            self._fail(str(err))
-            return None
-        if written is None:
-            return None
-        self.error_label.setText("")
-        self.status.setText(job_saved_message(written))
-        return written
+    def job_script_suggestion(self) -> Path:
+        """Where "Save job script…" proposes to write (beside the export)."""
+        out = self.export_path()
+        return out.with_name(f"{out.name.split('.')[0]}.render.sbatch")
 
     # -- export -----------------------------------------------------------------------------------
     def _browse_path(self) -> None:
@@ -1595,12 +1565,3 @@ class RenderWidget(QWidget):
         self.export_worker = None
         self.cancel_btn.setEnabled(False)
         self.update_info()
-
-    def _fail(self, text: str) -> None:
-        self.error_label.setText(text)
-        try:
-            from napari.utils.notifications import show_error
-
-            show_error(text)
-        except Exception:  # pragma: no cover - notifications are best effort
-            pass

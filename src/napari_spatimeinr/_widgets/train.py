@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtWidgets import (
-    QApplication,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
@@ -41,6 +40,7 @@ from ..core.device import usable_devices
 from ..core.errors import SpatimeINRError
 from ..core.progress import Progress
 from . import quiet_gc
+from .actions import CommandActions
 from .forms import (
     ModelForm,
     breakable,
@@ -49,7 +49,6 @@ from .forms import (
     fmt_duration,
     fmt_seconds,
     form_layout,
-    job_saved_message,
     layer_axes,
     layer_meta,
     layer_physical,
@@ -57,7 +56,6 @@ from .forms import (
     layer_to_stack,
     relax_widths,
     remove_layers,
-    save_job_script_file,
     scroll_layout,
 )
 from .models import registry
@@ -200,7 +198,7 @@ class LossPlot(QWidget):
             self._show_graph(True)
 
 
-class TrainWidget(QWidget):
+class TrainWidget(CommandActions, QWidget):
     """Train a model of an image layer (``napari-spatimeinr.train``)."""
 
     model_ready = Signal(str)  #: path of a model directory usable for rendering
@@ -748,21 +746,6 @@ class TrainWidget(QWidget):
             init_from=self.init_from(),
         )
 
-    def copy_command(self) -> str:
-        """Copy the command line of the current settings to the clipboard; returns it ("" when
-        the settings cannot be written as a command: the reason is shown)."""
-        from ..workflows.jobs import command_line
-
-        try:
-            line = command_line(self.command_argv())
-        except SpatimeINRError as err:
-            self._fail(str(err))
-            return ""
-        QApplication.clipboard().setText(line)
-        self.error_label.setText("")
-        self.status.setText(breakable(f"Copied to the clipboard: {line}"))
-        return line
-
     def job_script(self) -> str:
         """The SLURM batch script of the current settings (see :func:`..jobs.slurm_script`)."""
         from ..workflows.jobs import slurm_script, train_resources
@@ -775,21 +758,10 @@ class TrainWidget(QWidget):
         name = Path(self.out_edit.text().strip()).name.split(".")[0] or "model"
         return slurm_script(argv, resources, job_name=f"spatimeinr-train-{name}")
 
-    def save_job_script(self, path: str | Path | None = None) -> Path | None:
-        """Write :meth:`job_script` to ``path`` (asked with a file dialog when None, which
-        confirms a replacement; a given path that exists is refused). Returns the file written."""
+    def job_script_suggestion(self) -> Path:
+        """Where "Save job script…" proposes to write (beside the model directory)."""
         out = Path(self.out_edit.text().strip())
-        suggested = out.parent / f"{out.name.split('.')[0] or 'model'}.train.sbatch"
-        try:
-            written = save_job_script_file(self, self.job_script(), suggested, path)
-        except SpatimeINRError as err:
-            self._fail(str(err))
-            return None
-        if written is None:
-            return None
-        self.error_label.setText("")
-        self.status.setText(job_saved_message(written))
-        return written
+        return out.parent / f"{out.name.split('.')[0] or 'model'}.train.sbatch"
 
     # -- running ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -1011,13 +983,7 @@ class TrainWidget(QWidget):
 
     def _fail(self, text: str) -> None:
         self._failure = text
-        self.error_label.setText(text)
-        try:
-            from napari.utils.notifications import show_error
-
-            show_error(text)
-        except Exception:  # pragma: no cover - notifications are best effort
-            pass
+        super()._fail(text)
 
     def _on_finished(self) -> None:
         self.worker = None
