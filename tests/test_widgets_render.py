@@ -261,7 +261,7 @@ def test_export_writes_the_uncertainty_beside_the_render_as_the_cli_does(
 def test_cancel_while_writing_the_uncertainty_keeps_only_the_complete_render(
     fast_widget, qtbot, tmp_path, monkeypatch
 ):
-    from napari_spatimeinr._widgets import processes, render
+    from napari_spatimeinr._widgets import processes, render_export
 
     w = fast_widget
     out = tmp_path / "out.ome.tif"
@@ -274,7 +274,7 @@ def test_cancel_while_writing_the_uncertainty_keeps_only_the_complete_render(
                 w._cancel = True
             yield item
 
-    monkeypatch.setattr(render, "export_outputs_steps", steps)  # local: runs in this process
+    monkeypatch.setattr(render_export, "export_outputs_steps", steps)  # local: in this process
     with qtbot.waitSignal(w.export_done, timeout=60_000) as done:
         assert w.export()
     assert done.args[0] == ""

@@ -12,8 +12,6 @@ the same ending), the two files the CLI's ``render -o FILE --uncertainty FILE`` 
 
 from __future__ import annotations
 
-import math
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,53 +25,39 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QMessageBox,
     QProgressBar,
     QPushButton,
     QWidget,
 )
-from superqt.utils import create_worker
 
 from .. import api
-from .._layers import METHOD_LABELS, browse_plan, model_input_kwargs, render_layer_kwargs
+from .._layers import METHOD_LABELS
 from ..core.config import RenderConfig, build
 from ..core.coords import spatial_size
-from ..core.errors import LimitError, SpatimeINRError, StopRequested
+from ..core.errors import LimitError, SpatimeINRError
+from ..core.text import fmt_bytes
 from ..engines.zdecoder import summary as spatial_summary
 from ..io.formats import SUPPORTED_WRITE_SUFFIXES, suffix_of
 from ..render.lazy import uncertainty_path
 from .actions import CommandActions
-from .async_layer import AsyncArray, add_async_layer
 from .forms import (
     file_stem,
     fit_width,
     fmt_duration,
-    fmt_seconds,
     form_layout,
-    layer_axes,
-    layer_meta,
-    layer_physical,
-    layer_source,
-    layer_to_stack,
     relax_widths,
-    remove_layers,
     scroll_layout,
 )
 from .models import registry
-from .processes import export_outputs_steps, iterate_in_process
+from .render_apply import ApplyToLayer
+from .render_common import APPLY_OWN, GRID_SPACER, MOTION_TIP, ROI_VIEW, ROI_WHOLE, Pending
+from .render_export import ExportActions
+from .render_grid import SideBySide
+from .render_layers import RenderLayers
 
 if TYPE_CHECKING:
     import napari
 
-MOTION_TIP = (
-    "Add the motion the model recovered as arrows (a Vectors layer) for the frame in view: the "
-    "velocity to the next frame, on a grid of points where the frame has signal, at the input's "
-    "physical scale; arrow length proportional to speed, colour = speed in µm/s. It follows the "
-    "time slider. Models of the fast SpatimeINR engine only (spatimeinr motion MODEL -o FILE "
-    "exports the whole field)."
-)
-ROI_WHOLE = "whole volume"
-ROI_VIEW = "current view (y, x)"
 SHOW_UNCERTAINTY_TIP = (
     "Also add the render's uncertainty: for every voxel, the error to expect, in the "
     "render's intensity units (bright = the model guessed; dark = measured or well "
@@ -88,31 +72,6 @@ UNCERTAINTY_EXPORT_TIP = (
     "and provenance (as 'spatimeinr render --uncertainty FILE'). SpatimeINR fast models of 3 "
     "frames or more."
 )
-EXPORT_FILTER = (
-    "ImageJ TIFF (*.tif *.tiff);;OME-TIFF (*.ome.tif *.ome.tiff);;NIfTI (*.nii.gz *.nii);;"
-    "OME-Zarr (*.zarr *.ome.zarr)"
-)
-
-
-def _size(path: Path) -> float:
-    """Bytes of a written output: a file, or the files of a folder (OME-Zarr)."""
-    if path.is_dir():
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    return path.stat().st_size
-
-
-def _fmt_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return ""  # pragma: no cover
-
-
-def _identity(layer: Any) -> int:
-    """The identity of a layer, also through napari's proxy (a plugin's viewer hands out proxies
-    of its layers: two proxies of one layer are different objects)."""
-    return id(getattr(layer, "__wrapped__", layer))
 
 
 class _FactorSpin(QDoubleSpinBox):
@@ -142,16 +101,10 @@ def _factor_spin(tip: str) -> QDoubleSpinBox:
     return s
 
 
-APPLY_OWN = "the model's own stack"
-#: metadata key of the hidden layers that pad the side-by-side panels (see RenderWidget.set_grid)
-GRID_SPACER = "spatimeinr_grid_spacer"
+__all__ = ["APPLY_OWN", "GRID_SPACER", "MOTION_TIP", "ROI_VIEW", "ROI_WHOLE", "RenderWidget"]
 
 
-class _Pending(SpatimeINRError):
-    """The chosen layer is still being prepared for the model."""
-
-
-class RenderWidget(CommandActions, QWidget):
+class RenderWidget(SideBySide, RenderLayers, ApplyToLayer, ExportActions, CommandActions, QWidget):
     """Render a model lazily at any scale and export it (``napari-spatimeinr.render``)."""
 
     export_progress = Signal(int, int)  #: (done, total) from the export worker
@@ -523,198 +476,6 @@ class RenderWidget(CommandActions, QWidget):
             f"{vz * z / out_z:.3g} × {vy:.3g} × {vx:.3g} µm"
         )
 
-    # -- layers ---------------------------------------------------------------------------------
-    # -- motion ---------------------------------------------------------------------------------
-    def _motion_model_changed(self, md: Any) -> None:
-        """The check box is offered for models with motion; a shown field follows the model."""
-        from ..engines.fast.velocity import has_motion
-
-        ok = md is not None and has_motion(md) and md.shape[0] > 1
-        self.motion_check.setEnabled(ok)
-        self.motion_check.setToolTip(
-            MOTION_TIP
-            if ok or md is None
-            else f"{MOTION_TIP}\nThis model has no motion: it was not trained with the fast engine."
-        )
-        if self.motion is not None and (
-            md is None or Path(self.motion.path) != Path(md.path).resolve()
-        ):
-            keep = self.motion_check.isChecked()
-            self.show_motion(False)
-            if ok and keep:
-                self.show_motion(True)
-        if not ok and self.motion_check.isChecked():
-            self.motion_check.setChecked(False)
-
-    def show_motion(self, on: bool) -> Any | None:
-        """Add (or remove) the motion vectors of the current model; returns the MotionVectors."""
-        from .motion_layer import MotionVectors
-
-        if not on:
-            if self.motion is not None:
-                motion, self.motion = self.motion, None
-                motion.close()
-            if self.motion_check.isChecked():
-                self.motion_check.setChecked(False)
-            self.regrid()
-            return None
-        if self.motion is not None:
-            return self.motion
-        md = self.model()
-        if md is None:
-            self._fail("No model: train one in the Train widget or open a model folder.")
-            self.motion_check.setChecked(False)
-            return None
-        try:
-            from ..engines.fast.velocity import check_motion
-
-            check_motion(md)
-        except SpatimeINRError as err:
-            self._fail(str(err))
-            self.motion_check.setChecked(False)
-            return None
-        self._ensure_input_layer(md)  # the time axis and the physical frame of reference
-        self._hold_gc()
-        self.motion = MotionVectors(self.viewer, md, parent=self)
-        self.motion.failed.connect(self._fail)
-        if not self.motion_check.isChecked():
-            self.motion_check.setChecked(True)
-        self.status.setText(
-            f"Motion of {md.name!r}: arrows every {self.motion.step} voxels, following the time "
-            "slider (velocity from the frame in view to the next)."
-        )
-        self.regrid()
-        return self.motion
-
-    def _layers_changed(self, *_: Any) -> None:
-        if self.motion is not None and self.motion.layer not in self.viewer.layers:
-            self.show_motion(False)  # the user deleted the layer: the box follows
-        if self._gc_held:
-            self._release_gc()
-        for ly in self.viewer.layers:  # models opened with File → Open
-            path = layer_meta(ly).get("model_dir")
-            if path and Path(path).is_dir():
-                registry().add(path)
-        from napari.layers import Image, Shapes
-
-        chosen = self.apply_combo.currentText()
-        self._apply_errors.clear()  # a layer of the same name may be another image now
-        names = [
-            ly.name
-            for ly in self.viewer.layers
-            if isinstance(ly, Image)
-            and not ly.rgb
-            and not isinstance(ly.data, AsyncArray)
-            and "preview" not in ly.metadata
-        ]
-        self.apply_combo.blockSignals(True)
-        self.apply_combo.clear()
-        self.apply_combo.addItem(APPLY_OWN)
-        self.apply_combo.addItems(names)
-        if self.apply_combo.findText(chosen) >= 0:
-            self.apply_combo.setCurrentText(chosen)
-        self.apply_combo.blockSignals(False)
-        current = self.roi_combo.currentText()
-        self.roi_combo.blockSignals(True)
-        self.roi_combo.clear()
-        self.roi_combo.addItems([ROI_WHOLE, ROI_VIEW])
-        self.roi_combo.addItems(
-            [f"shapes: {ly.name}" for ly in self.viewer.layers if isinstance(ly, Shapes)]
-        )
-        if self.roi_combo.findText(current) >= 0:
-            self.roi_combo.setCurrentText(current)
-        self.roi_combo.blockSignals(False)
-
-    # -- applying the model to another stack -------------------------------------------------------
-    def apply_layer(self) -> Any | None:
-        """The image layer chosen in "Apply to", or None for the model's own stack."""
-        name = self.apply_combo.currentText()
-        if not name or name == APPLY_OWN or name not in self.viewer.layers:
-            return None
-        return self.viewer.layers[name]
-
-    def _apply_key(self, md: Any, layer: Any) -> tuple[str, str]:
-        return (str(Path(md.path).resolve()), str(layer.name))
-
-    def layer_stack(self, layer: Any, md: Any) -> Any:
-        """The layer as a TZYX stack for ``md`` (a 3D layer is a 2D time-lapse for a 2D+t model)."""
-        axes = layer_axes(layer)
-        if layer.ndim == 3 and not layer_meta(layer).get("axes") and md.shape[1] == 1:
-            axes = "TYX"
-        vs, fi = layer_physical(layer, axes)
-        return layer_to_stack(layer, axes, vs, fi)
-
-    def _apply_changed(self, *_: Any) -> None:
-        """Prepare the chosen layer for the model (normalization, flows) off the GUI thread."""
-        md, layer = self.model(), self.apply_layer()
-        key = self._apply_key(md, layer) if md is not None and layer is not None else None
-        if key is None or key in self._applied or key in self._apply_errors:
-            try:
-                target = self.target()
-            except SpatimeINRError:
-                target = None
-            if target is not None:
-                self._sync_t_range(target.shape[0])
-            self.update_info()
-            return
-        if self.apply_worker is not None:  # one at a time; the choice is looked at again after
-            self.update_info()
-            return
-        try:
-            stack = self.layer_stack(layer, md)
-            from ..render.apply import compatibility
-
-            compatibility(md, stack)  # an impossible pair is said at once, not in the worker
-        except SpatimeINRError as err:
-            self._apply_errors[key] = str(err)
-            self.update_info()
-            return
-
-        def run() -> Any:
-            from ..render.apply import apply_model
-
-            return apply_model(md, stack)
-
-        def failed(err: BaseException) -> None:
-            self._apply_errors[key] = str(err)
-
-        worker = create_worker(run, _start_thread=False, _ignore_errors=True)
-        worker.returned.connect(lambda applied: self._on_applied(key, applied))
-        worker.errored.connect(failed)
-        worker.finished.connect(self._on_apply_finished)
-        self.apply_worker = worker
-        self.status.setText(f"Preparing {layer.name!r} for this model (normalization, motion)…")
-        worker.start()
-        self.update_info()
-
-    def _on_applied(self, key: tuple[str, str], applied: Any) -> None:
-        self._applied[key] = str(applied.model_dir.path)
-        self._sync_t_range(applied.model_dir.shape[0])
-        note = " ".join(applied.warnings)
-        self.status.setText(f"{key[1]!r} is ready for this model." + (f" {note}" if note else ""))
-
-    def _on_apply_finished(self) -> None:
-        self.apply_worker = None
-        self._apply_changed()  # the choice may have changed meanwhile
-
-    def target(self) -> Any | None:
-        """The model directory that renders the current choice: the model, or the model applied
-        to the chosen layer (raises while that is still being prepared)."""
-        md = self.model()
-        layer = self.apply_layer()
-        if md is None or layer is None:
-            return md
-        key = self._apply_key(md, layer)
-        if key in self._apply_errors:
-            raise SpatimeINRError(self._apply_errors[key])
-        path = self._applied.get(key)
-        if path is None:
-            raise _Pending(
-                f"Preparing {layer.name!r} for this model (its normalization and motion); Add "
-                "layer and Export are available when it is ready."
-            )
-        return api.open_model(path)
-
     def _t_toggled(self, on: bool) -> None:
         self.t_from.setEnabled(on)
         self.t_to.setEnabled(on)
@@ -857,7 +618,7 @@ class RenderWidget(CommandActions, QWidget):
                 why = "no model yet."
             else:
                 check_uncertainty(md)
-        except _Pending:
+        except Pending:
             why, pending = "the chosen layer is still being prepared for the model.", True
         except SpatimeINRError as err:
             why = str(err)
@@ -884,7 +645,7 @@ class RenderWidget(CommandActions, QWidget):
         self._sync_uncertainty_export()
         try:
             plan = self.plan()
-        except _Pending as err:  # not an error: the chosen layer is being prepared
+        except Pending as err:  # not an error: the chosen layer is being prepared
             self.output_info.setText(str(err))
             self.error_label.setText("")
             self.add_btn.setEnabled(False)
@@ -930,638 +691,10 @@ class RenderWidget(CommandActions, QWidget):
             when = "export time: measuring this model's speed…"
         else:
             when = f"export ≈ {fmt_duration(estimate)}"
-        size = f"≈ {_fmt_bytes(disk)}" + (
-            f" + {_fmt_bytes(disk)} (uncertainty)" if files > 1 else ""
-        )
+        size = f"≈ {fmt_bytes(disk)}" + (f" + {fmt_bytes(disk)} (uncertainty)" if files > 1 else "")
         return (
             f"Output: {t} frames × {z} × {y} × {x} voxels\n"
             f"{m.voxel_size[0]:.3g} × {m.voxel_size[1]:.3g} × {m.voxel_size[2]:.3g} µm, "
             f"{m.frame_interval:.3g} s per frame\n"
             f"{size} on disk ({dtype}); {when}"
         )
-
-    def measured_speed(self, model_dir: str | Path) -> tuple[float | None, bool]:
-        """(voxels per second, True) of a warm chunk of the current plan of ``model_dir``, as
-        measured by :meth:`_probe`; (None, False) before."""
-        path = str(Path(model_dir).resolve())
-        rates = [r for key, r in self._probes.items() if key.startswith(repr(path))]
-        try:
-            key = self._plan_key(self.plan())
-        except SpatimeINRError:
-            key = ""
-        rate = self._probes.get(key) or (max(rates) if rates else None)
-        return rate, rate is not None
-
-    # -- the export time, measured ------------------------------------------------------------
-    @staticmethod
-    def _plan_key(plan: Any) -> str:
-        p = plan.meta.provenance
-        return repr(
-            (
-                str(Path(plan.model_dir).resolve()),
-                tuple(plan.shape),
-                p.get("factors"),
-                p.get("t_range"),
-                p.get("roi"),
-                bool(plan.keep_measured),
-            )
-        )
-
-    def export_estimate(self, plan: Any, files: int = 1, measure: bool = True) -> float | None:
-        """Seconds an export of ``plan`` (``files`` files) takes here, from measurements: the
-        start of a child process (:data:`.processes.STARTUP_S`), loading the model in it (the
-        first chunk's extra time in a fresh renderer) and the chunks at the speed of a warm chunk
-        of this plan timed in the render process (:meth:`_probe`). None until measured (the
-        measurement is started, unless ``measure`` is False: a plan the limits refuse)."""
-        from . import processes
-
-        key = self._plan_key(plan)
-        rate = self._probes.get(key)
-        if rate is None:
-            if measure and key not in self._probe_errors:
-                self._want_probe(key, plan)
-            return None
-        cold = self._cold.get(str(Path(plan.model_dir).resolve()), 0.0)
-        return (processes.STARTUP_S or 0.0) + cold + files * math.prod(plan.shape) / rate
-
-    def _want_probe(self, key: str, plan: Any) -> None:
-        if self._probe_wanted is None or self._probe_wanted[0] != key:
-            self._probe_wanted = (key, plan)
-            self._probe_timer.start()
-
-    def _start_probe(self) -> None:
-        """Time two export chunks of the wanted plan in the render process (off the GUI thread):
-        the first in a fresh renderer the first time a model is measured (its load), the second
-        warm (the speed)."""
-        if self._probe_worker is not None or self._probe_wanted is None:
-            return
-        key, plan = self._probe_wanted
-        path = str(Path(plan.model_dir).resolve())
-        cold = path not in self._cold
-
-        def run() -> tuple[str, str, bool, list[tuple[float, int]]]:
-            from .._layers import browse_plan
-            from ..render.lazy import check_uncertainty
-            from .processes import time_blocks
-
-            try:  # the lazy layers' graphs, ready for Add layer (off the GUI thread)
-                browsed = browse_plan(plan)
-                pre: dict[str, Any] = {"render": api.render_plan(browsed)}
-                try:
-                    check_uncertainty(api.open_model(plan.model_dir))
-                    pre["uncertainty"] = api.render_plan(browsed, uncertainty=True)
-                except SpatimeINRError:
-                    pass
-                self._prebuilt = {key: pre}  # only the latest plan's (replaced, not grown)
-            except SpatimeINRError:  # a plan too large to browse: Add layer says why
-                pass
-            darr = api.render_plan(plan)
-            nb = darr.numblocks
-            mid = nb[0] // 2  # new instants, in the middle of the movie
-            other = mid + 1 if mid + 1 < nb[0] else max(mid - 1, 0)
-            first = darr.blocks[(mid,) + (0,) * (darr.ndim - 1)]
-            second = darr.blocks[(other,) + (0,) * (darr.ndim - 1)]
-            return key, path, cold, time_blocks([first, second], cold_model=path if cold else None)
-
-        worker = create_worker(run, _start_thread=False, _ignore_errors=True)
-        worker.returned.connect(self._on_probed)
-        worker.errored.connect(lambda _err: self._probe_errors.add(key))
-        worker.finished.connect(self._probe_finished)
-        self._probe_worker = worker
-        worker.start()
-
-    def _on_probed(self, result: tuple[str, str, bool, list[tuple[float, int]]]) -> None:
-        key, path, cold, [(s1, v1), (s2, v2)] = result
-        self._probes[key] = v2 / max(s2, 1e-6)
-        if cold:
-            self._cold[path] = max(s1 - s2 * v1 / max(v2, 1), 0.0)
-        if self._probe_wanted is not None and self._probe_wanted[0] == key:
-            self._probe_wanted = None
-        self.update_info()
-        self.estimate_ready.emit()
-
-    def _probe_finished(self) -> None:
-        self._probe_worker = None
-        if self._probe_wanted is not None:  # the plan changed meanwhile (or the probe failed)
-            key = self._probe_wanted[0]
-            if key not in self._probes and key not in self._probe_errors:
-                self._probe_timer.start()
-
-    def _hold_gc(self) -> None:
-        """Short garbage collections while this widget's layers are shown (:mod:`.quiet_gc`).
-
-        A full collection walks every object of the process: with torch and a few layers that
-        took 300-700 ms of the GUI thread, in the middle of adding a layer
-        (``benchmarks/gui_pause.py``). While the renders, their uncertainty or the motion are
-        shown, the objects alive when they were added are left out of collections; released when
-        they are all gone (:meth:`_layers_changed`).
-        """
-        from . import quiet_gc
-
-        if not self._gc_held:
-            self._gc_held = True
-            quiet_gc.hold()
-
-    def _release_gc(self) -> None:
-        from . import quiet_gc
-
-        live = [
-            ly for ly in (*self.added_layers, *self.uncertainty_layers) if ly in self.viewer.layers
-        ]
-        if self._gc_held and not live and self.motion is None:
-            self._gc_held = False
-            quiet_gc.release()
-
-    def add_layer(self) -> Any | None:
-        """Add the render as a lazy layer computed off the GUI thread; returns the layer."""
-        self._hold_gc()
-        try:
-            plan = self.plan()
-        except SpatimeINRError as err:
-            self._fail(str(err))
-            return None
-        try:
-            browsed = browse_plan(plan)  # one plane per chunk: a slider step computes one plane
-        except SpatimeINRError as err:  # refused by the limits gate before any allocation
-            self._fail(str(err))
-            return None
-        md = api.open_model(plan.model_dir)
-        self._ensure_input_layer(md)
-        kw = render_layer_kwargs(plan, md)
-        key = self._plan_key(plan)
-        plan = browsed
-        # the layer's task graph, built in the background when the settings changed (thousands
-        # of planes take a few hundred ms to describe); built here only if not ready yet
-        pre = self._prebuilt.get(key, {})
-        self._unc_prebuilt = pre.get("uncertainty")
-        layer = add_async_layer(
-            self.viewer,
-            pre.get("render") if pre.get("render") is not None else api.render_plan(plan),
-            on_error=self._fail,
-            processes=True,  # slices computed in the render process: napari never waits
-            **kw,
-        )
-        self.added_layers.append(layer)
-        self._last_browse = (browsed, md)
-        self.status.setText(
-            f"Added {kw['name']!r}: each slice is computed when you first show it, then kept."
-        )
-        if self.uncertainty_check.isChecked():
-            # in the next turn of the event loop: napari builds a layer's controls and visual on
-            # the GUI thread (a few hundred ms each); one layer per turn keeps every pause short
-            QTimer.singleShot(0, self._add_uncertainty_later)
-        else:
-            self.regrid()
-        return layer
-
-    def _add_uncertainty_later(self) -> None:
-        live = [ly for ly in self.added_layers if ly in self.viewer.layers]
-        if live and self.uncertainty_check.isChecked():
-            self.add_uncertainty_layer()
-
-    def add_uncertainty_layer(self) -> Any | None:
-        """Add the uncertainty map of the last render layer as a lazy layer (computed off the GUI
-        thread like the render); returns it, or None (with the reason shown) when it cannot."""
-        from .._layers import uncertainty_layer_kwargs
-        from ..render.lazy import check_uncertainty
-
-        if self._last_browse is None:
-            self.status.setText("Add a render layer first: its uncertainty is shown with it.")
-            return None
-        plan, md = self._last_browse
-        try:
-            check_uncertainty(md)
-            darr = self._unc_prebuilt
-            self._unc_prebuilt = None
-            if darr is None or tuple(darr.shape) != tuple(plan.shape):
-                darr = api.render_plan(plan, uncertainty=True)
-        except SpatimeINRError as err:
-            self._fail(str(err))
-            return None
-        layer = add_async_layer(
-            self.viewer,
-            darr,
-            on_error=self._fail,
-            processes=True,
-            **uncertainty_layer_kwargs(plan, md),
-        )
-        self.uncertainty_layers.append(layer)
-        self.regrid()
-        return layer
-
-    def _uncertainty_toggled(self, on: bool) -> None:
-        if on:
-            live = [ly for ly in self.added_layers if ly in self.viewer.layers]
-            shown = [ly for ly in self.uncertainty_layers if ly in self.viewer.layers]
-            if live and not shown:
-                self.add_uncertainty_layer()
-            return
-        remove_layers(
-            self.viewer, [ly for ly in self.uncertainty_layers if ly in self.viewer.layers]
-        )
-        self.uncertainty_layers.clear()
-        self.regrid()
-
-    def _ensure_input_layer(self, md: Any) -> None:
-        if self.input_layer(md) is None:
-            self.viewer.add_image(md.stack().data, **model_input_kwargs(md))
-
-    def input_layer(self, md: Any) -> Any | None:
-        """The image layer of the stack ``md`` renders (by its model folder, else its name)."""
-        from napari.layers import Image
-
-        path = str(Path(md.path).resolve())
-        images = [
-            ly
-            for ly in self.viewer.layers
-            if isinstance(ly, Image) and not isinstance(ly.data, AsyncArray)
-        ]
-        for ly in images:
-            if layer_meta(ly).get("model_dir") == path:
-                return ly
-        return next((ly for ly in images if ly.name == md.name), None)
-
-    def grid(self) -> Any:
-        """napari's grid settings (``viewer.canvas.grid`` since 0.9, ``viewer.grid`` before)."""
-        canvas = getattr(self.viewer, "canvas", None)
-        return canvas.grid if canvas is not None and hasattr(canvas, "grid") else self.viewer.grid
-
-    def set_grid(self, on: bool) -> None:
-        """Side by side: input | render (| uncertainty), the motion arrows over the render; or back
-        to one overlay.
-
-        napari puts ``grid.stride`` consecutive layers in each panel. With motion shown the stride
-        is 2: the arrows sit right above the render (its panel), and every other panel is padded
-        with a hidden, empty spacer layer (hidden layers take no panel of their own). Layers that
-        are not part of the comparison are hidden while side by side and shown again after. The
-        camera is reset so each panel shows the whole y–x field of view.
-        """
-        grid = self.grid()
-        if on:  # a training preview is transient: it never takes a panel of the grid
-            remove_layers(
-                self.viewer, [ly for ly in self.viewer.layers if "preview" in ly.metadata]
-            )
-            self._arrange_grid()
-            grid.enabled = True
-        else:
-            grid.enabled = False
-            self._undo_grid()
-        self.viewer.reset_view()  # the whole field of view in each panel (or in the overlay)
-        if self.grid_btn.isChecked() != bool(on):
-            self.grid_btn.blockSignals(True)
-            self.grid_btn.setChecked(bool(on))
-            self.grid_btn.blockSignals(False)
-
-    def _grid_toggled(self, on: bool) -> None:
-        """The Side by side button: the spacer layers the panels need are added first, one per
-        turn of the event loop (each costs napari a layer's controls and visual), then the grid
-        is switched on (:meth:`set_grid`) in a turn of its own."""
-        if not on:
-            self.set_grid(False)
-            return
-        panels = self.grid_panels()
-        stride = max((len(p) for p in panels), default=1)
-        need = sum(stride - len(p) for p in panels) - len(self._spacers())
-        if need > 0:
-            self._add_spacer()
-            QTimer.singleShot(0, lambda: self._grid_toggled(self.grid_btn.isChecked()))
-            return
-        QTimer.singleShot(0, lambda: self.grid_btn.isChecked() and self.set_grid(True))
-
-    def grid_panels(self) -> list[list[Any]]:
-        """The layers of each side-by-side panel, left to right (what :meth:`set_grid` shows)."""
-        live = [ly for ly in self.added_layers if ly in self.viewer.layers]
-        uncs = [ly for ly in self.uncertainty_layers if ly in self.viewer.layers]
-        md = self._last_browse[1] if self._last_browse is not None else self.model()
-        inp = self.input_layer(md) if md is not None else None
-        panels = [[inp]] if inp is not None else []
-        panels += [[ly] for ly in live] + [[ly] for ly in uncs]
-        motion = self.motion.layer if self.motion is not None else None
-        if motion is not None and motion in self.viewer.layers and panels:
-            panels[len(panels) - len(uncs) - 1].append(motion)  # over the newest render
-        return panels
-
-    def _arrange_grid(self) -> None:
-        panels = self.grid_panels()
-        if not panels:  # nothing of ours: one panel per layer, as napari does
-            self.grid().stride = 1
-            self.grid().shape = (1, max(1, len(self.viewer.layers)))
-            return
-        stride = max(len(p) for p in panels)
-        spare = self._spacers()  # reused: adding a layer costs napari a GUI pause
-        order: list[Any] = []
-        for panel in panels:
-            order += panel
-            for _ in range(stride - len(panel)):
-                order.append(spare.pop() if spare else self._add_spacer())
-        remove_layers(self.viewer, spare)
-        if not self._order_before:  # the overlay's order, restored when switching back
-            self._order_before = list(self.viewer.layers)
-        ours = {_identity(ly) for ly in order}
-        for ly in self.viewer.layers:
-            if _identity(ly) not in ours and ly.visible:
-                self._hidden_for_grid.append(ly)
-                ly.visible = False
-        for dest, ly in enumerate(order):  # our layers first (the left), in panel order
-            src = self.viewer.layers.index(ly)
-            if src != dest:
-                self.viewer.layers.move(src, dest)
-        grid = self.grid()
-        grid.stride = stride
-        grid.shape = (1, len(panels))
-        self._select(panels)
-        self.status.setText(
-            "Side by side: "
-            + " | ".join(" + ".join(ly.name for ly in p) for p in panels)
-            + (
-                f" ({len(self._hidden_for_grid)} other layer(s) hidden until you switch back)"
-                if self._hidden_for_grid
-                else ""
-            )
-        )
-
-    def regrid(self) -> None:
-        """Side by side is on and its layers changed (render, uncertainty, motion): arrange again."""
-        if self.grid().enabled and not self._arranging:
-            self._arranging = True
-            try:
-                self._undo_grid(keep_spacers=True)
-                self._arrange_grid()
-            finally:
-                self._arranging = False
-
-    def _select(self, panels: list[list[Any]]) -> None:
-        """The newest render's controls in view (not a spacer's, the last layer added)."""
-        live = [ly for ly in self.added_layers if ly in self.viewer.layers]
-        pick = live[-1] if live else (panels[0][0] if panels else None)
-        if pick is not None:
-            self.viewer.layers.selection.active = pick
-
-    def flip(self) -> bool:
-        """Input ⇄ render: hide the render layers (and their uncertainty) to see the input in the
-        same place, or show them again; returns whether the render is now shown. In the side by
-        side view both are shown already: nothing to flip."""
-        layers = [
-            ly for ly in (*self.added_layers, *self.uncertainty_layers) if ly in self.viewer.layers
-        ]
-        if not layers or self.grid().enabled:
-            self.status.setText("Input ⇄ render: add a render layer (not side by side) first.")
-            return False
-        show = not any(ly.visible for ly in layers)
-        for ly in layers:
-            ly.visible = show
-        t = self.viewer.dims.point[0] if self.viewer.dims.ndim == 4 else 0.0
-        self.status.setText(
-            f"Showing the {'render' if show else 'input (as measured)'} at {t:g} s. "
-            "Click again to compare."
-        )
-        return show
-
-    def _add_spacer(self) -> Any:
-        """A hidden, empty Points layer that fills a panel's second place (stride 2): in the
-        input's dimensions and units (napari warns about layers of mixed units otherwise)."""
-        ref = next((ly for ly in self.viewer.layers if ly.ndim >= 2), None)
-        kw: dict[str, Any] = {}
-        ndim = 2
-        if ref is not None:
-            ndim = ref.ndim
-            kw = {"scale": ref.scale, "translate": ref.translate, "units": ref.units}
-            kw["axis_labels"] = ref.axis_labels
-        spacer = self.viewer.add_points(
-            np.zeros((0, ndim)),
-            ndim=ndim,
-            name="side-by-side spacer",
-            visible=False,
-            metadata={GRID_SPACER: True},
-            **kw,
-        )
-        return spacer
-
-    def _spacers(self) -> list[Any]:
-        return [ly for ly in self.viewer.layers if ly.metadata.get(GRID_SPACER)]
-
-    def _undo_grid(self, keep_spacers: bool = False) -> None:
-        if not keep_spacers:
-            remove_layers(self.viewer, self._spacers())
-        for ly in self._hidden_for_grid:
-            if ly in self.viewer.layers:
-                ly.visible = True
-        self._hidden_for_grid.clear()
-        self.grid().stride = 1
-        if keep_spacers:  # arranged again at once: the overlay's order is still the one saved
-            return
-        before, self._order_before = self._order_before, []
-        kept = [ly for ly in before if ly in self.viewer.layers]
-        for dest, ly in enumerate(kept):  # layers added meanwhile stay above them
-            src = self.viewer.layers.index(ly)
-            if src != dest:
-                self.viewer.layers.move(src, dest)
-        self._select([])
-        self.status.setText("Overlay: the layers are drawn over each other again.")
-
-    # -- the same export elsewhere: a command line, a batch job -----------------------------------------
-    def export_path(self) -> Path:
-        """The file Export writes (``.tif`` added when the name has no ending)."""
-        text = self.path_edit.text().strip()
-        if not text:
-            raise SpatimeINRError("Choose a file to export to (e.g. result.tif).")
-        path = Path(text).expanduser()
-        if not path.suffix:
-            path = path.with_name(path.name + ".tif")
-        if suffix_of(path) not in SUPPORTED_WRITE_SUFFIXES:
-            raise SpatimeINRError(
-                f"{path.name}: unknown file type. End the name with .tif, .ome.tif, .nii.gz or .zarr."
-            )
-        return path
-
-    def command_argv(self) -> list[str]:
-        """The ``spatimeinr render`` argv of the current export settings."""
-        from ..workflows.jobs import render_argv
-
-        md = self._model_or_fail()
-        self.plan()  # refuses what Export would refuse before the render starts
-        layer = self.apply_layer()
-        unc = self.uncertainty_export_path()
-        if layer is None:
-            return render_argv(
-                md.path, self.export_path(), self.render_settings(md), uncertainty=unc
-            )
-        source = layer_source(layer)  # the model applied to a layer: render MODEL --input FILE
-        if not source:
-            raise SpatimeINRError(
-                f"The layer {layer.name!r} has no file: save it (File → Save Selected Layers) and "
-                "open it again to put it in a command."
-            )
-        argv = render_argv(
-            self.model().path, self.export_path(), self.render_settings(md), uncertainty=unc
-        )
-        return [*argv, "--input", str(Path(source).resolve())]
-
-    def job_script(self) -> str:
-        """The SLURM batch script of the current export (see :func:`..jobs.slurm_script`)."""
-        from ..workflows.jobs import render_resources, slurm_script
-
-        md = self._model_or_fail()
-        argv = self.command_argv()
-        resources = render_resources(
-            md.shape,
-            self.render_settings(md),
-            model_bytes=(md.path / "input.npy").stat().st_size,
-            voxels_per_second=self.measured_speed(md.path)[0],
-            train_device=md.config.device,
-            output=self.export_path(),
-            uncertainty=self.exports_uncertainty(),
-        )
-        return slurm_script(argv, resources, job_name=f"spatimeinr-render-{md.name}")
-
-    def job_script_suggestion(self) -> Path:
-        """Where "Save job script…" proposes to write (beside the export)."""
-        out = self.export_path()
-        return out.with_name(f"{out.name.split('.')[0]}.render.sbatch")
-
-    # -- export -----------------------------------------------------------------------------------
-    def _browse_path(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(
-            self, "Export render", self.path_edit.text(), EXPORT_FILTER
-        )
-        if path:
-            self.path_edit.setText(path)
-
-    def _ask_overwrite(self, path: Path) -> bool:
-        answer = QMessageBox.question(
-            self,
-            "Overwrite?",
-            f"{path} exists. Replace it (once the new file is complete)?",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-            QMessageBox.StandardButton.No,
-        )
-        return answer == QMessageBox.StandardButton.Yes
-
-    def export(self) -> bool:
-        """Start exporting the render to the chosen file; returns False if it did not start."""
-        if self.export_worker is not None:
-            return False
-        text = self.path_edit.text().strip()
-        if not text:
-            self._fail("Choose a file to export to (e.g. result.tif).")
-            return False
-        path = Path(text).expanduser()
-        if not path.suffix:  # ImageJ TIFF by default
-            path = path.with_name(path.name + ".tif")
-            self.path_edit.setText(str(path))
-        if suffix_of(path) not in SUPPORTED_WRITE_SUFFIXES:
-            self._fail(
-                f"{path.name}: unknown file type. End the name with .tif, .ome.tif, .nii.gz or .zarr."
-            )
-            return False
-        try:
-            plan = self.plan()
-        except SpatimeINRError as err:
-            self._fail(str(err))
-            return False
-        refused = self.refusals(plan, probe=True)[1]
-        if refused:
-            self._fail(refused)
-            return False
-        # the files the CLI's "render -o PATH [--uncertainty FILE]" writes, from the same code
-        outputs = api.render_outputs(
-            plan, path, uncertainty_path(path) if self.exports_uncertainty() else None
-        )
-        overwrite = []
-        for out in outputs:  # every existing file is asked about before any work
-            if out.path.exists() and not self.confirm_overwrite(out.path):
-                self.status.setText(f"Export not started: {out.path.name} exists.")
-                return False
-            overwrite.append(out.path.exists())
-        dtype = self.dtype_combo.currentText()
-        self._export_t0 = time.perf_counter()
-        self._cancel = False
-        self.error_label.setText("")
-        self.export_bar.setRange(0, 0)  # busy until the first chunk
-        self._export_targets = [out.path for out in outputs]
-        self._export_written = []
-        written = self._export_written
-        n = len(outputs)
-
-        def run() -> Path:
-            # in a child process: rendering holds the GIL for long stretches (napari would stall)
-            for kind, i, *rest in iterate_in_process(
-                export_outputs_steps,
-                outputs,
-                overwrite,
-                dtype=dtype,
-                stop=lambda: self._cancel,
-            ):
-                if kind == "progress":  # one bar for all files (they have the same chunks)
-                    done, total = rest
-                    self.export_progress.emit(i * total + done, n * total)
-                else:
-                    written.append(Path(rest[0]))
-            if len(written) < n:
-                raise SpatimeINRError("The export ended without writing the file.")
-            return written[0]
-
-        worker = create_worker(run, _start_thread=False, _ignore_errors=True)
-        self._export_plan = plan
-        worker.returned.connect(self._on_exported)
-        worker.errored.connect(self._on_export_error)
-        worker.finished.connect(self._on_export_finished)
-        self.export_worker = worker
-        self.export_btn.setEnabled(False)
-        self.cancel_btn.setEnabled(True)
-        self.status.setText(f"Exporting to {' and '.join(out.path.name for out in outputs)}…")
-        worker.start()
-        return True
-
-    def cancel(self) -> None:
-        """Stop the export after the current chunk; the partial output is removed."""
-        self._cancel = True
-        self.cancel_btn.setEnabled(False)
-        self.status.setText("Cancelling…")
-
-    def _on_export_progress(self, done: int, total: int) -> None:
-        self.export_bar.setRange(0, max(1, total))
-        self.export_bar.setValue(done)
-        if 0 < done < total and not self._cancel:
-            elapsed = time.perf_counter() - self._export_t0
-            left = elapsed / done * (total - done)
-            self.status.setText(
-                f"Exporting: part {done} of {total} written, {fmt_seconds(elapsed)} elapsed, "
-                f"about {fmt_seconds(left)} left."
-            )
-
-    def _on_exported(self, path: Path) -> None:
-        written = list(self._export_written) or [Path(path)]
-        self.last_export = Path(path)
-        self.last_uncertainty_export = written[1] if len(written) > 1 else None
-        self.last_export_seconds = time.perf_counter() - self._export_t0
-        self.status.setText(
-            "Exported " + " and ".join(f"{p.name} ({_fmt_bytes(_size(p))})" for p in written) + "."
-        )
-        self.export_bar.setRange(0, 1)
-        self.export_bar.setValue(1)
-        self.export_done.emit(str(path))
-
-    def _on_export_error(self, err: BaseException) -> None:
-        self.export_bar.setRange(0, 1)
-        self.export_bar.setValue(0)
-        kept = [p.name for p in self._export_written]  # complete files stay (the render)
-        left = [p.name for p in self._export_targets if p.name not in kept]
-        if isinstance(err, StopRequested):
-            if kept:
-                self.status.setText(
-                    f"Export cancelled: {' and '.join(left)} was not written "
-                    f"({' and '.join(kept)} was)."
-                )
-            else:
-                self.status.setText("Export cancelled: no file was written.")
-        else:
-            text = str(err) if isinstance(err, SpatimeINRError) else f"{type(err).__name__}: {err}"
-            done = f" ({' and '.join(kept)} was written)" if kept else ""
-            self._fail(f"Export failed: {text}{done}")
-        self.export_done.emit("")
-
-    def _on_export_finished(self) -> None:
-        self.export_worker = None
-        self.cancel_btn.setEnabled(False)
-        self.update_info()
