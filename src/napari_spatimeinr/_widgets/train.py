@@ -27,7 +27,6 @@ from qtpy.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSpinBox,
-    QVBoxLayout,
     QWidget,
 )
 from superqt import QCollapsible
@@ -55,11 +54,12 @@ from .forms import (
     layer_source,
     layer_to_stack,
     relax_widths,
-    remove_layers,
     scroll_layout,
 )
 from .models import registry
-from .processes import compute, warm_up
+from .processes import warm_up
+from .train_plot import LossPlot
+from .train_preview import LivePreview
 
 if TYPE_CHECKING:
     import napari
@@ -70,11 +70,6 @@ METHOD_TIPS = {
     "linear": "Linear interpolation of the input (no training; a baseline).",
     "nearest": "Nearest-neighbour copy of the input voxels (no training; a baseline).",
 }
-
-
-WAITING = "Waiting for the first training steps…"
-LOSS_COLOR = "#4c9be8"
-PSNR_COLOR = "#f0a030"
 
 
 #: what each preset is, with its speed and needs (shown under the picker)
@@ -96,109 +91,7 @@ def _cuda_available() -> bool:
         return False
 
 
-class LossPlot(QWidget):
-    """Live training curves: loss (log axis, left) and PSNR (dB, right axis) against step.
-
-    pyqtgraph, not matplotlib: a Qt-native plot redraws a few hundred points in about a millisecond
-    on the GUI thread (an Agg canvas re-rasterises the whole figure on every update), follows the
-    dock's size, and its log axis needs no special-casing. Until two steps have been logged the plot
-    is hidden behind a one-line "waiting" note, so no empty axes are shown.
-    """
-
-    def __init__(self, parent: QWidget | None = None):
-        super().__init__(parent)
-        import pyqtgraph as pg
-
-        self.waiting = QLabel(WAITING)
-        self.waiting.setWordWrap(True)
-        self.waiting.setStyleSheet("color: grey;")
-        self.graph = pg.PlotWidget(background=None)
-        self.graph.setMinimumSize(160, 170)
-        self.graph.setMaximumHeight(300)
-        item = self.graph.getPlotItem()
-        # the loss is drawn as log10(loss) on a left axis labelled in powers of ten; the PSNR has
-        # its own linear right axis (a plot-wide log mode would make that one logarithmic too)
-        item.getAxis("left").setLogMode(True)
-        item.setLabel("bottom", "step")
-        item.setLabel("left", "loss", color=LOSS_COLOR)
-        item.showAxis("right")
-        item.setLabel("right", "PSNR (dB)", color=PSNR_COLOR)
-        for side in ("left", "right", "bottom"):
-            item.getAxis(side).enableAutoSIPrefix(False)
-        item.setMenuEnabled(False)
-        item.hideButtons()
-        self.psnr_view = pg.ViewBox()
-        item.scene().addItem(self.psnr_view)
-        item.getAxis("right").linkToView(self.psnr_view)
-        self.psnr_view.setXLink(item)
-        item.vb.sigResized.connect(self._sync_views)
-        self._loss_curve = item.plot(pen=pg.mkPen(LOSS_COLOR, width=1.5), name="loss")
-        self._psnr_curve = pg.PlotDataItem(
-            pen=pg.mkPen(PSNR_COLOR, width=1.5),
-            symbol="o",
-            symbolSize=4,
-            symbolBrush=PSNR_COLOR,
-            symbolPen=None,
-        )
-        self.psnr_view.addItem(self._psnr_curve)
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.addWidget(self.waiting)
-        lay.addWidget(self.graph)
-        self.setToolTip(
-            "Training loss (blue, log scale, lower is better) and PSNR on held-back voxels "
-            "(orange, dB, right axis, higher is better) against training step."
-        )
-        self.clear()
-
-    def _sync_views(self) -> None:
-        item = self.graph.getPlotItem()
-        self.psnr_view.setGeometry(item.vb.sceneBoundingRect())
-        self.psnr_view.linkedViewChanged(item.vb, self.psnr_view.XAxis)
-
-    def clear(self) -> None:
-        self.steps: list[int] = []
-        self.loss: list[float] = []
-        self.psnr_steps: list[int] = []
-        self.psnr: list[float] = []
-        self._loss_curve.setData([], [])
-        self._psnr_curve.setData([], [])
-        self.waiting.setText(WAITING)
-        self._show_graph(False)
-
-    def finish(self) -> None:
-        """The run ended: say so if it logged too few steps for a curve (no endless "waiting")."""
-        if not self.shown:
-            n = len(set(self.steps) | set(self.psnr_steps))
-            self.waiting.setText(f"The run logged {n} step(s): too few for a curve.")
-
-    def _show_graph(self, on: bool) -> None:
-        self.graph.setVisible(on)
-        self.waiting.setVisible(not on)
-
-    @property
-    def shown(self) -> bool:
-        """Whether the curves are on screen (two steps or more were logged)."""
-        return not self.graph.isHidden()
-
-    def add(self, p: Progress) -> None:
-        last = max(self.steps[-1:] + self.psnr_steps[-1:], default=-1)
-        if p.step < last:  # the next phase (the z decoder trains first, then time): its own curve
-            self.clear()
-        if p.loss is not None and p.loss > 0:  # a log axis: a zero loss cannot be drawn
-            self.steps.append(p.step)
-            self.loss.append(float(p.loss))
-        if p.psnr is not None:
-            self.psnr_steps.append(p.step)
-            self.psnr.append(float(p.psnr))
-        self._loss_curve.setData(self.steps, np.log10(self.loss))
-        self._psnr_curve.setData(self.psnr_steps, self.psnr)
-        self.psnr_view.enableAutoRange()
-        if len(set(self.steps) | set(self.psnr_steps)) >= 2 and not self.shown:
-            self._show_graph(True)
-
-
-class TrainWidget(CommandActions, QWidget):
+class TrainWidget(LivePreview, CommandActions, QWidget):
     """Train a model of an image layer (``napari-spatimeinr.train``)."""
 
     model_ready = Signal(str)  #: path of a model directory usable for rendering
@@ -862,120 +755,6 @@ class TrainWidget(CommandActions, QWidget):
         if p.loss is not None or p.psnr is not None:
             self.plot.add(p)
         self.maybe_preview()
-
-    # -- preview ------------------------------------------------------------------------------------
-    def _view_tz(self) -> tuple[int, int]:
-        """Input frame and depth index of the sliders' position, on the training layer."""
-        layer = self._train_layer
-        axes = self.axes_edit.text().upper()
-        try:
-            d = layer.world_to_data(self.viewer.dims.point)
-        except Exception:  # pragma: no cover - layer removed meanwhile
-            return 0, 0
-        coord = dict(zip(axes, d, strict=False))
-        return int(round(coord.get("T", 0.0))), int(round(coord.get("Z", 0.0)))
-
-    def maybe_preview(self) -> None:
-        """Render the slice in view from the newest checkpoint (once per checkpoint, in a worker).
-
-        Only the slider position is read here; opening the model, planning and rendering run in
-        the worker, so the GUI thread never waits for them.
-        """
-        out = self.model_dir
-        if (
-            out is None
-            or self.worker is None
-            or not self.preview_check.isChecked()
-            or self._preview_worker is not None
-            or self._train_layer is None
-            or self._grid_on()
-        ):
-            return
-        ckpt = out / "model.pt"
-        try:
-            stamp = ckpt.stat().st_mtime_ns
-        except OSError:
-            return
-        if stamp == self._preview_stamp:
-            return
-        self._preview_stamp = stamp
-        t, z = self._view_tz()
-
-        def run() -> Any:
-            md = api.open_model(out)
-            nt, nz, ny, nx = md.shape
-            tt, zz = min(max(t, 0), nt - 1), min(max(z, 0), nz - 1)
-            plan = api.plan_render(md, 1.0, (1.0, 1.0, 1.0), (tt, tt), (zz, zz + 1, 0, ny, 0, nx))
-            [plane] = compute([api.render_plan(plan)[0, 0]])  # in the render process
-            return plane, md, (tt, zz)
-
-        worker = create_worker(run, _start_thread=False, _ignore_errors=True)
-        worker.returned.connect(lambda r: self._show_preview(*r))
-        worker.finished.connect(self._preview_done)
-        self._preview_worker = worker
-        worker.start()
-
-    def _grid_on(self) -> bool:
-        canvas = getattr(self.viewer, "canvas", None)  # napari >= 0.9; viewer.grid before
-        grid = canvas.grid if canvas is not None and hasattr(canvas, "grid") else self.viewer.grid
-        return bool(grid.enabled)
-
-    def _preview_done(self) -> None:
-        self._preview_worker = None
-
-    def remove_preview(self) -> None:
-        """Take the preview layer out of the viewer (training ended, or the side-by-side view)."""
-        layer, self._preview_layer = self._preview_layer, None
-        if layer is not None and layer in self.viewer.layers:
-            remove_layers(self.viewer, [layer])
-            if self._train_layer in self.viewer.layers:  # its controls, not an empty panel
-                self.viewer.layers.selection.active = self._train_layer
-
-    def _add_preview_layer(self, name: str, shape: tuple[int, ...]) -> Any:
-        """The preview layer, added when Train is pressed: black (additive) until the first plane.
-
-        Adding a layer (napari's layer controls, a vispy visual and its shaders) holds the GUI
-        thread for a few hundred ms on a software-OpenGL canvas; done here, that happens once at
-        the click, and each preview during training only swaps the layer's data.
-        """
-        layer = self._train_layer
-        if layer is None or self.worker is None or self._grid_on():  # training over already
-            return None
-        self.remove_preview()  # one preview at a time
-        ny, nx = shape[-2:]
-        preview = self.viewer.add_image(
-            np.zeros((ny, nx), np.float32),
-            name=f"{name} preview (waiting for the first checkpoint)",
-            scale=tuple(layer.scale[-2:]),
-            translate=tuple(layer.translate[-2:]),
-            contrast_limits=tuple(layer.contrast_limits),
-            blending="additive",
-            colormap="magenta",
-            # as the input's: napari warns about mixed units otherwise
-            axis_labels=tuple(getattr(layer, "axis_labels", ("y", "x")))[-2:],
-            units=tuple(getattr(layer, "units", ("µm", "µm")))[-2:],
-            metadata={"preview": {}},
-        )
-        self.viewer.layers.selection.active = layer  # the input's controls stay in view
-        self._preview_layer = preview
-        return preview
-
-    def _show_preview(self, plane: Any, md: Any, tz: tuple[int, int]) -> None:
-        if self.worker is None or self._grid_on():  # training ended, or side by side: no preview
-            return
-        step = self.last_progress.step if self.last_progress is not None else 0
-        layer = self._preview_layer
-        if layer is None or layer not in self.viewer.layers:  # switched on during training
-            layer = self._add_preview_layer(md.name, md.shape)
-            if layer is None:
-                return
-        layer.data = plane
-        if not layer.metadata["preview"]:  # the first plane: the model's own intensity range
-            layer.contrast_limits = (md.norm.low, md.norm.high)
-            layer.name = f"{md.name} preview"
-        layer.metadata["preview"] = {"t": tz[0], "z": tz[1], "step": step}
-        self.status.setToolTip(f"Preview: frame {tz[0]}, depth {tz[1]}, step {step}")
-        self.preview_ready.emit(layer)
 
     def _on_error(self, err: BaseException) -> None:
         text = str(err) if isinstance(err, SpatimeINRError) else f"{type(err).__name__}: {err}"
