@@ -9,7 +9,8 @@ held-out figures::
     PYTHONPATH=src python benchmarks/z_kinds.py [--data ../shared/data] [--time-limit 600]
         [--cases beads cells3d yeast spheres sheets] [--set spatial_steps=1000] [-o z_kinds.json]
 
-``--set`` overrides a ``fast`` preset field for an experiment (not the protocol's settings).
+``--set`` overrides a ``fast`` preset field, or a constant of a ``spatial`` module
+(``train.MATCH_NOISE=0``), for an experiment (not the protocol's settings).
 The bead volume: ``data.synthetic.make_z_volume("beads")``: 40 x 512 x 512 voxels of 0.5 x 0.0225
 x 0.0225 µm, PSF FWHM 0.8 x 0.22 x 0.22 µm, Poisson (peak 200 photons) + Gaussian (2 counts)
 noise, seed 0. ``spheres`` / ``sheets``: 32 x 256 x 256 voxels of 0.5 x 0.1 x 0.1 µm, PSF FWHM
@@ -19,6 +20,7 @@ noise, seed 0. ``spheres`` / ``sheets``: 32 x 256 x 256 voxels of 0.5 x 0.1 x 0.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import tempfile
@@ -69,7 +71,11 @@ def main() -> None:
     args = ap.parse_args()
     for item in args.set:
         key, val = item.split("=", 1)
-        presets.FAST[key] = _value(val)
+        if "." in key:  # a constant of a spatial module, e.g. train.MATCH_NOISE=0
+            mod, name = key.rsplit(".", 1)
+            setattr(importlib.import_module(f"napari_spatimeinr.spatial.{mod}"), name, _value(val))
+        else:
+            presets.FAST[key] = _value(val)
     rows = []
     print(
         "| volume | fast | nearest | linear | cubic | over best interp. | z choice (x4) | "
