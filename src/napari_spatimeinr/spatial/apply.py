@@ -74,7 +74,9 @@ class SpatialResampler:
         path = model_dir.path / SPATIAL_FILE
         if not record or record.get("kind") != "decoder" or not path.is_file():
             return None
-        net = make_decoder(resolve_params(model_dir.config)).eval()
+        net = make_decoder(
+            resolve_params(model_dir.config), bool(record.get("mean_preserving", True))
+        ).eval()
         net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         return cls(record, net)
 

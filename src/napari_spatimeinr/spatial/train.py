@@ -42,6 +42,10 @@ VAL_FACTORS = (1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
 BASELINES = {"spline": None, "cubic": 3, "linear": 1, "nearest": 0}
 #: add to the training inputs the noise a z voxel has and their lateral means lost
 MATCH_NOISE = True
+#: the decoder's residual keeps the voxel means (False: it may denoise them; docs/method.md)
+MEAN_PRESERVING = False
+#: whether the z check (pooled by 2, at twice the voxel size) may overrule the held-out planes
+Z_CHECK_DECIDES = False
 #: held-out gain (dB) over the best interpolation the decoder needs to be kept
 KEEP_MARGIN_DB = 0.05
 
@@ -234,13 +238,18 @@ def _winner(row: dict[str, float], zc: dict[str, float] | None = None) -> str:
     best = max(BASELINES, key=lambda k: row[k])
     if row["decoder"] > row[best] + KEEP_MARGIN_DB:
         return "decoder"
-    if zc and max(zc, key=zc.get) == "nearest":
+    if Z_CHECK_DECIDES and zc and max(zc, key=zc.get) == "nearest":
         return "nearest"
     return best
 
 
-def make_decoder(params: SpatimeINRParams) -> ZDecoder:
-    return ZDecoder(params.spatial_width, params.spatial_depth, params.spatial_hidden)
+def make_decoder(params: SpatimeINRParams, mean_preserving: bool = True) -> ZDecoder:
+    return ZDecoder(
+        params.spatial_width,
+        params.spatial_depth,
+        params.spatial_hidden,
+        mean_preserving=mean_preserving,
+    )
 
 
 def _save(model_dir: ModelDir, weights: dict[str, torch.Tensor]) -> None:
@@ -273,7 +282,7 @@ def train_spatial(
     if done and (model_dir.path / SPATIAL_FILE).is_file():
         return done
     torch.manual_seed(config.seed)
-    net = make_decoder(params)
+    net = make_decoder(params, MEAN_PRESERVING)
     init = init_weights(model_dir, SPATIAL_FILE)  # a warm start (train --init-from)
     if init is not None:
         net.load_state_dict(init)
@@ -287,6 +296,7 @@ def train_spatial(
         "axial_blur_px": round(task.sigma, 3),
         "noise": {"a": round(task.noise[0], 6), "b": round(task.noise[1], 6)},
         "keep_margin_db": KEEP_MARGIN_DB,
+        "mean_preserving": MEAN_PRESERVING,
         "blur_stats": {k: round(v, 4) for k, v in task.blur_stats.items()},
         "factors": task.factors,
         "heldout_planes": len(task.held_planes),
@@ -301,7 +311,7 @@ def train_spatial(
     best_psnr = _mean_psnr(task.validate(net), "decoder")
     best = {k: v.detach().clone() for k, v in net.state_dict().items()}
     # an exponential moving average of the weights is what is validated and kept (less noisy)
-    ema = make_decoder(params)
+    ema = make_decoder(params, MEAN_PRESERVING)
     ema.load_state_dict(net.state_dict())
     step, last = 0, time.perf_counter()
     loss_v = float("nan")
