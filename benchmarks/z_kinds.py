@@ -52,6 +52,8 @@ def source(case: str, data: Path):
 
 
 def _value(text: str):
+    if text == "None":
+        return None
     for kind in (int, float):
         try:
             return kind(text)

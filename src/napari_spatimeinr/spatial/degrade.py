@@ -170,9 +170,11 @@ def estimate_noise(
     """Poisson–Gaussian noise of the stack's voxels: ``variance = a·I + b`` (intensity units of
     ``data``), fitted on its lateral planes.
 
-    Each pixel minus the mean of its 4 lateral neighbours leaves, where the signal is smooth at
-    the pixel scale, the noise times ``sqrt(1 + 1/4)``; its robust variance (median of the
-    squares / 0.455) is taken per bin of the local mean intensity and ``a >= 0, b`` fitted by
+    Each pixel minus the mean of its 4 lateral neighbours leaves the noise times ``sqrt(1 + 1/4)``
+    plus the signal's Laplacian; minus the mean of its 4 diagonal neighbours, the same noise and
+    twice that Laplacian: twice the first square minus the second keeps the noise. Its variance
+    (the mean, which stays unbiased for a difference of squares) is taken per bin of the local
+    mean intensity and ``a >= 0, b`` fitted by
     weighted least squares (``b`` may be negative: a camera offset). Structure sharper than a pixel
     counts as noise (an upper bound). Use :func:`noise_variance`, which keeps the variance >= 0.
     """
@@ -185,11 +187,14 @@ def estimate_noise(
     p = np.asarray(flat[pick], dtype=np.float64)
     c = p[:, 1:-1, 1:-1]
     nb = 0.25 * (p[:, :-2, 1:-1] + p[:, 2:, 1:-1] + p[:, 1:-1, :-2] + p[:, 1:-1, 2:])
-    res2 = ((c - nb) ** 2 / 1.25).reshape(-1)
+    dg = 0.25 * (p[:, :-2, :-2] + p[:, 2:, 2:] + p[:, :-2, 2:] + p[:, 2:, :-2])
+    # both residuals carry 1.25 x the noise variance; a smooth signal's Laplacian shows twice as
+    # much in the diagonal one (neighbours sqrt(2) further): 2·r1² - r2² keeps the noise alone
+    res2 = ((2 * (c - nb) ** 2 - (c - dg) ** 2) / 1.25).reshape(-1)
     mu = (0.2 * c + 0.8 * nb).reshape(-1)
     edges = np.unique(np.quantile(mu, np.linspace(0, 1, bins + 1)))
     if len(edges) < 2:
-        return 0.0, float(np.median(res2) / 0.455)
+        return 0.0, max(float(res2.mean()), 0.0)
     which = np.clip(np.searchsorted(edges, mu, side="right") - 1, 0, len(edges) - 2)
     xs, ys, ws = [], [], []
     for k in range(len(edges) - 1):
@@ -197,10 +202,10 @@ def estimate_noise(
         if sel.sum() < 50:
             continue
         xs.append(float(mu[sel].mean()))
-        ys.append(float(np.median(res2[sel]) / 0.455))
+        ys.append(max(float(res2[sel].mean()), 0.0))
         ws.append(float(np.sqrt(sel.sum())))
     if not xs:
-        return 0.0, float(np.median(res2) / 0.455)
+        return 0.0, max(float(res2.mean()), 0.0)
     x, y, w = np.asarray(xs), np.asarray(ys), np.asarray(ws)
     a, b = np.linalg.lstsq(np.stack([x, np.ones_like(x)], axis=1) * w[:, None], y * w, rcond=None)[
         0

@@ -25,7 +25,7 @@ from ..model_dir import ModelDir
 from ..reuse import init_weights
 from ..train.progress import Progress
 from . import SPATIAL_FILE, summary
-from .decoder import ZDecoder, classical_matrix, spline_matrix
+from .decoder import ZDecoder, classical_matrix, projection_matrix, spline_matrix
 from .degrade import add_noise, estimate_axial_blur, estimate_noise, make_pair
 
 HOLDOUT_FRACTION = 0.02
@@ -42,8 +42,11 @@ VAL_FACTORS = (1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
 BASELINES = {"spline": None, "cubic": 3, "linear": 1, "nearest": 0}
 #: add to the training inputs the noise a z voxel has and their lateral means lost
 MATCH_NOISE = True
-#: the decoder's residual keeps the voxel means (False: it may denoise them; docs/method.md)
+#: the decoder's residual keeps the voxel means (False: it is trained free to change them, i.e. to
+#: denoise, and the held-out planes decide whether its render is projected back onto them)
 MEAN_PRESERVING = False
+#: the axial blur (lateral px) instead of its estimate (experiments; None: estimated)
+AXIAL_BLUR_PX: float | None = None
 #: whether the z check (pooled by 2, at twice the voxel size) may overrule the held-out planes
 Z_CHECK_DECIDES = False
 #: held-out gain (dB) over the best interpolation the decoder needs to be kept
@@ -103,6 +106,8 @@ class LateralTask:
             if nz >= 3
             else (0.0, {})
         )
+        if AXIAL_BLUR_PX is not None:  # an experiment's override
+            self.sigma = float(AXIAL_BLUR_PX)
         # orientations: lines along y (axis 2) or x (axis 3); usable if >= 2 coarse voxels fit
         self.axes = [a for a, r in ratios.items() if math.floor(((ny, nx)[a - 2] - 1) / r) >= 2]
         self.ratios = ratios
@@ -166,6 +171,11 @@ class LateralTask:
                 preds: dict[str, torch.Tensor] = {}
                 if net is not None:
                     preds["decoder"] = torch.cat([net(c, m) for c in coarse.split(8)])
+                    if not net.mean_preserving:  # the same render projected onto the input's means
+                        spl = torch.einsum("mn,bnw->bmw", spline_matrix(n, m), coarse)
+                        res = preds["decoder"] - spl
+                        proj = torch.einsum("km,bmw->bkw", projection_matrix(n, m), res)
+                        preds["decoder_mean_preserving"] = spl + proj
                 else:
                     for name, order in BASELINES.items():
                         mat = (
@@ -296,7 +306,6 @@ def train_spatial(
         "axial_blur_px": round(task.sigma, 3),
         "noise": {"a": round(task.noise[0], 6), "b": round(task.noise[1], 6)},
         "keep_margin_db": KEEP_MARGIN_DB,
-        "mean_preserving": MEAN_PRESERVING,
         "blur_stats": {k: round(v, 4) for k, v in task.blur_stats.items()},
         "factors": task.factors,
         "heldout_planes": len(task.held_planes),
@@ -356,6 +365,16 @@ def train_spatial(
     net.load_state_dict(best)
     zc = z_check(data, seed=config.seed)
     table = task.validate(net)
+    # keep the input's voxel means exactly (cycle consistency) unless changing them (denoising a
+    # noisy input) measured better on the held-out planes
+    if not net.mean_preserving and _mean_psnr(table, "decoder_mean_preserving") >= _mean_psnr(
+        table, "decoder"
+    ):
+        net.mean_preserving = True
+        for row in table.values():
+            row["decoder_free_means"] = row["decoder"]
+            row["decoder"] = row.pop("decoder_mean_preserving")
+    record["mean_preserving"] = bool(net.mean_preserving)
     record["uncertainty"] = task.error_model(net)
     for f, row in table.items():
         row.update(base[f])
