@@ -87,6 +87,10 @@ def _lag1(lines: np.ndarray) -> float:
     return float((d[:, 1:] * d[:, :-1]).sum()) / den if den > 0 else 0.0
 
 
+#: bounds of the fitted contrast gain of the degraded lines
+GAIN_RANGE = (0.5, 8.0)
+
+
 def _lag1_content(lines: np.ndarray) -> float:
     """:func:`_lag1` of the lines (N, n) whose variance is at least the median (lines with content:
     on sparse objects, background lines would only measure the noise)."""
@@ -100,6 +104,7 @@ def estimate_axial_blur(
     max_lines: int = 16384,
     seed: int = 0,
     noise: tuple[float, float] = (0.0, 0.0),
+    fit_gain: bool = True,
 ) -> tuple[float, dict[str, float]]:
     """Extra axial blur (Gaussian sigma, lateral px) that makes degraded lateral lines look like z.
 
@@ -109,15 +114,29 @@ def estimate_axial_blur(
     lines with content (variance at least the median) count. ``noise`` (``a, b`` of
     :func:`estimate_noise`) is added to the degraded lines as training adds it (:func:`add_noise`),
     so that both sides carry a z voxel's noise. ``rho(sigma)`` is evaluated on a grid (0 .. 2·ratio
-    px, 17 values) and the crossing interpolated. Returns ``(sigma, {"rho_z", "rho_lateral_0",
-    "voxels"})``; sigma 0 when no lateral line holds 3 voxels.
+    px, 17 values) and the crossing interpolated.
+
+    A normalized blur keeps the mass of a profile, not its peak: a point seen along z (a long
+    axial profile of the PSF's peak) is brighter than the same point's lateral profile blurred to
+    that length. So with ``fit_gain`` a contrast ``gain`` is fitted too: the degraded lines'
+    deviations from the background (5th percentile) are scaled so that their signal variance
+    (noise variance taken off) equals that of the z lines; sigma is first matched without noise,
+    then gain and sigma are refitted in turn (2 rounds). Where no sigma reaches the z lines'
+    correlation, the closest is taken. About 1 on extended objects (nuclei), several on sparse points.
+
+    A noise model claiming more than 80 % of the z lines' variance is scaled down to that
+    (``noise_scale``; training uses the scaled model).
+
+    Returns ``(sigma, {"rho_z", "rho_lateral_0", "voxels", "gain", "background",
+    "noise_scale"})``; sigma 0 and gain 1 when no lateral line holds 3 voxels.
     """
     t, nz, ny, nx = data.shape
     rng = np.random.default_rng(seed)
     longest = max(ny, nx)
     n = int(min(nz, math.floor((longest - 1) / ratio)))
     if n < 3 or nz < 3:
-        return 0.0, {"rho_z": float("nan"), "rho_lateral_0": float("nan"), "voxels": float(n)}
+        nan = float("nan")
+        return 0.0, {"rho_z": nan, "rho_lateral_0": nan, "voxels": float(n), "gain": 1.0}
     k = min(t * ny * nx, max_lines)
     ti, yi, xi = rng.integers(0, t, k), rng.integers(0, ny, k), rng.integers(0, nx, k)
     zl = np.asarray(data[ti, :, yi, xi], dtype=np.float64)  # (k, nz) z lines
@@ -141,27 +160,68 @@ def estimate_axial_blur(
         start = torch.rand(p.shape[0], generator=g, dtype=torch.float64) * (p.shape[1] - span)
         rows.append((p[:, :, w0 : w0 + crop].contiguous(), start))
 
-    def rho(sigma: float) -> float:
+    def noise_var(v: np.ndarray, share: float) -> float:
+        return float(np.mean(np.clip(noise[0] * v + noise[1], 0, None))) * share
+
+    def spread(v: np.ndarray, share: float) -> float:
+        """Signal variance along the lines (each line's own mean removed), the noise taken off."""
+        return float(((v - v.mean(axis=1, keepdims=True)) ** 2).mean()) - noise_var(v, share)
+
+    background = float(np.percentile(sample.numpy(), 5))
+    # the noise model may claim more variance than the z lines hold (noise correlated along z, or
+    # lateral noise the z voxels do not have): then it is scaled down to 80 % of their variance
+    total_z = spread(zl, 0.0)
+    noise_scale = min(1.0, 0.8 * total_z / max(noise_var(zl, 1.0), 1e-12)) if total_z > 0 else 0.0
+    noise = (noise[0] * noise_scale, noise[1] * noise_scale)
+    signal_z = spread(zl, 1.0)
+
+    def degraded(sigma: float, gain: float, noisy: bool) -> np.ndarray:
         vals = []
         gn = torch.Generator().manual_seed(seed + 1)
         for lines, start in rows:
             coarse, _ = make_pair(lines, ratio, sigma, n, n, start)
-            coarse = add_noise(coarse, noise[0], noise[1], ratio, gn)
+            coarse = background + gain * (coarse - background)
+            if noisy:
+                coarse = add_noise(coarse, noise[0], noise[1], ratio, gn)
             vals.append(coarse.permute(0, 2, 1).reshape(-1, n).numpy().astype(np.float64))
-        return _lag1_content(np.concatenate(vals))
+        return np.concatenate(vals)
 
-    grid = np.linspace(0.0, 2.0 * ratio, 17)
-    rhos = np.asarray([rho(float(s)) for s in grid])
-    stats = {"rho_z": rho_z, "rho_lateral_0": float(rhos[0]), "voxels": float(n)}
-    above = np.nonzero(rhos >= rho_z)[0]
-    if len(above) == 0:
-        return float(grid[-1]), stats
-    i = int(above[0])
-    if i == 0:
-        return 0.0, stats
-    r0, r1 = rhos[i - 1], rhos[i]
-    frac = (rho_z - r0) / (r1 - r0) if r1 > r0 else 1.0
-    return float(grid[i - 1] + frac * (grid[i] - grid[i - 1])), stats
+    def match_sigma(gain: float, noisy: bool = True) -> tuple[float, float]:
+        grid = np.linspace(0.0, 2.0 * ratio, 17)
+        rhos = np.asarray([_lag1_content(degraded(float(s), gain, noisy)) for s in grid])
+        above = np.nonzero(rhos >= rho_z)[0]
+        if len(above) == 0:  # never as correlated as z: the closest
+            return float(grid[int(np.argmin(np.abs(rhos - rho_z)))]), float(rhos[0])
+        i = int(above[0])
+        if i == 0:
+            return 0.0, float(rhos[0])
+        r0, r1 = rhos[i - 1], rhos[i]
+        frac = (rho_z - r0) / (r1 - r0) if r1 > r0 else 1.0
+        return float(grid[i - 1] + frac * (grid[i] - grid[i - 1])), float(rhos[0])
+
+    def match_gain(sigma: float) -> float:
+        lat = spread(degraded(sigma, 1.0, False), 1.0 / ratio)
+        if lat <= 0 or signal_z <= 0:
+            return 1.0
+        return float(np.clip(math.sqrt(signal_z / lat), GAIN_RANGE[0], GAIN_RANGE[1]))
+
+    gain = 1.0
+    if fit_gain:  # the shape without noise first, then contrast and blur in turn (two rounds)
+        sigma, rho0 = match_sigma(gain, noisy=False)
+        for _ in range(2):
+            gain = match_gain(sigma)
+            sigma, rho0 = match_sigma(gain)
+    else:
+        sigma, rho0 = match_sigma(gain)
+    stats = {
+        "rho_z": rho_z,
+        "rho_lateral_0": rho0,
+        "voxels": float(n),
+        "gain": gain,
+        "background": background,
+        "noise_scale": noise_scale,
+    }
+    return sigma, stats
 
 
 def estimate_noise(

@@ -45,6 +45,8 @@ MATCH_NOISE = True
 #: the decoder's residual keeps the voxel means (False: it is trained free to change them, i.e. to
 #: denoise, and the held-out planes decide whether its render is projected back onto them)
 MEAN_PRESERVING = False
+#: fit the contrast gain of points seen along z (degrade.estimate_axial_blur)
+FIT_GAIN = True
 #: the axial blur (lateral px) instead of its estimate (experiments; None: estimated)
 AXIAL_BLUR_PX: float | None = None
 #: whether the z check (pooled by 2, at twice the voxel size) may overrule the held-out planes
@@ -102,12 +104,18 @@ class LateralTask:
         # the noise of one voxel (a·I + b), added to the training inputs (means over r pixels)
         self.noise = estimate_noise(data, seed=seed) if MATCH_NOISE else (0.0, 0.0)
         self.sigma, self.blur_stats = (
-            estimate_axial_blur(data, self.ratio, seed=seed, noise=self.noise)
+            estimate_axial_blur(data, self.ratio, seed=seed, noise=self.noise, fit_gain=FIT_GAIN)
             if nz >= 3
             else (0.0, {})
         )
         if AXIAL_BLUR_PX is not None:  # an experiment's override
             self.sigma = float(AXIAL_BLUR_PX)
+        # the contrast of points seen along z (degrade.estimate_axial_blur): lines are scaled
+        # about the background by it before the noise is added
+        self.gain = float(self.blur_stats.get("gain", 1.0)) if FIT_GAIN else 1.0
+        scale = float(self.blur_stats.get("noise_scale", 1.0))
+        self.noise = (self.noise[0] * scale, self.noise[1] * scale)
+        self.background = float(self.blur_stats.get("background", 0.0))
         # orientations: lines along y (axis 2) or x (axis 3); usable if >= 2 coarse voxels fit
         self.axes = [a for a, r in ratios.items() if math.floor(((ny, nx)[a - 2] - 1) / r) >= 2]
         self.ratios = ratios
@@ -141,8 +149,16 @@ class LateralTask:
         s = math.exp(lo + (hi - lo) * float(torch.rand(1, generator=gen))) if hi > lo else self.cap
         m = max(n + 1, int(round(n * s)))
         start = _starts(lines.shape[1], n * r, self.sigma, b, gen)
-        coarse, target = make_pair(lines, r, self.sigma, n, m, start)
+        coarse, target = self._pair(lines, r, n, m, start)
         return add_noise(coarse, *self.noise, r, gen), target, m
+
+    def _pair(self, lines, r, n, m, start) -> tuple[torch.Tensor, torch.Tensor]:
+        """:func:`.degrade.make_pair` with this stack's axial blur and contrast gain."""
+        coarse, target = make_pair(lines, r, self.sigma, n, m, start)
+        if self.gain != 1.0:
+            coarse = self.background + self.gain * (coarse - self.background)
+            target = self.background + self.gain * (target - self.background)
+        return coarse, target
 
     def _validation(self, seed: int) -> list[tuple[float, torch.Tensor, torch.Tensor, int]]:
         """Fixed held-out pairs: every held-out plane, both axes, every validated factor."""
@@ -157,7 +173,7 @@ class LateralTask:
             for f in self.factors:
                 m = max(n + 1, int(round(n * f)))
                 start = _starts(lines.shape[1], n * r, self.sigma, len(lines), g)
-                coarse, target = make_pair(lines, r, self.sigma, n, m, start)
+                coarse, target = self._pair(lines, r, n, m, start)
                 out.append((f, add_noise(coarse, *self.noise, r, g), target, m))
         return out
 
@@ -304,6 +320,7 @@ def train_spatial(
     record: dict[str, Any] = {
         "ratio": round(task.ratio, 4),
         "axial_blur_px": round(task.sigma, 3),
+        "axial_gain": round(task.gain, 4),
         "noise": {"a": round(task.noise[0], 6), "b": round(task.noise[1], 6)},
         "keep_margin_db": KEEP_MARGIN_DB,
         "blur_stats": {k: round(v, 4) for k, v in task.blur_stats.items()},
