@@ -2,16 +2,18 @@
 
 Everything of it lives here (docs/method.md, "Space"):
 
-* :mod:`.degrade` — make a lateral (y–x) plane look like a z line: box of the z voxel's extent,
-  convolved with an estimated extra axial blur, subsampled; the blurred plane at the output cells is
-  the target. Also the estimate of that blur from the stack.
+* :mod:`.degrade` — make a lateral (y–x) plane look like a z line at the scale of the render: box
+  of the z voxel's extent, after an estimated extra axial blur and contrast gain, subsampled, with
+  a z voxel's noise added (Poisson–Gaussian, estimated); the blurred plane at the output cells is
+  the target. Also the estimates of that blur, gain and noise from the stack.
 * :mod:`.decoder` — a small 2D CNN encoder (a latent per coarse voxel) and a LIIF-style implicit
   decoder (MLP on latent, local offset and output cell size) predicting a residual over the
-  mean-preserving spline, projected so that mean-pooling returns the input (cycle consistency).
+  mean-preserving spline, projected so that mean-pooling returns the input (cycle consistency)
+  unless the held-out planes measured better without (denoising a noisy input).
 * :mod:`.train` — the training generator (``train_spatial``), held-out planes and the self-check
-  against spline / cubic / linear / nearest.
+  against spline / cubic / linear / nearest; the error model of the uncertainty map's z part.
 * :mod:`.apply` — the renderer side: z resampling of a frame with the decoder (x–z and y–z planes,
-  averaged) or with whichever resampler won the held-out check.
+  averaged) or with whichever resampler won the held-out check; the decoder's own expected error.
 """
 
 from __future__ import annotations
@@ -81,6 +83,9 @@ def summary(record: dict[str, Any] | None, short: bool = False) -> str:
             scale += " (not estimated: lateral lines too short)"
         else:
             scale += " (estimated)"
+        gain = record.get("axial_gain")
+        if gain is not None and abs(float(gain) - 1.0) > 0.05:
+            scale += f", axial contrast x{float(gain):.2g}"
     noise = record.get("noise")
     if noise and (noise.get("a") or noise.get("b")):
         scale += ", voxel noise matched"
