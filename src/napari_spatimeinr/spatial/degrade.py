@@ -267,9 +267,8 @@ def estimate_noise(
     if not xs:
         return 0.0, max(float(res2.mean()), 0.0)
     x, y, w = np.asarray(xs), np.asarray(ys), np.asarray(ws)
-    a, b = np.linalg.lstsq(np.stack([x, np.ones_like(x)], axis=1) * w[:, None], y * w, rcond=None)[
-        0
-    ]
+    design = np.stack([x, np.ones_like(x)], axis=1) * w[:, None]
+    a, b = np.linalg.lstsq(design, y * w, rcond=None)[0]
     if a < 0 or len(xs) < 2:  # no signal dependence seen: a constant variance
         return 0.0, float(np.average(y, weights=w))
     return float(a), float(b)
