@@ -172,3 +172,29 @@ def test_z_uncertainty_is_larger_where_the_decoder_is_wrong(point_model):
     # where an interpolation renders z, the decoder has no error of its own to add
     rs.choice = {4.0: "cubic"}
     assert rs.uncertainty(frame, z, y, x, (0.25, 1.0, 1.0)) is None
+
+
+def test_uncertainty_map_of_a_4d_render_carries_the_z_part(tmp_path):
+    import json
+
+    from napari_spatimeinr import api
+    from napari_spatimeinr.data.synthetic import make_nuclei_timelapse
+    from napari_spatimeinr.evaluate.protocol import _forget_renderer
+
+    small = dict(refine_width=4, refine_depth=2, batch_size=512, patch_size=16, spatial_batch=4)
+    s = make_nuclei_timelapse((3, 8, 32, 32), seed=0)
+    path = tmp_path / "m"
+    list(api.train(s, path, {"steps": 30, "device": "cpu", "seed": 0, "params": small}))
+    meta = json.loads((path / "meta.json").read_text())
+    meta["spatial"]["choice"] = {f: "decoder" for f in meta["spatial"]["choice"]}
+    (path / "meta.json").write_text(json.dumps(meta))
+    _, with_z = api.render(path, scale_zyx=(2, 1, 1), uncertainty=True)
+    with_z = np.asarray(with_z)
+    meta["spatial"]["choice"] = {f: "cubic" for f in meta["spatial"]["choice"]}
+    (path / "meta.json").write_text(json.dumps(meta))
+    _forget_renderer(path)
+    _, without = api.render(path, scale_zyx=(2, 1, 1), uncertainty=True)
+    without = np.asarray(without)
+    assert with_z.shape == without.shape == (3, 16, 32, 32)
+    assert np.all(with_z >= without - 1e-4)  # in quadrature: never less
+    assert with_z.mean() > without.mean() * 1.02
