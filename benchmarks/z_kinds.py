@@ -81,7 +81,7 @@ def main() -> None:
     rows = []
     print(
         "| volume | fast | nearest | linear | cubic | over best interp. | z choice (x4) | "
-        "held-out gain x4 | axial blur px | noise | train s |",
+        "held-out gain x4 | axial blur px | axial gain | train s |",
         flush=True,
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
@@ -123,17 +123,16 @@ def main() -> None:
             "spatial": rec,
         }
         rows.append(row)
-        noise = row["noise"] or {}
         print(
             f"| {case} | {row['fast']:.2f} | {row['nearest']:.2f} | {row['linear']:.2f} | "
             f"{row['cubic']:.2f} | {row['over_best']:+.2f} | {row['choice']} | "
             + (f"{gain:+.2f}" if gain is not None else "–")
-            + f" | {row['axial_blur_px']} | {noise.get('sigma_input', '–')} | "
+            + f" | {row['axial_blur_px']} | {rec.get('axial_gain', '–')} | "
             f"{row['train_seconds']:.0f} |",
             flush=True,
         )
-    if args.output:
-        Path(args.output).write_text(json.dumps(rows, indent=2, default=str))
+        if args.output:  # after every volume: a long run keeps what it measured
+            Path(args.output).write_text(json.dumps(rows, indent=2, default=str))
 
 
 if __name__ == "__main__":
