@@ -87,7 +87,7 @@ def summary(record: dict[str, Any] | None, short: bool = False) -> str:
         if gain is not None and abs(float(gain) - 1.0) > 0.05:
             scale += f", axial contrast x{float(gain):.2g}"
     noise = record.get("noise")
-    if noise and (noise.get("a") or noise.get("b")):
+    if noise and noise.get("matched", True) and (noise.get("a") or noise.get("b")):
         scale += ", voxel noise matched"
     return (
         f"Space (z): learned decoder (lateral self-supervision, {scale}); held-out gain over the "
