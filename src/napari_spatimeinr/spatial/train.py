@@ -2,8 +2,9 @@
 
 Pairs come from the y–x planes of all frames (:mod:`.degrade`): a random crop, degraded along x or
 y (alternating) with input voxels of ``r = dz/dx`` px and output cells of ``r/s`` px, ``s`` drawn
-log-uniformly from ``[1.5, min(r, spatial_max_factor)]`` so that one model serves any float factor.
-2% of the planes (at least one) are held out: the weights with the best PSNR on them are kept, and
+log-uniformly from ``[1.5, min(r, spatial_max_factor)]`` so that one model serves any float factor:
+the render's problem at its physical scale (input voxels of ``dz`` µm, cells of ``dz/s`` µm), with
+the axial blur and contrast gain estimated from the stack's z lines. 2% of the planes (at least one) are held out: the weights with the best PSNR on them are kept, and
 at the end the decoder is compared there with the spline, cubic, linear and nearest at a few
 factors; the table goes to meta.json (``spatial``) and the renderer uses, per factor, whichever won.
 """
@@ -261,9 +262,11 @@ def _winner(row: dict[str, float], zc: dict[str, float] | None = None) -> str:
     nearest wherever the z check (:func:`z_check`) says nearest beats the smooth interpolations,
     else the best baseline on the held-out planes.
 
-    The held-out pairs carry a z voxel's noise and the estimated axial blur (:mod:`.degrade`), so
-    the lateral check is a fair test of the decoder at the scale of the render; the z check (at
-    twice the voxel size, where the decoder was not trained) only picks among interpolations."""
+    The held-out pairs are the render's problem at its physical scale, with the estimated axial
+    blur and contrast (:mod:`.degrade`; a z voxel's noise too with ``MATCH_NOISE``); the z check
+    measures at twice the voxel size, where the decoder was not trained, so it only picks among
+    interpolations, and only with ``Z_CHECK_DECIDES`` (on the beads of benchmarks/z_kinds.py it
+    ranked nearest first while the decoder beat nearest by 1 dB in z)."""
     best = max(BASELINES, key=lambda k: row[k])
     if row["decoder"] > row[best] + KEEP_MARGIN_DB:
         return "decoder"
