@@ -7,7 +7,8 @@ over the best of those three, what the model chose for z (``meta.json["spatial"]
 held-out figures::
 
     PYTHONPATH=src python benchmarks/z_kinds.py [--data ../shared/data] [--time-limit 600]
-        [--cases beads cells3d yeast spheres sheets] [--set spatial_steps=1000] [-o z_kinds.json]
+        [--cases beads cells3d yeast spheres sheets] [--factor 4] [--set spatial_steps=1000]
+        [-o z_kinds.json]
 
 ``--set`` overrides a ``fast`` preset field, or a constant of a ``spatial`` module
 (``train.MATCH_NOISE=0``), for an experiment (not the protocol's settings).
@@ -67,6 +68,7 @@ def main() -> None:
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     ap.add_argument("--time-limit", type=float, default=600.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--factor", type=int, default=4)
     ap.add_argument("--cases", nargs="+", default=["cells3d", "beads", "yeast"])
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
     ap.add_argument("-o", "--output", default=None, help="write the rows as JSON")
@@ -80,8 +82,8 @@ def main() -> None:
             presets.FAST[key] = _value(val)
     rows = []
     print(
-        "| volume | fast | nearest | linear | cubic | over best interp. | z choice (x4) | "
-        "held-out gain x4 | axial blur px | axial gain | train s |",
+        f"| volume | fast | nearest | linear | cubic | over best interp. | z choice (x{args.factor}) | "
+        f"held-out gain x{args.factor} | axial blur px | axial gain | train s |",
         flush=True,
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
@@ -92,7 +94,7 @@ def main() -> None:
             for item in run_evaluation(
                 source(case, Path(args.data)),
                 "spatial",
-                4,
+                args.factor,
                 z_only=True,
                 time_limit=args.time_limit,
                 seed=args.seed,
@@ -106,7 +108,7 @@ def main() -> None:
         best = max(res[b]["psnr"] for b in CLASSIC)
         rec = meta.get("spatial") or {}
         choice = rec.get("choice") or {}
-        key = min(choice, key=lambda f: abs(float(f) - 4.0)) if choice else None
+        key = min(choice, key=lambda f: abs(float(f) - args.factor)) if choice else None
         gain = (rec.get("gain_db") or {}).get(key) if key else None
         row = {
             "case": case,
