@@ -199,3 +199,30 @@ def test_uncertainty_map_of_a_4d_render_carries_the_z_part(tmp_path):
     assert np.all(with_z >= without - 1e-4)  # in quadrature: never less
     # the z part adds in quadrature (small beside the time engine's map after 30 steps)
     assert with_z.mean() > without.mean() and (with_z - without).max() > 1e-3 * without.mean()
+
+
+def test_info_says_why_the_decoder_is_not_used_and_what_was_estimated():
+    from napari_spatimeinr.spatial import summary, why_not
+
+    rec = {
+        "kind": "decoder",
+        "ratio": 88.9,
+        "axial_blur_px": 14.2,
+        "axial_gain": 2.78,
+        "blur_stats": {"voxels": 5.0, "rho_lateral_0": -0.2},
+        "keep_margin_db": 0.05,
+        "z_check_decides": False,
+        "z_check": {"spline": 22.1, "cubic": 22.2, "linear": 22.0, "nearest": 22.5},
+        "choice": {"2.0": "decoder", "4.0": "decoder"},
+        "gain_db": {"2.0": 0.3, "4.0": 0.6},
+    }
+    text = summary(rec)
+    assert "axial blur 14.2 px (estimated)" in text and "axial contrast x2.8" in text
+    assert "recorded, not deciding" in text and why_not(rec) is None
+    lost = dict(rec, choice={"2.0": "cubic", "4.0": "spline"}, gain_db={"2.0": 0.0, "4.0": -0.1})
+    assert "decoder not used: it learned nothing over the interpolations" in summary(lost)
+    assert "needs > +0.05" in summary(lost, short=True)
+    small = dict(lost, gain_db={"2.0": 0.04, "4.0": 0.03})
+    assert "below the margin" in why_not(small)
+    short = dict(rec, blur_stats={"voxels": 2.0})
+    assert "not estimated: lateral lines too short" in summary(short)

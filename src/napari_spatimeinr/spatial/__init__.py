@@ -39,7 +39,7 @@ def why_not(record: dict[str, Any]) -> str | None:
         text = "its gain on held-out planes was below the margin"
     text += f" (best gain {best:+.2f} dB" + (f", needs > {margin:+.2f})" if margin else ")")
     zc = record.get("z_check") or {}
-    if zc and max(zc, key=zc.get) == "nearest":
+    if zc and max(zc, key=zc.get) == "nearest" and record.get("z_check_decides") is not False:
         text += "; along z itself nearest beats the smooth interpolations (z check)"
     return text
 
@@ -69,9 +69,13 @@ def summary(record: dict[str, Any] | None, short: bool = False) -> str:
         choice = record["choice"][next(k for k in record["choice"] if float(k) == f)]
         parts.append(f"x{f:.3g} {gain:+.2f} dB" + ("" if choice == "decoder" else f" -> {choice}"))
     zc = record.get("z_check") or {}
-    tail = (
-        "; nearest wins along z itself (z check)" if zc and max(zc, key=zc.get) == "nearest" else ""
-    )
+    tail = ""
+    if zc and max(zc, key=zc.get) == "nearest":
+        tail = (
+            "; the z check (z pooled by 2) ranks nearest first (recorded, not deciding)"
+            if record.get("z_check_decides") is False
+            else "; nearest wins along z itself (z check)"
+        )
     if why:
         tail = f"; decoder not used: {why}"
     blur = record.get("axial_blur_px")
@@ -79,7 +83,9 @@ def summary(record: dict[str, Any] | None, short: bool = False) -> str:
     if blur is not None:
         scale += f", axial blur {float(blur):.3g} px"
         stats = record.get("blur_stats") or {}
-        if stats and stats.get("voxels") is not None and float(stats["voxels"]) < 3:
+        lateral = stats.get("rho_lateral_0")
+        short = stats.get("voxels") is not None and float(stats["voxels"]) < 3
+        if short or (lateral is not None and lateral != lateral):  # NaN: no lateral line fitted
             scale += " (not estimated: lateral lines too short)"
         else:
             scale += " (estimated)"

@@ -333,6 +333,7 @@ def train_spatial(
             "matched": bool(MATCH_NOISE),
         },
         "keep_margin_db": KEEP_MARGIN_DB,
+        "z_check_decides": bool(Z_CHECK_DECIDES),
         "blur_stats": {k: round(v, 4) for k, v in task.blur_stats.items()},
         "factors": task.factors,
         "heldout_planes": len(task.held_planes),
