@@ -343,11 +343,20 @@ class MotionRenderer:
         self, t, z, y, x, spacing=(1.0, 1.0, 1.0, 1.0), keep_measured: bool = False
     ) -> np.ndarray:
         """Expected |error| on the block of :meth:`render_block` (normalized units, >= 0): the
-        frame's map resampled in space by the mean-preserving spline."""
+        frame's map resampled in space by the mean-preserving spline, combined in quadrature with
+        the z decoder's own error where it renders z (:meth:`.SpatialResampler.uncertainty`)."""
         t = np.asarray(t, dtype=np.float64).reshape(-1)
         sp = tuple(float(s) for s in spacing[1:])
         self.calibration()  # first, outside the lock (fitting it renders held-out frames)
         with self.lock:
             frames = [self.uncertainty_frame(tv, keep_measured) for tv in t]
+            values = [self.frame(tv, keep_measured) for tv in t] if self.spatial else []
         out = [np.clip(resample_space(f, z, y, x, sp), 0.0, None) for f in frames]
+        for i, v in enumerate(values):
+            got = self.spatial.uncertainty(v, z, y, x, sp)
+            if got is not None:  # the z rows of the decoder's error, then y and x as the map's
+                uz = resample_space(
+                    got[0], np.arange(len(np.ravel(z)), dtype=float), *got[1:], (1.0, *sp[1:])
+                )
+                out[i] = np.sqrt(out[i] ** 2 + np.clip(uz, 0.0, None) ** 2)
         return np.stack(out).astype(np.float32)

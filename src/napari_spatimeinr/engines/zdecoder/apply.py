@@ -24,7 +24,7 @@ from ...core.coords import spatial_coords
 from ...store.model_dir import ModelDir
 from ..presets import resolve_params
 from . import SPATIAL_FILE
-from .decoder import ZDecoder, classical_matrix, make_decoder
+from .decoder import ZDecoder, classical_matrix, make_decoder, spline_matrix
 
 #: bytes of decoded z columns kept per renderer
 CACHE_BYTES = 192 << 20
@@ -73,7 +73,9 @@ class SpatialResampler:
         path = model_dir.path / SPATIAL_FILE
         if not record or record.get("kind") != "decoder" or not path.is_file():
             return None
-        net = make_decoder(resolve_params(model_dir.config)).eval()
+        net = make_decoder(
+            resolve_params(model_dir.config), bool(record.get("mean_preserving", True))
+        ).eval()
         net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         return cls(record, net)
 
@@ -86,6 +88,13 @@ class SpatialResampler:
 
     def _decode(self, frame: np.ndarray, m: int, win: tuple[int, int, int, int]) -> np.ndarray:
         """The output's whole z column (m, rows, cols) over window ``win`` of ``frame``."""
+        xz, yz = self._decode_both(frame, m, win)
+        return np.ascontiguousarray(0.5 * (xz + yz), dtype=np.float32)
+
+    def _decode_both(
+        self, frame: np.ndarray, m: int, win: tuple[int, int, int, int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The x–z and the y–z plane renders (m, rows, cols) over window ``win`` of ``frame``."""
         y0, y1, x0, x1 = win
         _, ny, nx = frame.shape
         h = self.net.halo
@@ -94,7 +103,7 @@ class SpatialResampler:
         xz = xz[:, :, x0 - xa : x1 - xa].transpose(1, 0, 2)
         yz = decode_planes(self.net, frame[:, ya:yb, x0:x1].transpose(2, 0, 1), m)
         yz = yz[:, :, y0 - ya : y1 - ya].transpose(1, 2, 0)
-        return np.ascontiguousarray(0.5 * (xz + yz), dtype=np.float32)
+        return xz, yz
 
     def _column(self, key, frame: np.ndarray, m: int, win: tuple[int, int, int, int]) -> np.ndarray:
         """:meth:`_decode`, cached per frame and window."""
@@ -160,3 +169,54 @@ class SpatialResampler:
             return self._rows(frame, m, slice(off, off + len(z))), y, x
         col = self._column(key, frame, m, (y0, y1, x0, x1))
         return col[off : off + len(z)], y - y0, x - x0
+
+    def uncertainty(
+        self, frame: np.ndarray, z, y, x, spacing_zyx
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """The decoder's own expected |error| at the z coordinates ``z`` of :meth:`__call__`.
+
+        Returns ``(err, y, x)`` like :meth:`__call__` (a y/x window, coordinates shifted into it),
+        or None where the decoder does not render (an interpolation or the spline does). Per
+        output voxel, from two kinds of evidence (docs/method.md, "Uncertainty of z"):
+
+        * ``d = |xz − yz| / 2``: the x–z and y–z renders disagree (the render is their mean; two
+          estimates that differ by ``2d`` leave about ``d`` of error in their mean);
+        * ``r = |render − spline|``: how far the decoder moved from the spline, scaled by ``k``,
+          plus a floor ``c`` (``k, c`` fitted on the held-out lateral pairs at training:
+          ``meta.json["spatial"]["uncertainty"]``),
+
+        combined as ``sqrt(d² + (k·r + c)²)``; normalized units.
+        """
+        n = frame.shape[0]
+        z = np.asarray(z, dtype=np.float64).reshape(-1)
+        wz = float(spacing_zyx[0])
+        if _identity(z, wz) or n < 2:
+            return None
+        m = int(round(n / wz))
+        full = spatial_coords(n, m / n)
+        off = int(round((z[0] + 0.5) * m / n - 0.5))
+        if m <= n or off < 0 or off + len(z) > m or not np.allclose(full[off : off + len(z)], z):
+            return None
+        if self.method_for(m / n) != "decoder":
+            return None
+        cal = self.record.get("uncertainty") or {}
+        k, c = float(cal.get("k", 1.0)), float(cal.get("c", 0.0))
+        y = np.asarray(y, dtype=np.float64).reshape(-1)
+        x = np.asarray(x, dtype=np.float64).reshape(-1)
+        _, ny, nx = frame.shape
+        y0, y1, x0, x1 = 0, ny, 0, nx
+        if _identity(y, float(spacing_zyx[1])):
+            y0, y1 = int(max(0, np.floor(y.min()))), int(min(ny, np.ceil(y.max()) + 1))
+        if _identity(x, float(spacing_zyx[2])):
+            x0, x1 = int(max(0, np.floor(x.min()))), int(min(nx, np.ceil(x.max()) + 1))
+        frame = np.asarray(frame, dtype=np.float32)
+        rows = slice(off, off + len(z))
+        xz, yz = self._decode_both(frame, m, (y0, y1, x0, x1))
+        xz, yz = xz[rows], yz[rows]
+        spline = np.tensordot(
+            spline_matrix(n, m).numpy()[rows], frame[:, y0:y1, x0:x1], axes=([1], [0])
+        )
+        d = 0.5 * np.abs(xz - yz)
+        r = np.abs(0.5 * (xz + yz) - spline)
+        err = np.sqrt(d * d + (k * r + c) ** 2).astype(np.float32)
+        return err, y - y0, x - x0

@@ -59,8 +59,18 @@ class ZDecoder(nn.Module):
     multiply-adds per neighbour while the encoder's nonlinear features carry the content.
     """
 
-    def __init__(self, width: int = 16, depth: int = 3, latent: int = 16, mlp: int = 32):
+    def __init__(
+        self,
+        width: int = 16,
+        depth: int = 3,
+        latent: int = 16,
+        mlp: int = 32,
+        mean_preserving: bool = True,
+    ):
         super().__init__()
+        #: project the residual so that mean-pooling returns the input (False: the decoder may also
+        #: change the voxel means, i.e. denoise a noisy input)
+        self.mean_preserving = mean_preserving
         layers: list[nn.Module] = []
         c = 1
         for _ in range(depth - 1):
@@ -112,7 +122,8 @@ class ZDecoder(nn.Module):
         flat = coarse.permute(1, 0, 2).reshape(n, b * w)
         s = spline_matrix(n, m).to(coarse.device)
         p = projection_matrix(n, m).to(coarse.device)
-        out = s @ flat + p @ self.residual(self.encode(coarse), n, m)
+        res = self.residual(self.encode(coarse), n, m)
+        out = s @ flat + (p @ res if self.mean_preserving else res)
         return out.reshape(m, b, w).permute(1, 0, 2)
 
 
@@ -139,5 +150,11 @@ def classical_matrix(n: int, m: int, order: int) -> torch.Tensor:
     return torch.from_numpy(np.stack(cols, axis=1).astype(np.float32))
 
 
-def make_decoder(params: SpatimeINRParams) -> ZDecoder:
-    return ZDecoder(params.spatial_width, params.spatial_depth, params.spatial_hidden)
+def make_decoder(params: SpatimeINRParams, mean_preserving: bool = True) -> ZDecoder:
+    """The z decoder of ``params`` (``mean_preserving``: rendered voxels keep the input's means)."""
+    return ZDecoder(
+        params.spatial_width,
+        params.spatial_depth,
+        params.spatial_hidden,
+        mean_preserving=mean_preserving,
+    )
