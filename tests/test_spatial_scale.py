@@ -124,7 +124,7 @@ def point_model(tmp_path_factory):
     pooled = truth.reshape(10, 4, 96, 96).mean(1)
     vol = Stack4D(pooled[None], voxel_size=(1.0, 0.05, 0.05))
     path = tmp_path_factory.mktemp("points") / "m"
-    cfg = {"steps": 600, "device": "cpu", "seed": 0, "params": {"spatial_batch": 8}}
+    cfg = {"steps": 300, "device": "cpu", "seed": 0, "params": {"spatial_batch": 8}}
     list(api.train(vol, path, cfg))
     return path, truth, pooled, s.extra["clean"][0]
 
