@@ -131,6 +131,7 @@ def test_spatimeinr_few_steps_then_stop(make_napari_viewer, qtbot, tmp_path):
     }.items():
         train.advanced.set_value(name, v)
     train.advanced.set_value("batch_size", 256)
+    train.advanced.set_value("spatial", False)  # the time engine's checkpoints feed the preview
     train.preview_every = 1.0
     viewer.dims.set_current_step(0, 2)  # the preview follows the sliders
     train.method_combo.setCurrentText("spatimeinr")
