@@ -219,6 +219,31 @@ def test_spatimeinr_method_with_a_few_steps(tmp_path):
     assert (tmp_path / "model" / "config.yaml").is_file()
 
 
+def test_params_override_the_preset(tmp_path):
+    pytest.importorskip("napari_spatimeinr.engines.spatimeinr")
+    from napari_spatimeinr.store.model_dir import ModelDir
+
+    small = {"latent_dim": 4, "encoder_features": 4, "mlp_width": 8, "mlp_depth": 1}
+    res = final(
+        list(
+            run_evaluation(
+                make_stack((5, 2, 16, 16)),
+                "temporal",
+                2,
+                preset="paper",
+                params={**small, "batch_size": 16, "hypercube_n": 1},
+                steps=2,
+                baselines=["linear"],
+                work_dir=tmp_path,
+                device="cpu",
+            )
+        )
+    )
+    assert res.report["preset"] == "paper"
+    used = ModelDir(tmp_path / "model").meta["params"]
+    assert {k: used[k] for k in small} == small
+
+
 # -- report files ------------------------------------------------------------------------------
 def test_write_report_json_csv_png_and_table(tmp_path):
     res = final(list(run_evaluation(make_stack((5, 1, 16, 16)), "temporal", 2, method="linear")))

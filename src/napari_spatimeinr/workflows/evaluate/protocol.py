@@ -116,6 +116,7 @@ def reconstruct(
     work_dir: str | Path | None = None,
     stop: Callable[[], bool] | None = None,
     uncertainty: bool = False,
+    params: dict[str, Any] | None = None,
 ) -> Generator[Progress, None, tuple[np.ndarray, float, np.ndarray | None] | None]:
     """Train ``method`` on ``stack`` and render it at ×(scale_t, scale_zyx): the one plug-in point.
 
@@ -124,7 +125,8 @@ def reconstruct(
     when stopped; the uncertainty map (raw units, same grid) is rendered when ``uncertainty`` is
     True and the trained model can make one (:func:`.render.lazy.check_uncertainty`). The model
     directory lives in a temporary folder inside ``work_dir`` (kept as ``work_dir/model`` when
-    ``work_dir`` is given, so it can be inspected or rendered again).
+    ``work_dir`` is given, so it can be inspected or rendered again). ``params``: hyperparameters
+    that override the preset's (the fields of :class:`~napari_spatimeinr.core.config.SpatimeINRParams`).
     """
     from ...render.lazy import plan_render, render, render_plan
     from ...store.model_dir import ModelDir
@@ -134,6 +136,8 @@ def reconstruct(
     config: dict[str, Any] = {"method": method, "seed": seed}
     if method == "spatimeinr":
         config.update(preset=preset, time_limit=time_limit, steps=steps, device=device)
+        if params:
+            config["params"] = dict(params)
     with tempfile.TemporaryDirectory(prefix="spatimeinr-eval-") as tmp:
         path = Path(work_dir) / "model" if work_dir is not None else Path(tmp) / "model"
         if work_dir is not None:
@@ -215,6 +219,7 @@ def run_evaluation(
     device: str = "auto",
     read_options: dict[str, Any] | None = None,
     force: bool = False,
+    params: dict[str, Any] | None = None,
 ) -> Iterator[Progress | EvalResult]:
     """Hold-out evaluation of ``method`` against the baselines (DESIGN.md, "Evaluation protocol").
 
@@ -230,6 +235,8 @@ def run_evaluation(
         work_dir: keep the trained model in ``work_dir/model`` (default: a temporary folder).
         stop: polled between steps; when it returns True the generator returns without a result.
         force: skip the free-disk check of the temporary model (only that check).
+        params: hyperparameters of the evaluated method that override the preset's (e.g.
+            ``{"latent_dim": 16}``; fields of :class:`~napari_spatimeinr.core.config.SpatimeINRParams`).
 
     Before any work, :func:`napari_spatimeinr.limits.check_evaluate` refuses a stack whose
     predictions and model would not fit the memory or the disk.
@@ -244,7 +251,7 @@ def run_evaluation(
     from ...engines.presets import engine_of
     from ...limits import check_evaluate
 
-    engine = engine_of(TrainConfig(method=method, preset=preset))  # type: ignore[arg-type]
+    engine = engine_of(TrainConfig(method=method, preset=preset, params=params))  # type: ignore[arg-type]
     check_evaluate(stack.shape, engine, work_dir, force=force)
     deg = degrade(stack, task, factor, z_only)
     k = int(factor)
@@ -305,6 +312,7 @@ def run_evaluation(
         work_dir=work_dir,
         stop=should_stop,
         uncertainty=task == "temporal",
+        params=params,
     )
     if out is None:
         return
