@@ -17,9 +17,6 @@ bioio's ``timedelta`` (``time_interval``, or ``timelapse_interval`` for LIF).
 from __future__ import annotations
 
 import importlib
-import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -29,6 +26,7 @@ import numpy as np
 from ..core.errors import SpatimeINRError
 from ..data.axes import from_file_axes
 from .formats import suffix_of
+from .logs import LogCollector, captured_log
 from .source import PROVENANCE_KEY, SourceImage, apply_provenance, parse_provenance
 from .units import length_factor_um, positive, time_factor_s
 
@@ -81,35 +79,7 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0].strip()}" if lines else type(exc).__name__
 
 
-class _Collect(logging.Handler):
-    """What bioio logs while a file is opened, kept for the one-line message (not printed)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self.messages.append(record.getMessage())
-        except Exception:  # pragma: no cover
-            self.messages.append(str(record.msg))
-
-
-@contextmanager
-def _bioio_log() -> Iterator[_Collect]:
-    logger = logging.getLogger("bioio")
-    handler = _Collect()
-    propagate = logger.propagate
-    logger.addHandler(handler)
-    logger.propagate = False
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.propagate = propagate
-
-
-def _why(exc: BaseException, log: _Collect) -> str:
+def _why(exc: BaseException, log: LogCollector) -> str:
     """The plugin's own reason when bioio logged it (``... error=REASON``), else the exception."""
     for msg in reversed(log.messages):
         if "error=" in msg:
@@ -122,7 +92,7 @@ def _why(exc: BaseException, log: _Collect) -> str:
 def read_bioio(path: Path) -> SourceImage:
     """The first scene of ``path`` through its bioio plugin (nothing loaded yet: a dask array)."""
     bioio, reader, plugin = _plugin(path)
-    with _bioio_log() as log:
+    with captured_log("bioio") as log:
         try:
             image = bioio.BioImage(str(path), reader=reader)
             scenes = [str(s) for s in image.scenes]

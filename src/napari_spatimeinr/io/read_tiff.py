@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ import tifffile
 
 from ..core.errors import SpatimeINRError
 from ..data.axes import from_file_axes
+from .logs import LogCollector, captured_log
 from .source import SourceImage, apply_provenance, parse_provenance
 from .units import length_factor_um, positive, time_factor_s
 
@@ -35,34 +35,6 @@ _DAMAGE = (
 )
 
 
-class _TiffLog(logging.Handler):
-    """Collects what tifffile logs while a file is opened (instead of printing it)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self.messages.append(record.getMessage())
-        except Exception:  # pragma: no cover
-            self.messages.append(str(record.msg))
-
-
-@contextmanager
-def _tifffile_log() -> Iterator[_TiffLog]:
-    logger = logging.getLogger("tifffile")
-    handler = _TiffLog()
-    propagate = logger.propagate
-    logger.addHandler(handler)
-    logger.propagate = False
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.propagate = propagate
-
-
 def _incomplete(path: Path, why: str) -> SpatimeINRError:
     return SpatimeINRError(
         f"{path.name} is incomplete or damaged ({why}): copy or save it again (e.g. after an "
@@ -70,7 +42,7 @@ def _incomplete(path: Path, why: str) -> SpatimeINRError:
     )
 
 
-def _check_complete(tif: tifffile.TiffFile, path: Path, log: _TiffLog) -> None:
+def _check_complete(tif: tifffile.TiffFile, path: Path, log: LogCollector) -> None:
     """Refuse a file that is shorter than its pages, or whose pages disagree with its metadata."""
     for msg in log.messages:
         low = msg.lower()
@@ -144,7 +116,7 @@ def read_tiff(path: Path) -> SourceImage:
     A file shorter than its pages or inconsistent with its ImageJ/OME metadata (as after an
     interrupted copy) is refused as incomplete, never read as the part that survived.
     """
-    with _tifffile_log() as log:
+    with captured_log("tifffile") as log:
         try:
             tif = tifffile.TiffFile(path)
         except Exception as exc:  # tifffile raises many types for broken files
