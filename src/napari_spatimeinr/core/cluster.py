@@ -322,24 +322,44 @@ def iter_completed(tasks: Sequence[Any], cancel: Callable[[], bool] | None = Non
         _drain(client, futures)
 
 
-def _drain(client, futures, timeout: float = 30.0) -> None:
-    """Wait until no worker still runs one of ``futures`` (cancelling does not stop a running task).
+_SETTLED = frozenset({"memory", "error", "released", "forgotten"})
 
-    Without this, a chunk already being written when an export fails or is cancelled could land
-    after the caller removed the temporary output, and recreate it.
+
+def _pending_keys(dask_worker, keys) -> list:
+    """Which of ``keys`` this worker may still run: held in any state short of settled, or running.
+
+    A task the scheduler has cancelled stays on the worker as ``ready`` (or ``waiting``) until the
+    cancel message arrives, and a running one as ``cancelled`` until its thread returns; both can
+    still write.
+    """
+    tasks = dask_worker.state.tasks
+    held = [k for k in keys if k in tasks and tasks[k].state not in _SETTLED]
+    running = [k for k in dask_worker.active_threads.values() if k in keys]
+    return held + running
+
+
+def _drain(client, futures, timeout: float = 30.0, settle: float = 0.1) -> None:
+    """Wait until no worker can still run one of ``futures`` (cancelling does not stop a task).
+
+    Without this, a chunk already being written (or about to start) when an export fails or is
+    cancelled could land after the caller removed the temporary output, and recreate it. The
+    workers must report nothing pending twice, ``settle`` seconds apart, since a cancel reaches
+    them asynchronously.
     """
     import time
 
     keys = {f.key for f in futures}
     deadline = time.monotonic() + timeout
+    quiet = 0
     while time.monotonic() < deadline:
-        try:  # the workers' own view: a cancelled task's thread runs on until it returns
-            running = client.run(lambda dask_worker: list(dask_worker.active_threads.values()))
+        try:  # the workers' own view
+            pending = client.run(_pending_keys, keys=keys)
         except Exception:  # cluster gone: nothing can still be written through it
             return
-        if not keys & {k for ks in running.values() for k in ks}:
+        quiet = 0 if any(pending.values()) else quiet + 1
+        if quiet >= 2:
             return
-        time.sleep(0.05)
+        time.sleep(settle if quiet else 0.05)
 
 
 def cluster_summary(client) -> str:
