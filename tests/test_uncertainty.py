@@ -166,3 +166,19 @@ def test_evaluate_report_has_the_uncertainty_entry(tmp_path):
 def test_info_says_how_the_map_was_calibrated(event_model, capsys):
     assert main(["info", str(event_model)]) == 0
     assert f"calibrated on {SHAPE[0] - 2} held-out frames" in capsys.readouterr().out
+
+
+def test_calibration_time_is_kept_back_by_frame_size_within_its_shares():
+    from napari_spatimeinr.engines.fast.train import (
+        CALIBRATION_MAX_SHARE,
+        CALIBRATION_SHARE,
+        calibration_reserve,
+    )
+
+    small = calibration_reserve((30, 1, 64, 64), 600.0)
+    yeast = calibration_reserve((30, 17, 144, 224), 30.0)
+    big = calibration_reserve((48, 56, 320, 352), 100.0)
+    assert small == pytest.approx(CALIBRATION_SHARE * 600.0)  # a small frame: the share
+    assert 2.0 < yeast < CALIBRATION_MAX_SHARE * 30.0  # two held-out frames: about 1.6 s measured
+    assert big > calibration_reserve((48, 56, 160, 176), 100.0) > CALIBRATION_SHARE * 100.0
+    assert calibration_reserve((48, 56, 320, 352), 20.0) == CALIBRATION_MAX_SHARE * 20.0

@@ -293,7 +293,7 @@ class MotionTask:
 
     @property
     def empty(self) -> bool:
-        """True for a single frame: nothing to learn from in time."""
+        """True without a solved frame pair (a single frame, or no flow solved in time)."""
         return self.n == 0
 
     def _draw(self, gen: torch.Generator, side: tuple[int, int, int]) -> tuple[int, ...]:

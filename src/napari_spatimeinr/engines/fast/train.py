@@ -8,6 +8,7 @@ calibration on held-out frames at the end.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Generator, Iterator
 
@@ -28,8 +29,24 @@ from . import uncertainty
 from .refiner import make_refiner
 from .render import MotionRenderer
 
-#: share of the time limit kept for the uncertainty calibration at the end of a fast training
+#: share of the time limit kept at least for the uncertainty calibration at the end of a training
 CALIBRATION_SHARE = 0.03
+#: cost of the calibration (two held-out frames predicted, their features, the fit), measured on
+#: tz_yeast (17 x 144 x 224 frames: 1.6 s, 0.5 s of it a first import of scipy.stats) with a
+#: margin for a loaded machine: seconds, plus seconds per voxel of one frame
+CALIBRATION_FIXED_S = 1.5
+CALIBRATION_S_PER_VOXEL = 3.0e-6
+#: the calibration never takes more than this share of a time limit
+CALIBRATION_MAX_SHARE = 0.25
+
+
+def calibration_reserve(shape: tuple[int, ...], time_limit: float) -> float:
+    """Seconds of ``time_limit`` kept for the uncertainty calibration of a ``shape`` (T, Z, Y, X)
+    stack: its estimated cost, at least :data:`CALIBRATION_SHARE` and at most
+    :data:`CALIBRATION_MAX_SHARE` of the limit (a calibration cut short still uses two frames)."""
+    frame = math.prod(int(s) for s in shape[1:])
+    estimate = CALIBRATION_FIXED_S + CALIBRATION_S_PER_VOXEL * frame
+    return min(max(CALIBRATION_SHARE * time_limit, estimate), CALIBRATION_MAX_SHARE * time_limit)
 
 
 def _motion_task(
@@ -92,8 +109,13 @@ def train(model_dir: ModelDir, config: TrainConfig, stop: Callable[[], bool]) ->
     why = None
     if task is None:
         why = "stopped while computing motion"
-    elif task.empty:
+    elif task.empty and shape[0] < 2:
         why = "a single frame: nothing to learn in time (renders the spline)"
+    elif task.empty:
+        why = (
+            "the time limit ran out before the first frame pair's motion was solved: nothing "
+            "learned in time (rendering solves the motion; a longer time limit trains the refiner)"
+        )
     yield from loop.run(
         model_dir,
         config,
@@ -117,9 +139,8 @@ def train_with_calibration(
     t0 = time.perf_counter()
     inner = config
     if config.time_limit is not None:
-        inner = config.model_copy(
-            update={"time_limit": config.time_limit * (1 - CALIBRATION_SHARE)}
-        )
+        reserve = calibration_reserve(tuple(model_dir.shape), config.time_limit)
+        inner = config.model_copy(update={"time_limit": config.time_limit - reserve})
     last = None
     for p in train_with_spatial(model_dir, inner, stop, train):
         if p.done:

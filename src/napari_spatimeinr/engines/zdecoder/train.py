@@ -336,7 +336,12 @@ def train_spatial(
     gen = torch.Generator().manual_seed(config.seed)
     total = int(min(config.steps or params.spatial_steps, params.spatial_steps))
     base = task.validate(None)
+    t_val = time.perf_counter()
     best_psnr = _mean_psnr(task.validate(net), "decoder")
+    # time kept back within ``seconds``: the last validation, the held-out table and the error
+    # model after the loop (each about one validation), and the z check's cost, spent first
+    reserve = 3.0 * (time.perf_counter() - t_val) + 0.2
+    zc = z_check(data, seed=config.seed)
     best = {k: v.detach().clone() for k, v in net.state_dict().items()}
     # an exponential moving average of the weights is what is validated and kept (less noisy)
     ema = make_decoder(params, MEAN_PRESERVING)
@@ -361,7 +366,7 @@ def train_spatial(
                 pe.mul_(keep).add_(pn.detach(), alpha=1 - keep)
         loss_v = float(loss.detach())
         elapsed = time.perf_counter() - t0
-        finished = bool(seconds and elapsed >= seconds) or step >= total or stop()
+        finished = bool(seconds and elapsed + reserve >= seconds) or step >= total or stop()
         if step % VALIDATE_EVERY == 0 or finished:
             v = _mean_psnr(task.validate(ema), "decoder")
             if v > best_psnr:
@@ -382,7 +387,6 @@ def train_spatial(
         if finished:
             break
     net.load_state_dict(best)
-    zc = z_check(data, seed=config.seed)
     table = task.validate(net)
     # keep the input's voxel means exactly (cycle consistency) unless changing them (denoising a
     # noisy input) measured better on the held-out planes
