@@ -101,6 +101,9 @@ class ExportActions:
                 try:
                     check_uncertainty(api.open_model(plan.model_dir))
                     pre["uncertainty"] = api.render_plan(browsed, uncertainty=True)
+                    # its layer's settings read the calibration through a module that imports
+                    # scipy.optimize (~250 ms): imported here, not on the GUI thread at Add layer
+                    from ..engines.fast import uncertainty as _uncertainty  # noqa: F401
                 except SpatimeINRError:
                     pass
                 self._prebuilt = {key: pre}  # only the latest plan's (replaced, not grown)
