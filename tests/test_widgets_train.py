@@ -194,10 +194,13 @@ def test_limits_gate_greys_out_train(viewer_with_sample, qtbot, tmp_path, monkey
 def test_time_limit_holds_from_the_click(make_napari_viewer, qtbot, tmp_path):
     """Issue 21: the time limit is a promise in the GUI too (within 10%): it counts from the Train
     click, so the seconds the training process takes to start are part of it."""
+    import os
     import time
 
     from napari_spatimeinr.data.synthetic import make_nuclei_timelapse
 
+    if os.getloadavg()[0] > 1.5 * (os.cpu_count() or 1):
+        pytest.skip("the machine is loaded by other work: a wall-clock promise cannot be checked")
     viewer = make_napari_viewer()
     stack = make_nuclei_timelapse(shape=(6, 1, 32, 32), n_nuclei=3)
     viewer.add_image(stack.data[:, 0], name="cells", scale=(30.0, 0.2, 0.2))
