@@ -95,6 +95,13 @@ def test_one_world_train_render_side_by_side_at_1280x800(make_napari_viewer, qtb
     r = np.corrcoef(sampled.ravel(), np.asarray(inp.data[t_in], np.float64).ravel())[0, 1]
     assert r >= 0.8, r
 
+    # the time under the slider, in seconds, and whether a measured frame is in view
+    viewer.dims.set_point(0, t_in * INTERVAL)
+    assert viewer.text_overlay.visible
+    assert viewer.text_overlay.text == f"t = {t_in * INTERVAL:g} s · measured frame {t_in}"
+    viewer.dims.set_point(0, (t_in + 0.5) * INTERVAL)
+    assert f"rendered, 0.50 of frame {t_in} → {t_in + 1}" in viewer.text_overlay.text
+
     # side by side: input | render + motion | uncertainty; spacers are hidden, nothing else shows
     grid, layers = rd.grid(), list(viewer.layers)
     cell = {ly.name: grid.position(i, layers) for i, ly in enumerate(layers)}
@@ -121,3 +128,12 @@ def test_one_world_train_render_side_by_side_at_1280x800(make_napari_viewer, qtb
     assert rd.flip() is True and render.visible and unc.visible
     for ly in (render, unc):
         ly.data.wait_idle()
+
+
+def test_time_readout_names_measured_and_rendered_instants():
+    from napari_spatimeinr._widgets.time_readout import describe_time
+
+    assert describe_time(45.0, 5.0, 4.0, 12) == "t = 45 s · measured frame 10"
+    assert describe_time(47.0, 5.0, 4.0, 12) == "t = 47 s · rendered, 0.50 of frame 10 → 11"
+    assert describe_time(49.0, 5.0, 4.0, 12) == "t = 49 s · measured frame 11"
+    assert describe_time(60.0, 5.0, 4.0, 12) == "t = 60 s"  # outside the measured frames

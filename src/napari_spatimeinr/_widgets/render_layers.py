@@ -183,6 +183,7 @@ class RenderLayers:
         )
         self.added_layers.append(layer)
         self._last_browse = (browsed, md)
+        self._follow_time(md)
         self.status.setText(
             f"Added {kw['name']!r}: each slice is computed when you first show it, then kept."
         )
@@ -241,6 +242,18 @@ class RenderLayers:
         )
         self.uncertainty_layers.clear()
         self.regrid()
+
+    def _follow_time(self, md: Any) -> None:
+        """The time under the T slider, in seconds and between which measured frames, in napari's
+        text overlay (from the input layer: its T scale and origin are the model's frames)."""
+        from .time_readout import TimeReadout
+
+        inp = self.input_layer(md)
+        if inp is None or inp.ndim < 3:
+            return
+        if getattr(self, "time_readout", None) is None:
+            self.time_readout = TimeReadout(self.viewer)
+        self.time_readout.follow(float(inp.translate[0]), float(inp.scale[0]), int(md.shape[0]))
 
     def _ensure_input_layer(self, md: Any) -> None:
         if self.input_layer(md) is None:
