@@ -159,6 +159,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             force=args.force,
             init_from=args.init_from,
         )
+        # the training copies the input into the model directory and reads it from there: the
+        # stacks read here are not kept (their memory would count for the whole training)
+        source = stacks = stack = other = None  # noqa: F841
         bar = None
         last = None
         for p in gen:

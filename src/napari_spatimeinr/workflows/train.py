@@ -129,6 +129,9 @@ def train(
         for s in stacks:
             check_train(s.shape, engine_of(cfg), out_dir, force=force)
         md = create_model_dir(out_dir, stacks[0], cfg, overwrite=overwrite, extra_stacks=stacks[1:])
+        # the model directory holds the input now (read from it a piece at a time): the stacks
+        # read here are let go, so that training's memory does not grow with them
+        stacks = sources = s = source = None  # noqa: F841
         if record is not None:
             md.update_meta(init_from=record)
     if cfg.time_limit is not None:  # the limit covers reading and writing the input too

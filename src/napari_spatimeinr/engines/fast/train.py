@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Generator, Iterator
 
-import numpy as np
 import torch
 
 from ...core.config import SpatimeINRParams, TrainConfig
@@ -20,7 +19,7 @@ from ...core.progress import Progress
 from ...store.model_dir import ModelDir
 from ...store.records import training_stacks
 from .. import loop
-from ..loop import holdout_mask
+from ..loop import PackedMask
 from ..presets import resolve_params
 from ..zdecoder.train import train_with_spatial
 from . import task as motion_task
@@ -38,7 +37,7 @@ def _motion_task(
     params: SpatimeINRParams,
     device: torch.device,
     budget: float | None,
-    mask: np.ndarray,
+    mask: PackedMask,
     stop: Callable[[], bool],
 ) -> Generator[Progress, None, motion_task.MotionTask | None]:
     """The refiner's task over the model's stack, or over all its stacks (several inputs: the flows
@@ -49,9 +48,8 @@ def _motion_task(
         flows = yield from motion_task.ensure_flows(model_dir, stop, device, budget)
         if flows is None:
             return None
-        data = np.asarray(model_dir.input, dtype=np.float32)
         return motion_task.MotionTask(
-            data,
+            model_dir.input,
             flows["gap1"],
             mask,
             params.patch_size,
@@ -70,8 +68,8 @@ def _motion_task(
         flows = yield from motion_task.ensure_flows(model_dir, stop, device, share, rel_in, rel_fl)
         if flows is None:
             return None
-        data = np.asarray(np.load(input_path, mmap_mode="r", allow_pickle=False), np.float32)
-        holdout = mask if k == 0 else holdout_mask(data.shape, config.seed + 1000 * k)
+        data = motion_task.stored_input(model_dir, rel_in)
+        holdout = mask if k == 0 else PackedMask.holdout(data.shape, config.seed + 1000 * k)
         parts.append((data, flows["gap1"], holdout, flows.get("computed")))
     return motion_task.MotionTask.several(
         parts, params.patch_size, params.batch_size, device, config.seed
@@ -84,7 +82,7 @@ def train(model_dir: ModelDir, config: TrainConfig, stop: Callable[[], bool]) ->
     params = resolve_params(config)
     device = torch_device(config.device)
     shape = tuple(int(s) for s in model_dir.shape)
-    mask_np = holdout_mask(shape, config.seed)
+    mask_np = PackedMask.holdout(shape, config.seed)
     torch.manual_seed(config.seed)
     budget = motion_task.FLOW_SHARE * config.time_limit if config.time_limit else None
     task = yield from _motion_task(model_dir, config, params, device, budget, mask_np, stop)

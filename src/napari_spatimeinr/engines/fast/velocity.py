@@ -159,12 +159,12 @@ class VelocityField:
         with self._lock:
             if not self.computed[t]:
                 from ...core.device import resolve_device
-                from ...data.normalize import Normalization
                 from .flow import solve_pairs
+                from .task import fit_normalization
 
                 data = self.md.input
                 if self._norm is None:  # the same normalization as training's (compute_flows)
-                    self._norm = Normalization.fit(np.asarray(data, dtype=np.float32))
+                    self._norm = fit_normalization(data)
                 device = resolve_device(self.device)
                 self.flows[t] = solve_pairs(data, t, t + 1, self.stride, device, self._norm)[0]
                 self.computed[t] = True
