@@ -127,7 +127,8 @@ def train(
         if len(stacks) > 1:
             _check_several(stacks, cfg)
         for s in stacks:
-            check_train(s.shape, engine_of(cfg), out_dir, force=force)
+            dtype = str(s.extra.get("source_dtype") or "float32")
+            check_train(s.shape, engine_of(cfg), out_dir, force=force, dtype=dtype)
         md = create_model_dir(out_dir, stacks[0], cfg, overwrite=overwrite, extra_stacks=stacks[1:])
         # the model directory holds the input now (read from it a piece at a time): the stacks
         # read here are let go, so that training's memory does not grow with them
