@@ -39,7 +39,7 @@ from .refiner import make_refiner
 #: refined frames kept per renderer
 FRAME_CACHE = 8
 #: voxels of one refiner pass on a frame (frames are refined in tiles of rows of y beyond this)
-NET_TILE_VOXELS = 1 << 19
+NET_TILE_VOXELS = 1 << 20
 #: measured (input) frames kept per renderer, read from the model directory when needed
 FRAMES_KEPT = 4
 #: instants closer than this to a measured frame (in frames) are that frame
