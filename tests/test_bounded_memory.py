@@ -191,3 +191,27 @@ def test_the_stored_input_lets_pages_go_after_a_window_of_reads(tmp_path, monkey
     assert s._map() is not first  # past the window: a fresh map (the old pages are let go)
     np.testing.assert_allclose(s[3], arr[3] / 10.0)
     assert s.nbytes == 4 * arr.size and s.stored_nbytes == arr.nbytes
+
+
+def test_flows_are_stored_compressed_pair_by_pair_and_read_a_pair_at_a_time(tmp_path):
+    from napari_spatimeinr.engines.fast.task import FlowPairs, flows_bytes, load_flows
+
+    md = create_model_dir(tmp_path / "m", _uint16_stack(), TrainConfig(method="linear"))
+    yy = np.linspace(0, 1, 12, dtype=np.float32)
+    gap1 = (np.ones((4, 3, 4, 12, 10)) * yy[:, None]).astype(np.float16)  # smooth, as flows are
+    flows = {"gap1": gap1, "stride": np.asarray(2), "computed": np.array([1, 1, 0, 1], bool)}
+    (md.path / "flows.npz").write_bytes(flows_bytes(flows))
+    assert (md.path / "flows.npz").stat().st_size < gap1.nbytes / 2  # zip-compressed
+    got = load_flows(md)
+    pairs = got["gap1"]
+    assert isinstance(pairs, FlowPairs) and pairs.shape == gap1.shape
+    np.testing.assert_array_equal(pairs[2], gap1[2])
+    assert len(pairs._kept) == 1  # only the pair asked for was read
+    np.testing.assert_array_equal(np.asarray(pairs), gap1)
+    assert int(got["stride"]) == 2 and list(got["computed"]) == [True, True, False, True]
+    pairs[2] = np.zeros(gap1.shape[1:])  # a pair solved later is kept in memory
+    assert not pairs[2].any() and pairs[1].any()
+    np.savez(md.path / "flows.npz", gap1=gap1)  # the layout before: one array, all computed
+    old = load_flows(md)
+    np.testing.assert_array_equal(old["gap1"], gap1)
+    assert old["computed"].all()

@@ -319,7 +319,6 @@ def _write_flows(
     stop: Callable[[], bool],
     progress: Callable[[str], None] | None,
 ) -> None:
-    import io
 
     from ..core.errors import StopRequested
     from ..engines.fast import task as motion_task
@@ -335,9 +334,7 @@ def _write_flows(
         flows = end.value
     if flows is None:
         raise StopRequested()
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **flows)  # flows are smooth: zlib takes them to about 1/4
-    work.write_atomic(motion_task.FLOWS_FILE, buf.getvalue())
+    work.write_atomic(motion_task.FLOWS_FILE, motion_task.flows_bytes(flows))
 
 
 class MismatchWarning(UserWarning):

@@ -23,8 +23,11 @@ from __future__ import annotations
 
 import io
 import math
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Generator
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -162,13 +165,107 @@ def compute_flows(
     return {"gap1": out, "stride": np.asarray(stride), "computed": computed}
 
 
+#: ``flows.npz`` key of pair ``i``'s flow (format 2: one entry per pair, read when needed)
+PAIR_KEY = "gap1_{:05d}"
+
+
+class FlowPairs:
+    """The stored flows of a model pair by pair: ``pairs[i]`` is the flow of frames (i, i+1) on
+    its grid, (ndim, *grid) float16, decompressed from ``flows.npz`` when asked for (the last
+    :attr:`KEEP` are kept), so a renderer or a training holds a few pairs, not all of them.
+    ``pairs[i] = flow`` records a pair solved later (kept in memory). ``np.asarray(pairs)`` gives
+    the whole (T-1, ndim, *grid) array."""
+
+    KEEP = 4
+
+    def __init__(self, path: Path, n: int, pair_shape: tuple[int, ...]):
+        self.path = Path(path)
+        self.shape = (int(n), *(int(s) for s in pair_shape))
+        self.dtype = np.dtype(np.float16)
+        self._set: dict[int, np.ndarray] = {}
+        self._kept: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape)) * self.dtype.itemsize
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _index(self, i: int) -> int:
+        i = int(i)
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(f"flow pair {i} of {len(self)}")
+        return i
+
+    def __getitem__(self, i: int | slice) -> np.ndarray:
+        if isinstance(i, slice):
+            return np.stack([self[j] for j in range(*i.indices(len(self)))])
+        i = self._index(i)
+        with self._lock:
+            if i in self._set:
+                return self._set[i]
+            hit = self._kept.get(i)
+            if hit is not None:
+                self._kept.move_to_end(i)
+                return hit
+        with np.load(self.path) as f:
+            pair = np.asarray(f[PAIR_KEY.format(i)], dtype=np.float16)
+        with self._lock:
+            self._kept[i] = pair
+            while len(self._kept) > self.KEEP:
+                self._kept.popitem(last=False)
+        return pair
+
+    def __setitem__(self, i: int | slice, value: np.ndarray) -> None:
+        if isinstance(i, slice):
+            which = range(*i.indices(len(self)))
+            values = np.broadcast_to(np.asarray(value), (len(which), *self.shape[1:]))
+            for j, v in zip(which, values, strict=True):
+                self[j] = v
+            return
+        with self._lock:
+            self._set[self._index(i)] = np.array(value, dtype=np.float16)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = np.stack([self[i] for i in range(len(self))]) if len(self) else np.zeros(self.shape)
+        return out.astype(dtype or self.dtype, copy=False)
+
+
+def flows_bytes(flows: dict) -> bytes:
+    """``flows.npz`` of ``compute_flows``'s result: zip-compressed (flows are smooth: about a
+    quarter of their float16 size), one entry per pair (:class:`FlowPairs` reads one at a time)."""
+    gap1 = flows["gap1"]
+    entries = {PAIR_KEY.format(i): np.asarray(gap1[i], np.float16) for i in range(len(gap1))}
+    buf = io.BytesIO()
+    np.savez_compressed(
+        buf,
+        pairs=np.asarray(gap1.shape, dtype=np.int64),
+        stride=np.asarray(flows["stride"]),
+        computed=np.asarray(flows["computed"], dtype=bool),
+        **entries,
+    )
+    return buf.getvalue()
+
+
 def load_flows(model_dir: ModelDir, name: str = FLOWS_FILE) -> dict[str, np.ndarray] | None:
-    """The stored flows, or None when there are none yet (older directories: all computed)."""
+    """The stored flows, or None when there are none yet (older directories: all computed).
+
+    ``"gap1"`` is a :class:`FlowPairs` (pairs read when needed) for flows stored pair by pair,
+    the whole array for flows stored before (one ``gap1`` entry)."""
     path = model_dir.path / name
     if not path.is_file():
         return None
     with np.load(path) as f:
-        flows = {k: f[k] for k in f.files}
+        small = {k: f[k] for k in f.files if not k.startswith("gap1_")}
+    flows: dict = dict(small)
+    if "pairs" in small:
+        shape = tuple(int(s) for s in small.pop("pairs"))
+        flows.pop("pairs")
+        flows["gap1"] = FlowPairs(path, shape[0], shape[1:])
     flows.setdefault("computed", np.ones(len(flows["gap1"]), dtype=bool))
     flows.setdefault("stride", np.asarray(1))
     return flows
@@ -194,10 +291,9 @@ def ensure_flows(
     flows = yield from compute_flows(data, stop, device, budget=budget)
     if flows is None:
         return None
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **flows)  # flows are smooth: zlib takes them to about 1/4
-    model_dir.write_atomic(flows_file, buf.getvalue())
-    return flows
+    model_dir.write_atomic(flows_file, flows_bytes(flows))
+    del flows  # read back pair by pair: training holds a few pairs, not all of them
+    return load_flows(model_dir, flows_file)
 
 
 def stored_input(model_dir: ModelDir, input_file: str = "input.npy"):

@@ -124,14 +124,18 @@ def train_with_calibration(
             last = p
             break
         yield p
-    if last is not None and not stop() and "stopped" not in last.message:
+    deadline = t0 + config.time_limit if config.time_limit is not None else None
+    late = deadline is not None and time.perf_counter() > deadline
+    if last is not None and late and "stopped" not in last.message:
+        # the time limit is spent (a loaded machine): rendering fits the calibration on first use
+        last.message = f"{last.message}; uncertainty not calibrated (time limit reached)"
+    elif last is not None and not stop() and "stopped" not in last.message:
         yield Progress(
             step=last.step,
             total=last.total,
             seconds=time.perf_counter() - t0,
             message="uncertainty: calibrating on held-out frames",
         )
-        deadline = t0 + config.time_limit if config.time_limit is not None else None
         cal = MotionRenderer(model_dir, config.device).fit_calibration(deadline=deadline)
         model_dir.write_atomic(uncertainty.UNCERTAINTY_FILE, cal.to_json().encode())
         last.message = f"{last.message}; uncertainty calibrated on {cal.fit['frames']} frames"

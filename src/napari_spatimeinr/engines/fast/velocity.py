@@ -96,7 +96,8 @@ class VelocityField:
                 "stride": np.asarray(stride),
                 "computed": np.zeros(n, bool),
             }
-        self.flows = np.array(flows["gap1"])  # writable: pairs solved here are filled in
+        gap1 = flows["gap1"]  # pairs read when needed (FlowPairs); pairs solved here are set
+        self.flows = gap1 if hasattr(gap1, "path") else np.array(gap1)
         self.stride = int(flows["stride"])
         self.computed = np.array(flows["computed"], dtype=bool)
         self._norm: Any = None
