@@ -215,3 +215,19 @@ def test_flows_are_stored_compressed_pair_by_pair_and_read_a_pair_at_a_time(tmp_
     old = load_flows(md)
     np.testing.assert_array_equal(old["gap1"], gap1)
     assert old["computed"].all()
+
+
+def test_training_reads_an_uncompressed_file_memory_mapped_into_the_same_model(tmp_path):
+    from napari_spatimeinr.io.read import read_stack
+
+    raw = _uint16_stack().data.astype(np.uint16)
+    np.save(tmp_path / "s.npy", raw)
+    mapped = read_stack(tmp_path / "s.npy", mapped=True)
+    assert isinstance(mapped.data, np.memmap) and mapped.data.dtype == np.uint16
+    loaded = read_stack(tmp_path / "s.npy")
+    assert loaded.data.dtype == np.float32
+    a = create_model_dir(tmp_path / "a", mapped, TrainConfig(method="linear"))
+    b = create_model_dir(tmp_path / "b", loaded, TrainConfig(method="linear"))
+    assert a.meta["normalization"] == b.meta["normalization"]
+    assert a.meta["input_dtype"] == b.meta["input_dtype"] == "uint16"
+    np.testing.assert_array_equal(np.asarray(a.input), np.asarray(b.input))

@@ -107,7 +107,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         from ..render.apply import expand_inputs
 
         paths = expand_inputs(args.input)
-        stacks = [api.read(p, **read_options) for p in paths]
+        # memory-mapped where the file allows: training copies it into the model a block at a time
+        stacks = [api.read(p, **read_options, mapped=True) for p in paths]
         source = stacks if len(stacks) > 1 else stacks[0]
         for other in stacks[1:]:
             t, z, y, x = other.shape

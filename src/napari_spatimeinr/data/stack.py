@@ -62,6 +62,15 @@ class Stack4D:
         self.voxel_size = tuple(float(v) for v in self.voxel_size)  # type: ignore[assignment]
         self.frame_interval = float(self.frame_interval)
 
+    @classmethod
+    def mapped(cls, data: np.ndarray, **kwargs) -> Stack4D:
+        """A stack over a memory-mapped file's values in their own dtype (TZYX, read-only), not
+        copied to float32: for writing a model directory, which reads it a block at a time
+        (``read_stack(..., mapped=True)``). ``data.dtype`` is then the file's."""
+        stack = cls(np.zeros((1, 1, 1, 1), np.float32), **kwargs)
+        stack.data = data
+        return stack
+
     @property
     def shape(self) -> tuple[int, int, int, int]:
         return tuple(int(s) for s in self.data.shape)  # type: ignore[return-value]

@@ -199,12 +199,28 @@ def write_input(path: Path, data: np.ndarray, source_dtype: str | None) -> str:
             want = dtype
         if want.kind in "iu" and want.itemsize <= 4 and _fits(data, want):
             dtype = want
-    out = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=tuple(data.shape))
-    for sl in _blocks(data.shape):
-        out[sl] = data[sl] if dtype == np.float32 else np.asarray(data[sl]).astype(dtype)
-    out.flush()
-    del out
+    with open(path, "wb") as fh:  # plain writes: no mapped (resident) pages of the output
+        header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False}
+        np.lib.format.write_array_header_1_0(fh, {**header, "shape": tuple(data.shape)})
+        for sl in _blocks(data.shape):
+            fh.write(np.ascontiguousarray(data[sl], dtype=dtype).tobytes())
+            release_pages(data)
     return dtype.name
+
+
+def release_pages(data: Any) -> None:
+    """Let the pages of a memory-mapped array that were read go (they stay in the page cache,
+    not in this process's memory); nothing for other arrays."""
+    import mmap
+
+    mm = getattr(data, "_mmap", None)
+    if mm is None and isinstance(getattr(data, "base", None), mmap.mmap):
+        mm = data.base
+    if mm is not None and hasattr(mm, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+        try:
+            mm.madvise(mmap.MADV_DONTNEED)
+        except (OSError, ValueError):
+            pass
 
 
 def _blocks(shape: tuple[int, ...]):
@@ -445,6 +461,7 @@ def create_model_dir(
             f"The folder {parent} does not exist: create it or choose another -o."
         )
     norm = Normalization.fit(stack.data)
+    release_pages(stack.data)  # a memory-mapped stack: the checks above read all of it
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
     except OSError as exc:

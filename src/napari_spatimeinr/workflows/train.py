@@ -30,10 +30,13 @@ def read(
     voxel_size: tuple[float, float, float] | None = None,
     frame_interval: float | None = None,
     reader: str | None = None,
+    mapped: bool = False,
 ) -> Stack4D:
     """Read a stack (TIFF, OME-TIFF, NIfTI, OME-Zarr, .npy; .czi, .nd2, .lif with the ``formats``
     extra) as a canonical TZYX :class:`Stack4D`. ``reader="bioio"`` reads OME-TIFF and OME-Zarr
-    through bioio too (default: ``$SPATIMEINR_READER``, else by suffix)."""
+    through bioio too (default: ``$SPATIMEINR_READER``, else by suffix). ``mapped``: an
+    uncompressed TZYX file stays memory-mapped in its own dtype (to train on it:
+    :meth:`Stack4D.mapped`)."""
     from ..io.read import read_stack
 
     opts = build(
@@ -46,7 +49,7 @@ def read(
         },
         "read options",
     )
-    return read_stack(path, **opts.model_dump(), reader=reader)
+    return read_stack(path, **opts.model_dump(), reader=reader, mapped=mapped)
 
 
 def train_config(
@@ -114,7 +117,10 @@ def train(
         sources = list(source) if isinstance(source, (list, tuple)) else [source]
         if not sources:
             raise SpatimeINRError("No input stack was given: name at least one.")
-        stacks = [s if isinstance(s, Stack4D) else read(s, **(read_options or {})) for s in sources]
+        stacks = [
+            s if isinstance(s, Stack4D) else read(s, **(read_options or {}), mapped=True)
+            for s in sources
+        ]
         record = None
         if init_from is not None:
             from ..store.records import init_from_record
