@@ -231,3 +231,13 @@ def test_training_reads_an_uncompressed_file_memory_mapped_into_the_same_model(t
     assert a.meta["normalization"] == b.meta["normalization"]
     assert a.meta["input_dtype"] == b.meta["input_dtype"] == "uint16"
     np.testing.assert_array_equal(np.asarray(a.input), np.asarray(b.input))
+
+
+def test_malloc_is_tuned_once_on_linux():
+    import sys
+
+    from napari_spatimeinr.core import resources
+
+    got = resources.tune_malloc()
+    assert got == sys.platform.startswith("linux") or not got
+    assert resources.tune_malloc() == got  # idempotent

@@ -74,6 +74,9 @@ def get_renderer(path: str | Path, device: str = "cpu") -> tuple[ModelDir, Block
         hit = _cached(key)  # loaded by another task while this one waited
         if hit is not None:
             return hit
+        from ..core.resources import tune_malloc
+
+        tune_malloc()  # a renderer's process (widgets, dask workers): freed frames let go
         try:
             md = ModelDir(path)
             classical = md.method in CLASSICAL_METHODS and device == "auto"  # no torch import

@@ -92,7 +92,9 @@ def train(
     ``force=True`` skips the disk check only. An unwritable ``out_dir`` is refused by name.
     """
     t_setup = time.perf_counter()
-    from ..core.resources import check_writable
+    from ..core.resources import check_writable, tune_malloc
+
+    tune_malloc()  # a training process holds no freed frames (glibc)
     from ..limits import check_train
 
     cfg = train_config(config)
