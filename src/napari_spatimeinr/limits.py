@@ -317,6 +317,8 @@ class TrainCost:
     engine: str
     #: the input's own dtype, which the model directory stores it in (``input.npy``)
     dtype: str = "float32"
+    #: the input is read memory-mapped (an uncompressed TZYX file): no float32 copy of it
+    mapped: bool = False
 
     @property
     def itemsize(self) -> int:
@@ -345,24 +347,29 @@ class TrainCost:
     @property
     def read_bytes(self) -> int:
         """Reading the input and writing the model directory: the float32 stack and the file's
-        own values (mapped or read) at once."""
-        return (4 + self.itemsize) * math.prod(self.shape)
+        own values at once, or only the file's pages when it is memory-mapped (``mapped``:
+        an uncompressed TZYX file, :meth:`~napari_spatimeinr.data.stack.Stack4D.mapped`)."""
+        per = self.itemsize if self.mapped else 4 + self.itemsize
+        return per * math.prod(self.shape)
 
     @property
     def work_bytes(self) -> int:
-        """Training itself. The fast engine reads the stored input a block at a time: its flows
-        (kept, and their copy while saved), the held-out mask (a bit per voxel), the flow solver,
-        the z decoder's planes, the input's mapped window and :data:`TRAIN_FRAMES` frames; the
-        paper's INR holds the normalized input and its training copies (3 × float32)."""
+        """Training itself, its largest phase. The fast engine reads the stored input a block at
+        a time (its mapped window, :data:`MAPPED_BYTES`, in every phase): the z decoder's planes;
+        the optical flow (all flows on their grid, their compressed copy while saved, the
+        solver); the refiner (the held-out mask, a bit per voxel, and a few flow pairs); the
+        uncertainty calibration (:data:`TRAIN_FRAMES` frames). The paper's INR holds the
+        normalized input and its training copies (3 × float32)."""
         t, z, y, x = self.shape
         voxels = math.prod(self.shape)
         frame = 4 * z * y * x
         if self.engine != "fast":
             return 3 * 4 * voxels + 32 * frame
-        flows = 2 * self.flow_bytes
-        planes = min(SPATIAL_PLANE_BYTES, 4 * voxels)
-        solver = min(FLOW_SOLVER_BYTES, 60 * voxels)
-        return flows + voxels // 8 + solver + planes + MAPPED_BYTES + TRAIN_FRAMES * frame
+        spatial = min(SPATIAL_PLANE_BYTES, 4 * voxels)
+        flow = self.flow_bytes + self.flow_bytes // 2 + min(FLOW_SOLVER_BYTES, 60 * voxels)
+        refiner = voxels // 8 + 8 * frame
+        calibration = TRAIN_FRAMES * frame
+        return MAPPED_BYTES + max(spatial, flow, refiner, calibration)
 
     @property
     def peak_bytes(self) -> int:
@@ -378,9 +385,10 @@ def check_train(
     *,
     force: bool = False,
     dtype: str = "float32",
+    mapped: bool = False,
 ) -> TrainCost:
     """Refuse training whose model directory does not fit the disk or whose work the memory."""
-    cost = TrainCost(tuple(int(s) for s in shape), engine, dtype)  # type: ignore[arg-type]
+    cost = TrainCost(tuple(int(s) for s in shape), engine, dtype, mapped)  # type: ignore[arg-type]
     what = f"the model of a {fmt_shape(cost.shape)} input"
     if cost.flow_bytes:
         what += f" (with {fmt_bytes(cost.flow_bytes)} of optical flows)"

@@ -153,6 +153,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             stacks[0].shape,
             engine_of(cfg),
             str(stacks[0].extra.get("source_dtype") or "float32"),
+            mapped=type(stacks[0].data).__name__ == "memmap",
         )
         _say(
             args,

@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..core.config import StackOptions, TrainConfig, build
 from ..core.device import device_errors
 from ..core.errors import SpatimeINRError
@@ -136,7 +138,8 @@ def train(
             _check_several(stacks, cfg)
         for s in stacks:
             dtype = str(s.extra.get("source_dtype") or "float32")
-            check_train(s.shape, engine_of(cfg), out_dir, force=force, dtype=dtype)
+            mapped = not isinstance(s.data, np.ndarray) or isinstance(s.data, np.memmap)
+            check_train(s.shape, engine_of(cfg), out_dir, force=force, dtype=dtype, mapped=mapped)
         md = create_model_dir(out_dir, stacks[0], cfg, overwrite=overwrite, extra_stacks=stacks[1:])
         # the model directory holds the input now (read from it a piece at a time): the stacks
         # read here are let go, so that training's memory does not grow with them
