@@ -17,7 +17,8 @@ Layout (DESIGN.md, "Model directory")::
 The stored input costs the file's own size on disk (a uint16 stack: half the float32 copy format 1
 kept) and is written a few frames at a time, so a model directory of any size is made in bounded
 memory; the flows (``flows.npz``, written by the fast engine) are float16 on a grid subsampled in y
-and x.
+and x, zip-compressed, one entry per frame pair (``gap1_00000``, …; format 1: one ``gap1`` array),
+read a pair at a time (:class:`~napari_spatimeinr.engines.fast.task.FlowPairs`).
 
 The directory appears atomically (built under a temporary name, then renamed) and an existing one
 is only replaced with ``overwrite=True``. Files inside are replaced atomically (temp + rename).

@@ -14,8 +14,10 @@ Held-out voxels (2% of the input, fixed by the seed) are never targets; the PSNR
 fixed validation crops is the trainer's reported PSNR and chooses the kept weights.
 
 Flows between neighbouring frames are computed once per model directory, a few frame pairs at a
-time from the lazily read input, and stored in ``flows.npz`` (key ``gap1``, float16, shape
-``(T-1, ndim, *grid)`` on the frame grid subsampled in y and x); rendering reuses them. Training
+time from the lazily read input, and stored in ``flows.npz`` (float16 on the frame grid subsampled
+in y and x, zip-compressed: one entry ``gap1_IIIII`` of shape ``(ndim, *grid)`` per pair, ``pairs``
+= ``(T-1, ndim, *grid)``, ``stride``, ``computed``; directories written before hold one ``gap1``
+array of shape ``(T-1, ndim, *grid)``); rendering reuses them, a pair at a time (:class:`FlowPairs`). Training
 crops are warped when drawn (:class:`MotionTask`), so training holds no warped copy of the stack.
 """
 
