@@ -234,11 +234,10 @@ def test_training_reads_an_uncompressed_file_memory_mapped_into_the_same_model(t
 
 
 def test_malloc_is_tuned_once_on_linux():
+    import platform
     import sys
 
     from napari_spatimeinr.core import resources
-
-    import platform
 
     got = resources.tune_malloc()
     glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
