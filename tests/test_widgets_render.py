@@ -393,9 +393,9 @@ def test_the_widget_refuses_what_the_cli_refuses(fast_widget, tmp_path, monkeypa
         spin.setValue(1.0)
     plan = w.plan()
     cost = limits.render_cost(plan._input_shape)
-    model_bytes = (plan.model_dir / "input.npy").stat().st_size
+    model_bytes = limits.renderer_bytes(plan._input_shape)
     assert model_bytes > 0
-    # memory for the render alone, not with the model's input in every worker
+    # memory for the render and its renderer (a few frames, not the whole input)
     monkeypatch.setattr(resources, "memory_margin", lambda: 0)
     monkeypatch.setattr(resources, "available_memory", lambda: cost.peak_bytes(model_bytes) - 1)
     assert cost.peak_bytes(0) <= resources.memory_limit()

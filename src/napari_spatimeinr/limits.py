@@ -63,6 +63,25 @@ RENDER_WORK_BYTES = 32
 VIEW_BYTES_PER_VOXEL = 16
 #: Model directory extras beside ``input.npy`` (weights, config, history): an upper bound.
 MODEL_EXTRA_BYTES = 64 * 2**20
+#: Resident memory of a process that trains or renders before any data: Python, numpy, scipy,
+#: torch and their libraries (measured 0.35-0.45 GB on Linux, torch CPU).
+PROCESS_BYTES = 450 * 2**20
+#: Frames (Z, Y, X, float32) a renderer of the motion engine holds at once: the refined frames and
+#: uncertainty maps it caches (8 + 8), the measured frames it keeps (4), two flows of 3 components
+#: and the working copies of one frame being computed (warps, blend, refiner tiles, about 10).
+RENDER_FRAMES = 36
+#: Frames (Z, Y, X, float32) training holds at once beyond its bounded parts: the uncertainty
+#: calibration's held-out prediction (two flows and their composition, warps, features: about 30).
+TRAIN_FRAMES = 30
+#: Bytes the flow solver of training works in: :data:`~napari_spatimeinr.engines.fast.flow.
+#: BATCH_VOXELS` flow-grid voxels of about 60 float32 values each.
+FLOW_SOLVER_BYTES = (1 << 22) * 60 * 4
+#: Most bytes of lateral planes the z decoder trains on (:data:`~napari_spatimeinr.engines.
+#: zdecoder.train.MAX_PLANE_BYTES`, kept here without importing torch).
+SPATIAL_PLANE_BYTES = 256 * 2**20
+#: Bytes of a stored input resident through its memory map before it is reopened
+#: (:data:`~napari_spatimeinr.store.model_dir.REMAP_BYTES`).
+MAPPED_BYTES = 256 * 2**20
 
 
 # -- render ---------------------------------------------------------------------------------------
@@ -109,12 +128,13 @@ class RenderCost:
 
     def peak_bytes(self, model_bytes: int = 0) -> int:
         """Peak memory of an export: the plan, the slab group being computed plus its encoded copy,
-        the chunks in flight in the renderers and the model's stored input."""
+        the chunks in flight in the renderers and ``model_bytes``, what the renderer of the model
+        holds (:func:`renderer_bytes`: the process and a few frames, not the whole input)."""
         from .io.slabs import GROUP_BYTES
 
         group = max(GROUP_BYTES, self.row_bytes)
         in_flight = self.workers * math.prod(self.chunk) * RENDER_WORK_BYTES
-        return self.plan_bytes + 2 * group + in_flight + 2 * int(model_bytes)
+        return self.plan_bytes + 2 * group + in_flight + int(model_bytes)
 
     def disk_bytes(self, dtype: str = "float32", suffix: str = ".ome.tif") -> int:
         from .io.write import estimate_output_bytes
@@ -124,6 +144,16 @@ class RenderCost:
     def describe(self) -> str:
         t, z, y, x = self.shape
         return f"T={t:,} Z={z:,} Y={y:,} X={x:,} ({self.voxels:.3g} voxels)"
+
+
+def renderer_bytes(input_shape: Sequence[int]) -> int:
+    """Memory a renderer of a model of ``input_shape`` (T, Z, Y, X) holds in its process beyond
+    the chunks: the process itself (:data:`PROCESS_BYTES`), :data:`RENDER_FRAMES` frames and the
+    stored input's mapped window. Renderers read the input a frame at a time, so this does not
+    grow with the number of frames."""
+    _, z, y, x = (int(v) for v in input_shape)
+    frame = 4 * z * y * x
+    return PROCESS_BYTES + RENDER_FRAMES * frame + MAPPED_BYTES
 
 
 def render_cost(
@@ -244,13 +274,12 @@ def check_render_export(
 ) -> RenderCost:
     """The gate of exporting a model's render to ``targets`` (the render, then its uncertainty
     map): the one the CLI (``spatimeinr render``) and the Render & Export widget both call, so the
-    two refuse the same requests. The model's stored input (``input.npy``) counts in the memory of
-    every worker that loads it."""
+    two refuse the same requests. The renderer's own memory (:func:`renderer_bytes`) counts
+    once: its threads share it."""
     cost = render_cost(
         input_shape, scale_t, scale_zyx, t_range, roi, chunk_mb=chunk_mb, workers=workers
     )
-    stored = Path(model_dir) / "input.npy"
-    model_bytes = stored.stat().st_size if stored.is_file() else 0
+    model_bytes = renderer_bytes(input_shape)
     for target in targets:
         check_export(
             cost, target, dtype, force=force, model_bytes=model_bytes, check_target=check_target
@@ -286,10 +315,25 @@ class TrainCost:
     shape: tuple[int, int, int, int]
     #: the engine that trains (:func:`~napari_spatimeinr.engines.presets.engine_of`)
     engine: str
+    #: the input's own dtype, which the model directory stores it in (``input.npy``)
+    dtype: str = "float32"
+    #: the input is read memory-mapped (an uncompressed TZYX file): no float32 copy of it
+    mapped: bool = False
+
+    @property
+    def itemsize(self) -> int:
+        import numpy as np
+
+        try:
+            dt = np.dtype(self.dtype)
+        except TypeError:
+            return 4
+        return dt.itemsize if dt.kind in "iu" and dt.itemsize <= 4 else 4
 
     @property
     def input_bytes(self) -> int:
-        return 4 * math.prod(self.shape)
+        """The stored input (``input.npy``, in its own dtype)."""
+        return self.itemsize * math.prod(self.shape)
 
     @property
     def flow_bytes(self) -> int:
@@ -297,16 +341,41 @@ class TrainCost:
 
     @property
     def disk_bytes(self) -> int:
-        """The model directory: normalized input, flows, weights and the rest."""
+        """The model directory: the input in its dtype, flows, weights and the rest."""
         return self.input_bytes + self.flow_bytes + MODEL_EXTRA_BYTES
 
     @property
-    def peak_bytes(self) -> int:
-        """The input with its normalized copy, the flows (kept and being saved) and the working
-        memory of one frame pair (optical flow or training crops)."""
+    def read_bytes(self) -> int:
+        """Reading the input and writing the model directory: the float32 stack and the file's
+        own values at once, or only the file's pages when it is memory-mapped (``mapped``:
+        an uncompressed TZYX file, :meth:`~napari_spatimeinr.data.stack.Stack4D.mapped`)."""
+        per = self.itemsize if self.mapped else 4 + self.itemsize
+        return per * math.prod(self.shape)
+
+    @property
+    def work_bytes(self) -> int:
+        """Training itself, its largest phase. The fast engine reads the stored input a block at
+        a time (its mapped window, :data:`MAPPED_BYTES`, in every phase): the z decoder's planes;
+        the optical flow (all flows on their grid, their compressed copy while saved, the
+        solver); the refiner (the held-out mask, a bit per voxel, and a few flow pairs); the
+        uncertainty calibration (:data:`TRAIN_FRAMES` frames). The paper's INR holds the
+        normalized input and its training copies (3 × float32)."""
         t, z, y, x = self.shape
+        voxels = math.prod(self.shape)
         frame = 4 * z * y * x
-        return 3 * self.input_bytes + 2 * self.flow_bytes + 32 * frame + MODEL_EXTRA_BYTES
+        if self.engine != "fast":
+            return 3 * 4 * voxels + 32 * frame
+        spatial = min(SPATIAL_PLANE_BYTES, 4 * voxels)
+        flow = self.flow_bytes + self.flow_bytes // 2 + min(FLOW_SOLVER_BYTES, 60 * voxels)
+        refiner = voxels // 8 + 8 * frame
+        calibration = TRAIN_FRAMES * frame
+        return MAPPED_BYTES + max(spatial, flow, refiner, calibration)
+
+    @property
+    def peak_bytes(self) -> int:
+        """The process, then the larger of reading the input and training (the stack read is
+        let go once the model directory holds it)."""
+        return PROCESS_BYTES + max(self.read_bytes, self.work_bytes) + MODEL_EXTRA_BYTES
 
 
 def check_train(
@@ -315,9 +384,11 @@ def check_train(
     out_dir: str | Path,
     *,
     force: bool = False,
+    dtype: str = "float32",
+    mapped: bool = False,
 ) -> TrainCost:
     """Refuse training whose model directory does not fit the disk or whose work the memory."""
-    cost = TrainCost(tuple(int(s) for s in shape), engine)  # type: ignore[arg-type]
+    cost = TrainCost(tuple(int(s) for s in shape), engine, dtype, mapped)  # type: ignore[arg-type]
     what = f"the model of a {fmt_shape(cost.shape)} input"
     if cost.flow_bytes:
         what += f" (with {fmt_bytes(cost.flow_bytes)} of optical flows)"

@@ -181,6 +181,7 @@ class ExportActions:
 
     def job_script(self) -> str:
         """The SLURM batch script of the current export (see :func:`..jobs.slurm_script`)."""
+        from ..limits import renderer_bytes
         from ..workflows.jobs import render_resources, slurm_script
 
         md = self._model_or_fail()
@@ -188,7 +189,7 @@ class ExportActions:
         resources = render_resources(
             md.shape,
             self.render_settings(md),
-            model_bytes=(md.path / "input.npy").stat().st_size,
+            model_bytes=renderer_bytes(md.shape),
             voxels_per_second=self.measured_speed(md.path)[0],
             train_device=md.config.device,
             output=self.export_path(),

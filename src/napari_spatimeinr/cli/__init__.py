@@ -50,6 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)
         return 2
+    from ..core.resources import tune_malloc
+
+    tune_malloc()  # freed frames go back to the system (long renders and trainings)
     try:
         return int(COMMANDS[args.command](args) or 0)
     except SpatimeINRError as err:

@@ -67,7 +67,7 @@ def _plan(args: argparse.Namespace, md, out: Path, unc_out: Path | None = None):
     """The plan of one render after the gate of :mod:`.limits` (cost, disk, memory); with
     ``unc_out``, the uncertainty map's file passes the same gate."""
     from .. import api
-    from ..limits import check_render_export
+    from ..limits import check_render_export, renderer_bytes
 
     t_range = tuple(args.t_range) if args.t_range else None
     roi = tuple(args.roi) if args.roi else None
@@ -98,7 +98,7 @@ def _plan(args: argparse.Namespace, md, out: Path, unc_out: Path | None = None):
         device=args.device,
         keep_measured=args.keep_measured,
     )
-    return plan, cost, (md.path / "input.npy").stat().st_size
+    return plan, cost, renderer_bytes(md.shape)
 
 
 def _apply(args: argparse.Namespace, path: Path, progress=None):

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..core.config import CLASSICAL_METHODS, TrainConfig, load_yaml
 from ..core.errors import SpatimeINRError
-from ..core.text import fmt_seconds
+from ..core.text import fmt_bytes, fmt_seconds
 from .console import _bar, _graceful_stop, _say
 
 
@@ -107,7 +107,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         from ..render.apply import expand_inputs
 
         paths = expand_inputs(args.input)
-        stacks = [api.read(p, **read_options) for p in paths]
+        # memory-mapped where the file allows: training copies it into the model a block at a time
+        stacks = [api.read(p, **read_options, mapped=True) for p in paths]
         source = stacks if len(stacks) > 1 else stacks[0]
         for other in stacks[1:]:
             t, z, y, x = other.shape
@@ -141,13 +142,24 @@ def cmd_train(args: argparse.Namespace) -> int:
         for stack in stacks:  # what the reader assumed or left out (e.g. a file's other scenes)
             for note in stack.extra.get("notes", []):
                 _say(args, f"Note ({stack.name}): {note}")
-        if cfg.method == "spatimeinr":
-            from ..engines.presets import engine_of
+        from ..engines.presets import engine_of
+        from ..limits import TrainCost
 
-            if engine_of(cfg) == "fast":
-                from ..engines.fast.task import flow_plan
+        if cfg.method == "spatimeinr" and engine_of(cfg) == "fast":
+            from ..engines.fast.task import flow_plan
 
-                _say(args, "Plan: " + flow_plan(stacks[0].shape, cfg.time_limit))
+            _say(args, "Plan: " + flow_plan(stacks[0].shape, cfg.time_limit))
+        cost = TrainCost(  # what it will cost: the gate's own figures
+            stacks[0].shape,
+            engine_of(cfg),
+            str(stacks[0].extra.get("source_dtype") or "float32"),
+            mapped=type(stacks[0].data).__name__ == "memmap",
+        )
+        _say(
+            args,
+            f"Model directory about {fmt_bytes(cost.disk_bytes)}; peak memory about "
+            f"{fmt_bytes(cost.peak_bytes)}",
+        )
     with _graceful_stop() as stop:
         gen = api.train(
             source,
@@ -159,6 +171,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             force=args.force,
             init_from=args.init_from,
         )
+        # the training copies the input into the model directory and reads it from there: the
+        # stacks read here are not kept (their memory would count for the whole training)
+        source = stacks = stack = other = None  # noqa: F841
         bar = None
         last = None
         for p in gen:

@@ -11,6 +11,40 @@ from pathlib import Path
 from .errors import LimitError, SpatimeINRError
 from .text import fmt_bytes, fmt_shape
 
+#: glibc ``mallopt`` parameters: blocks of at least this many bytes are memory-mapped, so that a
+#: freed frame-sized temporary goes back to the system instead of staying in the heap
+MMAP_THRESHOLD = 1 << 20
+#: at most this many malloc arenas: each thread (dask, torch) otherwise gets its own, and freed
+#: memory stays resident in each of them
+ARENA_MAX = 2
+_malloc_tuned = False
+
+
+def tune_malloc() -> bool:
+    """Keep a long render or training from holding memory it freed (glibc on Linux only; the
+    environment's ``MALLOC_MMAP_THRESHOLD_``/``MALLOC_ARENA_MAX`` win). Measured on a 12-frame
+    56 × 320 × 352 stack rendered t × 2: peak RSS 2.30 GB without, see benchmarks/RESULTS.md.
+    Returns whether it was applied (once per process)."""
+    global _malloc_tuned
+    if _malloc_tuned:
+        return True
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+            libc.mallopt(-3, MMAP_THRESHOLD)  # M_MMAP_THRESHOLD
+        if "MALLOC_ARENA_MAX" not in os.environ:
+            libc.mallopt(-8, ARENA_MAX)  # M_ARENA_MAX
+    except (OSError, AttributeError):  # not glibc (musl, …)
+        return False
+    _malloc_tuned = True
+    return True
+
 
 def available_memory() -> int:
     """Bytes of memory available to a new allocation (``psutil``, else ``/proc/meminfo``)."""

@@ -28,8 +28,12 @@ class Normalization:
         flat = data.reshape(-1)
         step = max(1, flat.size // 4_000_000)
         sample = np.asarray(flat[::step], dtype=np.float64)
+        return cls.from_sample(sample, float(np.min(data)), float(np.max(data)))
+
+    @classmethod
+    def from_sample(cls, sample: np.ndarray, raw_min: float, raw_max: float) -> Normalization:
+        """:meth:`fit` from its subsample (float64) and the data's minimum and maximum."""
         low, high = np.percentile(sample, [LOW_PERCENTILE, HIGH_PERCENTILE])
-        raw_min, raw_max = float(np.min(data)), float(np.max(data))
         if not high > low:  # nearly constant stack with a few outliers: fall back to the full range
             low, high = raw_min, raw_max
         return cls(float(low), float(high), raw_min, raw_max)

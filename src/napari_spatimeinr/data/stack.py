@@ -62,6 +62,15 @@ class Stack4D:
         self.voxel_size = tuple(float(v) for v in self.voxel_size)  # type: ignore[assignment]
         self.frame_interval = float(self.frame_interval)
 
+    @classmethod
+    def mapped(cls, data: np.ndarray, **kwargs) -> Stack4D:
+        """A stack over a memory-mapped file's values in their own dtype (TZYX, read-only), not
+        copied to float32: for writing a model directory, which reads it a block at a time
+        (``read_stack(..., mapped=True)``). ``data.dtype`` is then the file's."""
+        stack = cls(np.zeros((1, 1, 1, 1), np.float32), **kwargs)
+        stack.data = data
+        return stack
+
     @property
     def shape(self) -> tuple[int, int, int, int]:
         return tuple(int(s) for s in self.data.shape)  # type: ignore[return-value]
@@ -76,9 +85,12 @@ class Stack4D:
         d = self.data
         if d.size == 0:
             raise SpatimeINRError(f"The stack {self.name!r} is empty (shape {d.shape}).")
-        finite = np.isfinite(d)
-        if not finite.all():
-            n_bad = int(d.size - finite.sum())
+        # a few frames at a time: no voxel-sized mask of a big stack
+        step = max(1, (1 << 24) // max(1, int(np.prod(d.shape[1:]))))
+        n_bad = sum(
+            int(np.count_nonzero(~np.isfinite(d[t : t + step]))) for t in range(0, d.shape[0], step)
+        )
+        if n_bad:
             raise SpatimeINRError(
                 f"The stack {self.name!r} has {n_bad} NaN/Inf values: replace them (e.g. with the "
                 "background level) before training."

@@ -5,7 +5,9 @@ Pure numpy/scipy (no napari): used by the napari sample-data hook, the CLI demo 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
@@ -26,32 +28,14 @@ class _Nucleus:
     divide_at: int | None
 
 
-def make_nuclei_timelapse(
-    shape: tuple[int, int, int, int] = (12, 12, 64, 64),
-    n_nuclei: int = 6,
-    seed: int = 0,
-    psf_sigma: tuple[float, float, float] = (1.2, 0.8, 0.8),
-    photons: float = 60.0,
-    read_noise: float = 2.0,
-    background: float = 100.0,
-    voxel_size: tuple[float, float, float] = VOXEL_SIZE,
-    frame_interval: float = FRAME_INTERVAL,
-) -> Stack4D:
-    """A (T, Z, Y, X) uint16-valued float32 stack of nuclei that drift, and some of which divide.
-
-    Args:
-        shape: (T, Z, Y, X). The default trains on a laptop CPU in about a minute.
-        n_nuclei: nuclei at the first frame.
-        seed: random seed (same seed, same stack).
-        psf_sigma: Gaussian PSF sigma per axis (z, y, x) in voxels; z is wider (anisotropic).
-        photons: peak signal in photons per voxel (sets the Poisson noise).
-        read_noise: camera read noise (standard deviation, in counts).
-        background: camera offset in counts.
-        voxel_size: (z, y, x) in µm.
-        frame_interval: seconds between frames.
-    """
-    nt, nz, ny, nx = (int(v) for v in shape)
-    rng = np.random.default_rng(seed)
+def _nuclei_frames(
+    shape: tuple[int, int, int, int],
+    n_nuclei: int,
+    rng: np.random.Generator,
+    psf_sigma: tuple[float, float, float],
+) -> Iterator[np.ndarray]:
+    """The noise-free frames (Z, Y, X) float32 of :func:`make_nuclei_timelapse`, one at a time."""
+    nt, nz, ny, nx = shape
     lo = np.array([nz * 0.3, ny * 0.2, nx * 0.2])
     hi = np.array([nz * 0.7, ny * 0.8, nx * 0.8])
     r_xy = max(2.0, min(ny, nx) / 10)
@@ -74,7 +58,6 @@ def make_nuclei_timelapse(
         np.arange(nx, dtype=np.float32),
         indexing="ij",
     )
-    frames = np.empty((nt, nz, ny, nx), np.float32)
     for t in range(nt):
         vol = np.zeros((nz, ny, nx), np.float32)
         for n in list(nuclei):
@@ -103,7 +86,38 @@ def make_nuclei_timelapse(
             )
             vol += n.brightness / (1 + np.exp(np.minimum((r2 - 1) * 6, 60)))
             n.pos = np.clip(n.pos + n.vel, lo * 0.5, hi + (np.array([nz, ny, nx]) - hi) * 0.5)
-        frames[t] = ndimage.gaussian_filter(vol, psf_sigma)
+        yield ndimage.gaussian_filter(vol, psf_sigma)
+
+
+def make_nuclei_timelapse(
+    shape: tuple[int, int, int, int] = (12, 12, 64, 64),
+    n_nuclei: int = 6,
+    seed: int = 0,
+    psf_sigma: tuple[float, float, float] = (1.2, 0.8, 0.8),
+    photons: float = 60.0,
+    read_noise: float = 2.0,
+    background: float = 100.0,
+    voxel_size: tuple[float, float, float] = VOXEL_SIZE,
+    frame_interval: float = FRAME_INTERVAL,
+) -> Stack4D:
+    """A (T, Z, Y, X) uint16-valued float32 stack of nuclei that drift, and some of which divide.
+
+    Args:
+        shape: (T, Z, Y, X). The default trains on a laptop CPU in about a minute.
+        n_nuclei: nuclei at the first frame.
+        seed: random seed (same seed, same stack).
+        psf_sigma: Gaussian PSF sigma per axis (z, y, x) in voxels; z is wider (anisotropic).
+        photons: peak signal in photons per voxel (sets the Poisson noise).
+        read_noise: camera read noise (standard deviation, in counts).
+        background: camera offset in counts.
+        voxel_size: (z, y, x) in µm.
+        frame_interval: seconds between frames.
+    """
+    nt, nz, ny, nx = (int(v) for v in shape)
+    rng = np.random.default_rng(seed)
+    frames = np.empty((nt, nz, ny, nx), np.float32)
+    for t, frame in enumerate(_nuclei_frames((nt, nz, ny, nx), n_nuclei, rng, psf_sigma)):
+        frames[t] = frame
     # a fixed illumination / detector pattern (varies by ±15 % across the field)
     texture = ndimage.gaussian_filter(rng.random((nz, ny, nx)), 1.0)
     texture = 0.85 + 0.3 * (texture - texture.min()) / (np.ptp(texture) + 1e-9)
@@ -120,6 +134,55 @@ def make_nuclei_timelapse(
     )
     stack.extra["source_dtype"] = "uint16"
     return stack
+
+
+def write_nuclei_tiff(
+    path: str | Path,
+    shape: tuple[int, int, int, int],
+    n_nuclei: int = 12,
+    seed: int = 0,
+    photons: float = 60.0,
+    read_noise: float = 2.0,
+    background: float = 100.0,
+    voxel_size: tuple[float, float, float] = VOXEL_SIZE,
+    frame_interval: float = FRAME_INTERVAL,
+) -> Path:
+    """Moving nuclei as :func:`make_nuclei_timelapse` makes them, written frame by frame as an
+    ImageJ TZYX uint16 TIFF: memory of a few frames at any size (for benchmarks of big stacks).
+
+    The same motion as :func:`make_nuclei_timelapse` of the same ``shape`` and ``seed``; the noise
+    is drawn frame by frame (so the voxels differ from it).
+    """
+    import tifffile
+
+    nt, nz, ny, nx = (int(v) for v in shape)
+    rng = np.random.default_rng(seed)
+    noise = np.random.default_rng(seed + 1)
+    texture = ndimage.gaussian_filter(noise.random((nz, ny, nx)), 1.0).astype(np.float32)
+    texture = 0.85 + 0.3 * (texture - texture.min()) / (np.ptp(texture) + 1e-9)
+
+    def frames() -> Iterator[np.ndarray]:
+        for frame in _nuclei_frames((nt, nz, ny, nx), n_nuclei, rng, (1.2, 0.8, 0.8)):
+            counts = noise.poisson(np.clip(frame * texture * photons, 0, None)).astype(np.float32)
+            counts += background + noise.normal(0, read_noise, counts.shape).astype(np.float32)
+            yield from np.clip(np.round(counts), 0, 65535).astype(np.uint16)  # one z plane a page
+
+    path = Path(path)
+    tifffile.imwrite(
+        path,
+        frames(),
+        shape=(nt, nz, ny, nx),
+        dtype=np.uint16,
+        imagej=True,
+        resolution=(1 / voxel_size[2], 1 / voxel_size[1]),
+        metadata={
+            "axes": "TZYX",
+            "spacing": voxel_size[0],
+            "unit": "um",
+            "finterval": frame_interval,
+        },
+    )
+    return path
 
 
 #: z volumes of known truth (issue 22): kind -> what the objects are

@@ -29,9 +29,51 @@ HOLDOUT_FRACTION = 0.02
 REPORT_EVERY = 0.5  # seconds between progress records
 
 
+def _holdout_frames(shape: tuple[int, ...], seed: int):
+    """The held-out voxels frame by frame: one random stream over the whole stack (drawing it in
+    pieces gives the same values as drawing it at once), never a float64 copy of the stack."""
+    rng = np.random.default_rng(seed + 7919)
+    for _ in range(int(shape[0])):
+        yield rng.random(tuple(shape[1:])) < HOLDOUT_FRACTION
+
+
 def holdout_mask(shape: tuple[int, ...], seed: int) -> np.ndarray:
     """The input voxels held back from training (about 2%), fixed by ``seed``."""
-    return np.random.default_rng(seed + 7919).random(shape) < HOLDOUT_FRACTION
+    out = np.empty(tuple(shape), dtype=bool)
+    for t, frame in enumerate(_holdout_frames(shape, seed)):
+        out[t] = frame
+    return out
+
+
+class PackedMask:
+    """A boolean (T, *S) mask kept as one bit per voxel (packed along the last axis): the held-out
+    voxels of a big stack in 1/8 of a byte each."""
+
+    def __init__(self, shape: tuple[int, ...], bits: np.ndarray):
+        self.shape = tuple(int(s) for s in shape)
+        self.bits = bits
+
+    @classmethod
+    def holdout(cls, shape: tuple[int, ...], seed: int) -> PackedMask:
+        """:func:`holdout_mask` of ``shape`` and ``seed``, packed."""
+        n = -(-int(shape[-1]) // 8)
+        bits = np.empty((*shape[:-1], n), dtype=np.uint8)
+        for t, frame in enumerate(_holdout_frames(shape, seed)):
+            bits[t] = np.packbits(frame, axis=-1)
+        return cls(shape, bits)
+
+    @classmethod
+    def of(cls, mask: np.ndarray) -> PackedMask:
+        return cls(mask.shape, np.packbits(np.asarray(mask, dtype=bool), axis=-1))
+
+    def __getitem__(self, key: tuple) -> np.ndarray:
+        """``mask[t, z0:z1, y0:y1, x0:x1]``-style indexing (an int or slices; the last axis a
+        slice)."""
+        *lead, last = key
+        start, stop, step = last.indices(self.shape[-1])
+        b0, b1 = start // 8, -(-stop // 8)
+        rows = np.unpackbits(self.bits[(*lead, slice(b0, b1))], axis=-1)
+        return rows[..., start - 8 * b0 : stop - 8 * b0 : step].astype(bool)
 
 
 def learning_rate(params: SpatimeINRParams, fraction: float) -> float:

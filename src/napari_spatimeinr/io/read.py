@@ -93,8 +93,14 @@ def read_stack(
     *,
     validate: bool = True,
     reader: str | None = None,
+    mapped: bool = False,
 ) -> Stack4D:
     """Read ``path`` as a TZYX float32 :class:`Stack4D` in raw intensity units.
+
+    ``mapped=True`` (training, which copies the stack into its model directory a block at a
+    time): an uncompressed file stored in TZYX order stays memory-mapped in its own dtype
+    (:meth:`Stack4D.mapped`), so reading a stack of any size costs no memory of its own; other
+    files are read as usual.
 
     Args:
         path: the file (or .zarr folder).
@@ -114,7 +120,7 @@ def read_stack(
     p = Path(path)
     src = read_source(p, reader)
     try:
-        data, file_axes = _canonical(src, axes, channel, p.name)
+        data, file_axes = _canonical(src, axes, channel, p.name, mapped)
     finally:
         if src.close is not None:
             src.close()
@@ -132,7 +138,8 @@ def read_stack(
             defaults.append("frame_interval")
         frame_interval = src.spacing.get("T", 1.0)
     origin = tuple(float(src.origin.get(a, 0.0)) for a in "TZYX")
-    stack = Stack4D(
+    make = Stack4D.mapped if isinstance(data, np.memmap) else Stack4D
+    stack = make(
         data,
         voxel_size=voxel_size,  # type: ignore[arg-type]
         frame_interval=frame_interval,
@@ -191,9 +198,12 @@ def _channels(shape: tuple[int, ...], axes: str) -> int:
 
 
 def _canonical(
-    src: SourceImage, axes: str | None, channel: int | None, name: str
+    src: SourceImage, axes: str | None, channel: int | None, name: str, mapped: bool = False
 ) -> tuple[np.ndarray, str]:
-    """The data as a C-contiguous TZYX float32 array, and the axes it was read with."""
+    """The data as a C-contiguous TZYX float32 array, and the axes it was read with.
+
+    ``mapped``: a memory-mapped file whose values are already C-ordered TZYX is returned as it
+    is (its own dtype, read-only, nothing loaded); anything else as the float32 copy."""
     data = src.data
     shape = src.shape
     if axes is not None:
@@ -230,6 +240,14 @@ def _canonical(
             data = data[np.newaxis]
             rest = a + rest
     data = data.transpose([rest.index(a) for a in "TZYX"])
+    if (
+        mapped
+        and isinstance(data, np.memmap)
+        and data.flags.c_contiguous
+        and data.dtype.kind in "iuf"
+        and src.value_scale is None
+    ):
+        return data, axes
     try:
         if hasattr(data, "compute"):
             data = data.astype(np.float32).compute()

@@ -319,12 +319,11 @@ def _write_flows(
     stop: Callable[[], bool],
     progress: Callable[[str], None] | None,
 ) -> None:
-    import io
 
     from ..core.errors import StopRequested
     from ..engines.fast import task as motion_task
 
-    data = np.asarray(work.input, dtype=np.float32)
+    data = work.input  # read a few frames at a time (StoredInput)
     gen = motion_task.compute_flows(data, stop, device)
     try:
         while True:
@@ -335,9 +334,7 @@ def _write_flows(
         flows = end.value
     if flows is None:
         raise StopRequested()
-    buf = io.BytesIO()
-    np.savez(buf, **flows)
-    work.write_atomic(motion_task.FLOWS_FILE, buf.getvalue())
+    work.write_atomic(motion_task.FLOWS_FILE, motion_task.flows_bytes(flows))
 
 
 class MismatchWarning(UserWarning):

@@ -74,6 +74,9 @@ def get_renderer(path: str | Path, device: str = "cpu") -> tuple[ModelDir, Block
         hit = _cached(key)  # loaded by another task while this one waited
         if hit is not None:
             return hit
+        from ..core.resources import tune_malloc
+
+        tune_malloc()  # a renderer's process (widgets, dask workers): freed frames let go
         try:
             md = ModelDir(path)
             classical = md.method in CLASSICAL_METHODS and device == "auto"  # no torch import
@@ -420,13 +423,35 @@ def render(
 
 
 def estimate_seconds(plan: RenderPlan, sample_chunks: int = 1) -> float:
-    """Estimate the render time by timing the first chunk (its result is cached by the renderer)."""
+    """Estimate the render time from timed chunks (their results are cached by the renderer).
+
+    The first chunk warms the renderer up (its input frames, flows and the first passes of its
+    networks cost more than any later one) and is not timed when there are others. The first
+    chunk of the next instants is then timed cold (it computes the frames of its instants, then
+    its part of space) and a second chunk at those instants warm (frames cached: space only). A
+    render computes each output instant's frame once and every chunk's space, so the estimate is
+    ``instants × frame + chunks × space``. ``sample_chunks`` is kept for callers.
+    """
     arr = render_plan(plan)
-    n_blocks = math.prod(len(c) for c in plan.chunks)
+    nb = arr.numblocks
+    n_blocks = math.prod(nb)
     # Load the renderer first, so its one-off cost is not counted per chunk.
     get_renderer(plan.model_dir, plan.device)
-    t0 = time.perf_counter()
-    for i in range(min(sample_chunks, n_blocks)):
-        arr.blocks[np.unravel_index(i, arr.numblocks)].compute(scheduler="sync")
-    per = (time.perf_counter() - t0) / max(1, min(sample_chunks, n_blocks))
-    return per * n_blocks
+
+    def timed(*idx: int) -> float:
+        t0 = time.perf_counter()
+        arr.blocks[idx].compute(scheduler="sync")
+        return time.perf_counter() - t0
+
+    first = timed(0, 0, 0, 0)
+    if n_blocks == 1:
+        return first
+    it = 1 if nb[0] > 1 else 0  # the next instants, else the first ones again (cached)
+    cold = timed(it, 0, 0, 0) if it else first
+    per_instant_block = math.prod(nb[1:])
+    if per_instant_block == 1:  # every chunk is its own instants: nothing is shared
+        return cold * n_blocks
+    second = np.unravel_index(1, nb[1:])
+    warm = min(timed(it, *(int(i) for i in second)), cold)
+    frame = (cold - warm) / max(1, plan.chunks[0][it])
+    return plan.shape[0] * frame + n_blocks * warm

@@ -5,10 +5,20 @@ Layout (DESIGN.md, "Model directory")::
     config.yaml   full validated TrainConfig (including ``method``)
     meta.json     format version, method, source name and SHA-256, shape, axes, voxel size,
                   frame interval, normalization, training steps and seconds
-    input.npy     the normalized input, TZYX float32 (memory-mapped by renderers)
+    input.npy     the input, TZYX, in its own dtype (uint16 for a uint16 file; float32 for float
+                  or non-integral data) as read, i.e. not normalized: ``meta.json["input_encoding"]``
+                  is ``"raw"`` and readers apply ``meta.json["normalization"]`` on read
+                  (:class:`StoredInput`, memory-mapped, a block at a time). Format 1 directories
+                  (no ``input_encoding``) hold the normalized input as float32 and still load.
     history.csv   step, loss, psnr, lr, seconds (one row per logged step)
     model.pt      learned weights (tensors only; methods with weights)
     checkpoint.pt optimizer and RNG state for --resume (methods with weights)
+
+The stored input costs the file's own size on disk (a uint16 stack: half the float32 copy format 1
+kept) and is written a few frames at a time, so a model directory of any size is made in bounded
+memory; the flows (``flows.npz``, written by the fast engine) are float16 on a grid subsampled in y
+and x, zip-compressed, one entry per frame pair (``gap1_00000``, …; format 1: one ``gap1`` array),
+read a pair at a time (:class:`~napari_spatimeinr.engines.fast.task.FlowPairs`).
 
 The directory appears atomically (built under a temporary name, then renamed) and an existing one
 is only replaced with ``overwrite=True``. Files inside are replaced atomically (temp + rename).
@@ -36,7 +46,15 @@ from ..core.files import fsync_dir
 from ..data.normalize import Normalization
 from ..data.stack import Stack4D
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: ``meta.json["input_encoding"]`` of a stored input in its own dtype, normalized on read (format 2);
+#: absent: the stored input is the normalized float32 (format 1)
+RAW_ENCODING = "raw"
+#: bytes read through one memory map before it is reopened: the pages a long run has read are
+#: then no longer resident in this process (its memory stays bounded at any stack size)
+REMAP_BYTES = 256 * 2**20
+#: bytes of input converted at a time when a model directory is written
+WRITE_BLOCK_BYTES = 64 * 2**20
 HISTORY_FIELDS = ["step", "loss", "psnr", "lr", "seconds"]
 
 
@@ -79,6 +97,152 @@ def check_new_output(path: Path, overwrite: bool, what: str = "model directory")
         raise SpatimeINRError(f"{path} is a file, not a model directory: choose another name.")
 
 
+class StoredInput:
+    """A stored input (``input.npy``) read a block at a time, normalized: an array-like of
+    shape (T, Z, Y, X) whose indexing returns normalized float32 numpy arrays.
+
+    ``norm`` None: the file holds normalized float32 already (format 1); else it holds raw values
+    (any dtype) and ``norm.apply`` maps what is read. The file is memory-mapped and reopened after
+    :data:`REMAP_BYTES` were read, so reading all of a big stack in pieces never keeps more than
+    that resident. ``np.asarray`` of it loads everything (small stacks only).
+    """
+
+    def __init__(self, path: str | Path, norm: Normalization | None = None):
+        self.path = Path(path)
+        self.norm = norm
+        mm = np.load(self.path, mmap_mode="r", allow_pickle=False)
+        self.shape: tuple[int, ...] = tuple(int(s) for s in mm.shape)
+        self.stored_dtype = mm.dtype
+        self._mm: np.ndarray | None = mm
+        self._read = 0
+
+    dtype = np.dtype(np.float32)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the whole normalized input as float32 (what ``np.asarray`` would allocate)."""
+        return 4 * self.size
+
+    @property
+    def stored_nbytes(self) -> int:
+        return self.size * self.stored_dtype.itemsize
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _map(self) -> np.ndarray:
+        mm = self._mm
+        if mm is None or self._read > REMAP_BYTES:
+            mm = np.load(self.path, mmap_mode="r", allow_pickle=False)
+            self._mm, self._read = mm, 0
+        return mm
+
+    def raw(self, key: Any = ...) -> np.ndarray:
+        """The stored values of ``key`` (a copy, in the stored dtype)."""
+        part = np.array(self._map()[key])
+        self._read += part.nbytes
+        if _fancy(key):  # scattered reads touch pages all over the file: let them go now
+            self._mm = None
+        return part
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        part = self.raw(key)
+        if self.norm is None:
+            return np.asarray(part, dtype=np.float32)
+        return self.norm.apply(part)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self[...]
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def frames(self, t0: int, t1: int) -> np.ndarray:
+        """Frames ``t0 <= t < t1``, normalized float32 (T', Z, Y, X)."""
+        return self[t0:t1]
+
+    def fit_normalization(self) -> Normalization:
+        """:meth:`Normalization.fit` of the normalized values, computed a frame block at a time
+        (the same subsample of about 4M values and the exact min and max)."""
+        flat_n = self.size
+        step = max(1, flat_n // 4_000_000)
+        per = int(np.prod(self.shape[1:]))
+        block = max(1, WRITE_BLOCK_BYTES // max(4 * per, 1))
+        parts, lo, hi = [], np.inf, -np.inf
+        for t0 in range(0, self.shape[0], block):
+            a = self[t0 : t0 + block].reshape(-1)
+            first = (-(t0 * per)) % step  # the global sample positions that fall in this block
+            parts.append(np.asarray(a[first::step], dtype=np.float64))
+            lo, hi = min(lo, float(a.min())), max(hi, float(a.max()))
+        return Normalization.from_sample(np.concatenate(parts), lo, hi)
+
+
+def _fancy(key: Any) -> bool:
+    keys = key if isinstance(key, tuple) else (key,)
+    return any(isinstance(k, (np.ndarray, list)) for k in keys)
+
+
+def write_input(path: Path, data: np.ndarray, source_dtype: str | None) -> str:
+    """Store ``data`` (T, Z, Y, X, raw intensities) as ``path`` (.npy) in ``source_dtype`` when it
+    holds that integer type's values exactly, else as float32; a block of frames at a time.
+    Returns the stored dtype's name."""
+    dtype = np.dtype(np.float32)
+    if source_dtype:
+        try:
+            want = np.dtype(source_dtype)
+        except TypeError:
+            want = dtype
+        if want.kind in "iu" and want.itemsize <= 4 and _fits(data, want):
+            dtype = want
+    with open(path, "wb") as fh:  # plain writes: no mapped (resident) pages of the output
+        header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False}
+        np.lib.format.write_array_header_1_0(fh, {**header, "shape": tuple(data.shape)})
+        for sl in _blocks(data.shape):
+            fh.write(np.ascontiguousarray(data[sl], dtype=dtype).tobytes())
+            release_pages(data)
+    return dtype.name
+
+
+def release_pages(data: Any) -> None:
+    """Let the pages of a memory-mapped array that were read go (they stay in the page cache,
+    not in this process's memory); nothing for other arrays."""
+    import mmap
+
+    mm = getattr(data, "_mmap", None)
+    if mm is None and isinstance(getattr(data, "base", None), mmap.mmap):
+        mm = data.base
+    if mm is not None and hasattr(mm, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+        try:
+            mm.madvise(mmap.MADV_DONTNEED)
+        except (OSError, ValueError):
+            pass
+
+
+def _blocks(shape: tuple[int, ...]):
+    per = int(np.prod(shape[1:])) * 4
+    n = max(1, WRITE_BLOCK_BYTES // max(per, 1))
+    for t0 in range(0, shape[0], n):
+        yield slice(t0, min(shape[0], t0 + n))
+
+
+def _fits(data: np.ndarray, dtype: np.dtype) -> bool:
+    """Whether every value of ``data`` is a whole number in the range of the integer ``dtype``."""
+    info = np.iinfo(dtype)
+    for sl in _blocks(data.shape):
+        a = np.asarray(data[sl])
+        if a.size and (
+            a.min() < info.min or a.max() > info.max or not np.array_equal(a, np.round(a))
+        ):
+            return False
+    return True
+
+
 class ModelDir:
     """An opened model directory (see module docstring)."""
 
@@ -117,7 +281,7 @@ class ModelDir:
             self.norm = Normalization.from_dict(self.meta["normalization"])
         except (KeyError, TypeError, ValueError) as exc:
             raise self._broken(f"its normalization is unreadable: {exc}") from None
-        self._input: np.ndarray | None = None
+        self._input: StoredInput | None = None
 
     def _broken(self, why: str) -> SpatimeINRError:
         return SpatimeINRError(
@@ -148,19 +312,30 @@ class ModelDir:
         return self.config.method
 
     @property
-    def input(self) -> np.ndarray:
-        """The normalized input, TZYX float32, memory-mapped read-only."""
+    def input(self) -> StoredInput:
+        """The normalized input, TZYX float32 when indexed (:class:`StoredInput`: read a block at
+        a time from the memory-mapped ``input.npy``)."""
         if self._input is None:
-            try:
-                arr = np.load(self.path / "input.npy", mmap_mode="r", allow_pickle=False)
-            except (ValueError, OSError, EOFError) as exc:
-                raise self._broken(f"input.npy is unreadable: {exc}") from None
-            if tuple(arr.shape) != self.shape:
+            self._input = self.stored_input("input.npy", self.meta)
+            if self._input.shape != self.shape:
                 raise self._broken(
-                    f"input.npy has shape {tuple(arr.shape)}, meta.json says {self.shape}"
+                    f"input.npy has shape {self._input.shape}, meta.json says {self.shape}"
                 )
-            self._input = arr
         return self._input
+
+    def stored_input(self, name: str, record: dict[str, Any]) -> StoredInput:
+        """The stored input ``name`` (``input.npy``, ``stacks/K/input.npy``) described by
+        ``record`` (meta.json, or its entry in ``meta.json["stacks"]``), normalized on read."""
+        norm = None
+        if record.get("input_encoding") == RAW_ENCODING:
+            try:
+                norm = Normalization.from_dict(record["normalization"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise self._broken(f"the normalization of {name} is unreadable: {exc}") from None
+        try:
+            return StoredInput(self.path / name, norm)
+        except (ValueError, OSError, EOFError) as exc:
+            raise self._broken(f"{name} is unreadable: {exc}") from None
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
@@ -180,8 +355,10 @@ class ModelDir:
 
     def stack(self) -> Stack4D:
         """The input as a Stack4D in raw intensity units (loads it into memory)."""
+        inp = self.input
+        raw = inp.raw() if inp.norm is not None else self.norm.invert(inp[...])
         return Stack4D(
-            self.norm.invert(np.asarray(self.input)),
+            raw,
             voxel_size=self.voxel_size,
             frame_interval=self.frame_interval,
             source_axes=self.meta.get("source_axes", "TZYX"),
@@ -268,7 +445,8 @@ def create_model_dir(
 ) -> ModelDir:
     """Write a new model directory for ``stack`` atomically and open it.
 
-    The input is validated (NaN/Inf, constant), normalized once and stored as ``input.npy``.
+    The input is validated (NaN/Inf, constant), its normalization fitted and recorded in meta.json,
+    and it is stored as ``input.npy`` in its source dtype (:func:`write_input`; normalized on read).
     ``extra_stacks`` (training on several stacks): each is normalized on its own and stored as
     ``stacks/K/input.npy`` (K = 1, 2, …); ``meta.json["stacks"]`` then describes all of them, the
     first being ``input.npy`` (what the model renders without ``--input``).
@@ -284,6 +462,7 @@ def create_model_dir(
             f"The folder {parent} does not exist: create it or choose another -o."
         )
     norm = Normalization.fit(stack.data)
+    release_pages(stack.data)  # a memory-mapped stack: the checks above read all of it
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
     except OSError as exc:
@@ -293,14 +472,14 @@ def create_model_dir(
         ) from None
     os.chmod(tmp, default_mode(directory=True))  # readable by cluster workers like any folder
     try:
-        np.save(tmp / "input.npy", norm.apply(stack.data))
+        stored = write_input(tmp / "input.npy", stack.data, _source_dtype(stack))
         records = []
         if extra_stacks:
             records.append(stack_record(stack, norm, "input.npy", "flows.npz"))
             for k, other in enumerate(extra_stacks, start=1):
                 (tmp / "stacks" / str(k)).mkdir(parents=True)
                 onorm = Normalization.fit(other.data)
-                np.save(tmp / "stacks" / str(k) / "input.npy", onorm.apply(other.data))
+                write_input(tmp / "stacks" / str(k) / "input.npy", other.data, _source_dtype(other))
                 records.append(
                     stack_record(other, onorm, f"stacks/{k}/input.npy", f"stacks/{k}/flows.npz")
                 )
@@ -322,6 +501,8 @@ def create_model_dir(
             "time_unit": "second",
             "origin": list(stack.origin),
             "normalization": norm.to_dict(),
+            "input_encoding": RAW_ENCODING,
+            "input_dtype": stored,
             "source_dtype": str(stack.extra.get("source_dtype", "float32")),
             "train_steps": 0,
             "train_seconds": 0.0,
@@ -348,6 +529,11 @@ def create_model_dir(
     return ModelDir(path)
 
 
+def _source_dtype(stack: Stack4D) -> str | None:
+    got = stack.extra.get("source_dtype")
+    return str(got) if got else None
+
+
 def stack_record(stack: Stack4D, norm: Any, input_file: str, flows_file: str) -> dict[str, Any]:
     """meta.json's description of one training stack (``meta.json["stacks"]``)."""
     return {
@@ -358,6 +544,7 @@ def stack_record(stack: Stack4D, norm: Any, input_file: str, flows_file: str) ->
         "voxel_size": list(stack.voxel_size),
         "frame_interval": stack.frame_interval,
         "normalization": norm.to_dict(),
+        "input_encoding": RAW_ENCODING,
         "input": input_file,
         "flows": flows_file,
     }

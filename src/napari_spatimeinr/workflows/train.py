@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..core.config import StackOptions, TrainConfig, build
 from ..core.device import device_errors
 from ..core.errors import SpatimeINRError
@@ -30,10 +32,13 @@ def read(
     voxel_size: tuple[float, float, float] | None = None,
     frame_interval: float | None = None,
     reader: str | None = None,
+    mapped: bool = False,
 ) -> Stack4D:
     """Read a stack (TIFF, OME-TIFF, NIfTI, OME-Zarr, .npy; .czi, .nd2, .lif with the ``formats``
     extra) as a canonical TZYX :class:`Stack4D`. ``reader="bioio"`` reads OME-TIFF and OME-Zarr
-    through bioio too (default: ``$SPATIMEINR_READER``, else by suffix)."""
+    through bioio too (default: ``$SPATIMEINR_READER``, else by suffix). ``mapped``: an
+    uncompressed TZYX file stays memory-mapped in its own dtype (to train on it:
+    :meth:`Stack4D.mapped`)."""
     from ..io.read import read_stack
 
     opts = build(
@@ -46,7 +51,7 @@ def read(
         },
         "read options",
     )
-    return read_stack(path, **opts.model_dump(), reader=reader)
+    return read_stack(path, **opts.model_dump(), reader=reader, mapped=mapped)
 
 
 def train_config(
@@ -89,7 +94,9 @@ def train(
     ``force=True`` skips the disk check only. An unwritable ``out_dir`` is refused by name.
     """
     t_setup = time.perf_counter()
-    from ..core.resources import check_writable
+    from ..core.resources import check_writable, tune_malloc
+
+    tune_malloc()  # a training process holds no freed frames (glibc)
     from ..limits import check_train
 
     cfg = train_config(config)
@@ -114,7 +121,10 @@ def train(
         sources = list(source) if isinstance(source, (list, tuple)) else [source]
         if not sources:
             raise SpatimeINRError("No input stack was given: name at least one.")
-        stacks = [s if isinstance(s, Stack4D) else read(s, **(read_options or {})) for s in sources]
+        stacks = [
+            s if isinstance(s, Stack4D) else read(s, **(read_options or {}), mapped=True)
+            for s in sources
+        ]
         record = None
         if init_from is not None:
             from ..store.records import init_from_record
@@ -127,8 +137,13 @@ def train(
         if len(stacks) > 1:
             _check_several(stacks, cfg)
         for s in stacks:
-            check_train(s.shape, engine_of(cfg), out_dir, force=force)
+            dtype = str(s.extra.get("source_dtype") or "float32")
+            mapped = not isinstance(s.data, np.ndarray) or isinstance(s.data, np.memmap)
+            check_train(s.shape, engine_of(cfg), out_dir, force=force, dtype=dtype, mapped=mapped)
         md = create_model_dir(out_dir, stacks[0], cfg, overwrite=overwrite, extra_stacks=stacks[1:])
+        # the model directory holds the input now (read from it a piece at a time): the stacks
+        # read here are let go, so that training's memory does not grow with them
+        stacks = sources = s = source = None  # noqa: F841
         if record is not None:
             md.update_meta(init_from=record)
     if cfg.time_limit is not None:  # the limit covers reading and writing the input too

@@ -64,17 +64,23 @@ def warp(images: torch.Tensor, disp: torch.Tensor) -> torch.Tensor:
     to ``scipy.ndimage.map_coordinates(order=1, mode="nearest")`` on the same coordinates.
     """
     shape = images.shape[1:]
-    scale = torch.tensor(
-        [2.0 / (n - 1) if n > 1 else 0.0 for n in shape][::-1],
-        device=images.device,
-        dtype=disp.dtype,
-    )
-    d = disp.flip(1).movedim(1, -1) * scale  # (B, *S, ndim) in (x, y[, z]) order, normalized
-    grid = _grid(shape, images.device).to(disp.dtype) + d
-    out = F.grid_sample(
-        images[:, None], grid, mode="bilinear", padding_mode="border", align_corners=True
-    )
-    return out[:, 0]
+    nd = len(shape)
+    scale = [2.0 / (n - 1) if n > 1 else 0.0 for n in shape]
+    out = torch.empty(images.shape, device=images.device, dtype=images.dtype)
+    # one image at a time, its sampling grid built in place: the same values as the whole batch
+    # at once, with the memory of one grid (a big frame's grid is 3 floats per voxel)
+    for b in range(images.shape[0]):
+        grid = _grid(shape, images.device).to(disp.dtype)  # (1, *S, ndim), order (x, y[, z])
+        for c in range(nd):
+            grid[..., nd - 1 - c] += disp[b, c] * scale[c]
+        out[b] = F.grid_sample(
+            images[b : b + 1, None],
+            grid,
+            mode="bilinear",
+            padding_mode="border",
+            align_corners=True,
+        )[0, 0]
+    return out
 
 
 def _gradient(u: torch.Tensor, axis: int, out: torch.Tensor) -> torch.Tensor:
@@ -243,8 +249,8 @@ def upsample_flow(flow: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     mode = "trilinear" if len(shape) == 3 else "bilinear"
     out = F.interpolate(flow.float(), size=tuple(shape), mode=mode, align_corners=False)
     scale = [n / m for n, m in zip(shape, g, strict=True)]
-    return out * torch.tensor(scale, device=flow.device, dtype=out.dtype).view(
-        1, -1, *[1] * len(shape)
+    return out.mul_(
+        torch.tensor(scale, device=flow.device, dtype=out.dtype).view(1, -1, *[1] * len(shape))
     )
 
 
@@ -318,6 +324,5 @@ def warp_pair(
     The same warps as :func:`napari_spatimeinr.engines.fast.motion.warp_pair`: ``a(x - α·v(x))`` and
     ``b(x + (1-α)·v(x))``.
     """
-    frames = torch.stack([a, b])
-    disp = torch.stack([-alpha * v, (1.0 - alpha) * v])
-    return warp(frames, disp)
+    wa = warp(a[None], (-alpha * v)[None])
+    return torch.cat([wa, warp(b[None], ((1.0 - alpha) * v)[None])])

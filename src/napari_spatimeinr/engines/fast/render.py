@@ -38,6 +38,10 @@ from .refiner import make_refiner
 
 #: refined frames kept per renderer
 FRAME_CACHE = 8
+#: voxels of one refiner pass on a frame (frames are refined in tiles of rows of y beyond this)
+NET_TILE_VOXELS = 1 << 20
+#: measured (input) frames kept per renderer, read from the model directory when needed
+FRAMES_KEPT = 4
 #: instants closer than this to a measured frame (in frames) are that frame
 EPS = 1e-6
 #: held-out frames (each predicted from its two neighbours) that calibrate the uncertainty
@@ -75,6 +79,37 @@ def resample_space(frame: np.ndarray, z, y, x, spacing_zyx, z_resampler=None) ->
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
+class FrameStore:
+    """The frames of a stored input as tensors on ``device``, read when first asked for:
+    ``store[i]`` is frame ``i`` (Z, Y, X), normalized float32; the last :data:`FRAMES_KEPT` are
+    kept (a render visits instants in order, so its neighbours are read once)."""
+
+    def __init__(self, data, device: torch.device):
+        self.data = data
+        self.device = device
+        self.shape = tuple(data.shape)
+        self._kept: OrderedDict[int, torch.Tensor] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        i = int(i)
+        with self._lock:
+            hit = self._kept.get(i)
+            if hit is not None:
+                self._kept.move_to_end(i)
+                return hit
+        frame = torch.from_numpy(np.ascontiguousarray(self.data[i], dtype=np.float32))
+        frame = frame.to(self.device)
+        with self._lock:
+            self._kept[i] = frame
+            while len(self._kept) > FRAMES_KEPT:
+                self._kept.popitem(last=False)
+        return frame
+
+
 class MotionRenderer:
     """Renders blocks of a motion-engine model directory; thread-safe."""
 
@@ -82,11 +117,11 @@ class MotionRenderer:
         weights = checkpoint.load_weights(model_dir, "cpu")  # a clear error if not trained
         self.device = torch_device(device)
         self.params = resolve_params(model_dir.config)
-        data = np.asarray(model_dir.input, dtype=np.float32)
-        self.frame_shape = data.shape[1:]
+        data = model_dir.input  # read a frame at a time (StoredInput), never loaded whole
+        self.frame_shape = tuple(data.shape[1:])
         self.sp = flow.spatial_shape(data.shape)
         self.n_frames = data.shape[0]
-        self.data = torch.from_numpy(np.array(data)).to(self.device)
+        self.data = FrameStore(data, self.device)
         self.net = make_refiner(self.params, data.shape).to(self.device).eval()
         self.net.load_state_dict(weights)
         flows = motion_task.load_flows(model_dir)
@@ -134,7 +169,7 @@ class MotionRenderer:
             return self._flow_cache[i]
         if not self.computed[i]:  # solved once, here, when first needed
             if self._flow_norm is None:
-                self._flow_norm = Normalization.fit(self._raw)
+                self._flow_norm = motion_task.fit_normalization(self._raw)
             self.flows[i] = flow.solve_pairs(
                 self._raw, i, i + 1, self.stride, self.device, self._flow_norm
             )[0]
@@ -151,8 +186,11 @@ class MotionRenderer:
         xt = x[:, None]
         n_y = x.shape[2]
         halo = self.params.refine_depth
+        # rows per tile: a tile's activations stay near NET_TILE_VOXELS voxels × width at any
+        # frame size (the result is the same: each tile has a halo of the network's reach)
+        bound = max(8, NET_TILE_VOXELS // max(1, x.shape[0] * x.shape[1] * x.shape[3]))
         while True:
-            rows = self.tile or n_y
+            rows = min(self.tile or n_y, bound)
             try:
                 if rows >= n_y:
                     return self.net(xt).float()
@@ -287,7 +325,9 @@ class MotionRenderer:
             v1, v2 = self._flow(j - 1), self._flow(j)
             nd = v1.shape[0]
             # a(x) ≈ b(x + v1(x)) and b(y) ≈ c(y + v2(y)), so a(x) ≈ c(x + v1(x) + v2(x + v1(x)))
-            v13 = v1 + flow.warp(v2, v1[None].expand(nd, *v1.shape))
+            # one component at a time (the same values as warping the three at once, a third of
+            # the sampling grid's memory)
+            v13 = v1 + torch.cat([flow.warp(v2[c : c + 1], v1[None]) for c in range(nd)])
             a, c = self.data[j - 1].reshape(sp), self.data[j + 1].reshape(sp)
             w0, w1 = flow.warp_pair(a, c, v13, 0.5)
             pred = self._net((0.5 * (w0 + w1)).reshape(self.frame_shape)[None])[0]

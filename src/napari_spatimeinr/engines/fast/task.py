@@ -13,23 +13,32 @@ to plain motion-compensated interpolation on ``t_ctc2d`` (docs/method.md).
 Held-out voxels (2% of the input, fixed by the seed) are never targets; the PSNR on them inside
 fixed validation crops is the trainer's reported PSNR and chooses the kept weights.
 
-Flows between neighbouring frames are computed once per model directory and stored in
-``flows.npz`` (key ``gap1``, shape ``(T-1, ndim, *spatial)``); rendering reuses them.
+Flows between neighbouring frames are computed once per model directory, a few frame pairs at a
+time from the lazily read input, and stored in ``flows.npz`` (float16 on the frame grid subsampled
+in y and x, zip-compressed: one entry ``gap1_IIIII`` of shape ``(ndim, *grid)`` per pair, ``pairs``
+= ``(T-1, ndim, *grid)``, ``stride``, ``computed``; directories written before hold one ``gap1``
+array of shape ``(T-1, ndim, *grid)``); rendering reuses them, a pair at a time (:class:`FlowPairs`). Training
+crops are warped when drawn (:class:`MotionTask`), so training holds no warped copy of the stack.
 """
 
 from __future__ import annotations
 
 import io
 import math
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Generator
+from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ...core.progress import Progress
 from ...data.normalize import Normalization
 from ...store.model_dir import ModelDir
+from ..loop import PackedMask
 from ..losses import psnr
 from . import flow
 
@@ -111,7 +120,7 @@ def compute_flows(
     if n_pairs == 0:
         gap1 = np.zeros((0, len(sp), *sp), np.float16)
         return {"gap1": gap1, "stride": np.asarray(stride), "computed": computed}
-    norm = Normalization.fit(data)
+    norm = fit_normalization(data)
     t0 = time.perf_counter()
     probe = None
     if budget is not None and n_pairs > 1:  # time one pair, then choose a grid that fits
@@ -158,13 +167,107 @@ def compute_flows(
     return {"gap1": out, "stride": np.asarray(stride), "computed": computed}
 
 
+#: ``flows.npz`` key of pair ``i``'s flow (format 2: one entry per pair, read when needed)
+PAIR_KEY = "gap1_{:05d}"
+
+
+class FlowPairs:
+    """The stored flows of a model pair by pair: ``pairs[i]`` is the flow of frames (i, i+1) on
+    its grid, (ndim, *grid) float16, decompressed from ``flows.npz`` when asked for (the last
+    :attr:`KEEP` are kept), so a renderer or a training holds a few pairs, not all of them.
+    ``pairs[i] = flow`` records a pair solved later (kept in memory). ``np.asarray(pairs)`` gives
+    the whole (T-1, ndim, *grid) array."""
+
+    KEEP = 4
+
+    def __init__(self, path: Path, n: int, pair_shape: tuple[int, ...]):
+        self.path = Path(path)
+        self.shape = (int(n), *(int(s) for s in pair_shape))
+        self.dtype = np.dtype(np.float16)
+        self._set: dict[int, np.ndarray] = {}
+        self._kept: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape)) * self.dtype.itemsize
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _index(self, i: int) -> int:
+        i = int(i)
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(f"flow pair {i} of {len(self)}")
+        return i
+
+    def __getitem__(self, i: int | slice) -> np.ndarray:
+        if isinstance(i, slice):
+            return np.stack([self[j] for j in range(*i.indices(len(self)))])
+        i = self._index(i)
+        with self._lock:
+            if i in self._set:
+                return self._set[i]
+            hit = self._kept.get(i)
+            if hit is not None:
+                self._kept.move_to_end(i)
+                return hit
+        with np.load(self.path) as f:
+            pair = np.asarray(f[PAIR_KEY.format(i)], dtype=np.float16)
+        with self._lock:
+            self._kept[i] = pair
+            while len(self._kept) > self.KEEP:
+                self._kept.popitem(last=False)
+        return pair
+
+    def __setitem__(self, i: int | slice, value: np.ndarray) -> None:
+        if isinstance(i, slice):
+            which = range(*i.indices(len(self)))
+            values = np.broadcast_to(np.asarray(value), (len(which), *self.shape[1:]))
+            for j, v in zip(which, values, strict=True):
+                self[j] = v
+            return
+        with self._lock:
+            self._set[self._index(i)] = np.array(value, dtype=np.float16)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = np.stack([self[i] for i in range(len(self))]) if len(self) else np.zeros(self.shape)
+        return out.astype(dtype or self.dtype, copy=False)
+
+
+def flows_bytes(flows: dict) -> bytes:
+    """``flows.npz`` of ``compute_flows``'s result: zip-compressed (flows are smooth: about a
+    quarter of their float16 size), one entry per pair (:class:`FlowPairs` reads one at a time)."""
+    gap1 = flows["gap1"]
+    entries = {PAIR_KEY.format(i): np.asarray(gap1[i], np.float16) for i in range(len(gap1))}
+    buf = io.BytesIO()
+    np.savez_compressed(
+        buf,
+        pairs=np.asarray(gap1.shape, dtype=np.int64),
+        stride=np.asarray(flows["stride"]),
+        computed=np.asarray(flows["computed"], dtype=bool),
+        **entries,
+    )
+    return buf.getvalue()
+
+
 def load_flows(model_dir: ModelDir, name: str = FLOWS_FILE) -> dict[str, np.ndarray] | None:
-    """The stored flows, or None when there are none yet (older directories: all computed)."""
+    """The stored flows, or None when there are none yet (older directories: all computed).
+
+    ``"gap1"`` is a :class:`FlowPairs` (pairs read when needed) for flows stored pair by pair,
+    the whole array for flows stored before (one ``gap1`` entry)."""
     path = model_dir.path / name
     if not path.is_file():
         return None
     with np.load(path) as f:
-        flows = {k: f[k] for k in f.files}
+        small = {k: f[k] for k in f.files if not k.startswith("gap1_")}
+    flows: dict = dict(small)
+    if "pairs" in small:
+        shape = tuple(int(s) for s in small.pop("pairs"))
+        flows.pop("pairs")
+        flows["gap1"] = FlowPairs(path, shape[0], shape[1:])
     flows.setdefault("computed", np.ones(len(flows["gap1"]), dtype=bool))
     flows.setdefault("stride", np.asarray(1))
     return flows
@@ -186,18 +289,31 @@ def ensure_flows(
     flows = load_flows(model_dir, flows_file)
     if flows is not None:
         return flows
-    if input_file == "input.npy":
-        data = np.asarray(model_dir.input, dtype=np.float32)
-    else:
-        data = np.load(model_dir.path / input_file, mmap_mode="r", allow_pickle=False)
-        data = np.asarray(data, dtype=np.float32)
+    data = stored_input(model_dir, input_file)
     flows = yield from compute_flows(data, stop, device, budget=budget)
     if flows is None:
         return None
-    buf = io.BytesIO()
-    np.savez(buf, **flows)
-    model_dir.write_atomic(flows_file, buf.getvalue())
-    return flows
+    model_dir.write_atomic(flows_file, flows_bytes(flows))
+    del flows  # read back pair by pair: training holds a few pairs, not all of them
+    return load_flows(model_dir, flows_file)
+
+
+def stored_input(model_dir: ModelDir, input_file: str = "input.npy"):
+    """The training stack ``input_file`` of ``model_dir``, read lazily and normalized
+    (:class:`~napari_spatimeinr.store.model_dir.StoredInput`)."""
+    if input_file == "input.npy":
+        return model_dir.input
+    for rec in model_dir.meta.get("stacks") or []:
+        if rec.get("input") == input_file:
+            return model_dir.stored_input(input_file, rec)
+    return model_dir.stored_input(input_file, {})
+
+
+def fit_normalization(data) -> Normalization:
+    """:meth:`Normalization.fit` of a numpy array, or of a lazily read stored input a block at a
+    time (the same values)."""
+    fit = getattr(data, "fit_normalization", None)
+    return fit() if fit is not None else Normalization.fit(data)
 
 
 def training_pairs(
@@ -231,8 +347,82 @@ def training_pairs(
     return warped, targets
 
 
+def _axis_weights(n: int, m: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Linear interpolation of voxels ``lo <= p < hi`` of an axis of ``n`` voxels from ``m``
+    samples, as :func:`flow.upsample_flow` (``align_corners=False``): (i0, i1, weight of i1)."""
+    p = np.arange(lo, hi, dtype=np.float64)
+    src = np.maximum((p + 0.5) * (m / n) - 0.5, 0.0) if m != n else p
+    i0 = np.minimum(np.floor(src).astype(np.int64), m - 1)
+    i1 = np.minimum(i0 + 1, m - 1)
+    return i0, i1, (src - i0).astype(np.float32)
+
+
+def flow_crop(stored: np.ndarray, sp: tuple[int, ...], box: tuple[slice, ...]) -> torch.Tensor:
+    """A stored flow (nd, *grid) on the voxels of ``box`` (one slice per spatial axis of ``sp``),
+    in voxels: what :func:`flow.full_flow` gives on the whole frame, cut to ``box``, without the
+    whole frame's flow (float32 (nd, *box))."""
+    g = torch.from_numpy(np.asarray(stored, dtype=np.float32))
+    for a, (n, sl) in enumerate(zip(sp, box, strict=True)):
+        m = g.shape[1 + a]
+        i0, i1, w = _axis_weights(n, m, sl.start, sl.stop)
+        lo, hi = int(i0.min()), int(i1.max()) + 1
+        part = g.narrow(1 + a, lo, hi - lo)
+        view = [1] * g.ndim
+        view[1 + a] = len(w)
+        wt = torch.from_numpy(w).view(view)
+        g = (
+            part.index_select(1 + a, torch.from_numpy(i0 - lo)) * (1 - wt)
+            + part.index_select(1 + a, torch.from_numpy(i1 - lo)) * wt
+        )
+        if m != n:  # the component along this axis, in voxels of the full grid
+            g.narrow(0, a, 1).mul_(n / m)
+    return g
+
+
+def warp_crop(
+    frame: Callable[[tuple[slice, ...]], np.ndarray],
+    v: torch.Tensor,
+    sp: tuple[int, ...],
+    box: tuple[slice, ...],
+) -> torch.Tensor:
+    """``frame(x + v(x))`` on the voxels ``x`` of ``box``: :func:`flow.warp` of the whole frame
+    (linear, edges repeated), cut to ``box``, reading only the part of the frame it samples.
+
+    ``frame(region)``: the frame's voxels in ``region`` (a slice per spatial axis), float32;
+    ``v``: the displacement on ``box`` (nd, *box) in voxels (:func:`flow_crop`, signed).
+    """
+    nd = len(sp)
+    pos = []
+    for a, (n, sl) in enumerate(zip(sp, box, strict=True)):
+        view = [1] * nd
+        view[a] = sl.stop - sl.start
+        base = torch.arange(sl.start, sl.stop, dtype=torch.float32).view(view)
+        pos.append((base + v[a]).clamp_(0, n - 1) if n > 1 else torch.zeros_like(v[a]))
+    region, coords = [], []
+    for a, p in enumerate(pos):
+        lo = int(math.floor(float(p.min())))
+        hi = min(int(math.floor(float(p.max()))) + 2, sp[a])
+        region.append(slice(lo, hi))
+        size = hi - lo
+        coords.append((p - lo) * (2.0 / (size - 1)) - 1.0 if size > 1 else torch.zeros_like(p))
+    part = torch.from_numpy(np.ascontiguousarray(frame(tuple(region)), dtype=np.float32))
+    grid = torch.stack(coords[::-1], dim=-1)[None]  # (1, *box, nd), order (x, y[, z])
+    out = F.grid_sample(
+        part[None, None], grid, mode="bilinear", padding_mode="border", align_corners=True
+    )
+    return out[0, 0]
+
+
 class MotionTask:
     """Training examples and validation of the refinement CNN.
+
+    An example is a neighbour pair in one direction (frame ``i`` carried to frame ``i+1``'s
+    instant, or ``i+1`` back to ``i``'s, as :func:`training_pairs`), its target the measured frame;
+    training draws crops of them. Each crop is warped when drawn (:func:`warp_crop`, reading only
+    the voxels it samples), so the memory does not grow with the number or size of the frames:
+    ``data`` may be a memory-mapped or lazily read stack (:class:`~napari_spatimeinr.store.
+    model_dir.StoredInput`), the held-out mask a :class:`~napari_spatimeinr.engines.loop.
+    PackedMask`.
 
     One stack, or several (:meth:`several`: one model trained on several stacks): examples are then
     drawn across all of their neighbour pairs, crops sized to fit the smallest stack.
@@ -267,19 +457,15 @@ class MotionTask:
 
     def _setup(self, parts, crop_side: int, target_voxels: int, device, seed: int) -> None:
         self.device = device
-        self.inputs: list[torch.Tensor] = []
-        self.targets: list[torch.Tensor] = []
-        self.train_mask: list[torch.Tensor] = []
-        self.val_mask: list[torch.Tensor] = []
-        self._where: list[tuple[int, int]] = []  # example j -> (stack, its own example)
+        self.stacks = []  # (data, gap1, holdout, spatial shape) per stack
+        self._where: list[tuple[int, int, int]] = []  # example -> (stack, pair i, direction)
         for s, (data, gap1, holdout, computed) in enumerate(parts):
-            warped, target_idx = training_pairs(data, gap1, device, computed)
-            self.inputs.append(torch.from_numpy(warped))
-            target = np.ascontiguousarray(data[target_idx], dtype=np.float32)
-            self.targets.append(torch.from_numpy(target))
-            self.train_mask.append(torch.from_numpy(~holdout[target_idx]))
-            self.val_mask.append(torch.from_numpy(holdout[target_idx]))
-            self._where.extend((s, j) for j in range(len(target_idx)))
+            if isinstance(holdout, np.ndarray):
+                holdout = PackedMask.of(holdout)
+            self.stacks.append((data, gap1, holdout, flow.spatial_shape(data.shape)))
+            for i in range(int(data.shape[0]) - 1):
+                if computed is None or bool(computed[i]):
+                    self._where.extend([(s, i, 0), (s, i, 1)])
         self.n = len(self._where)
         n_z, n_y, n_x = (min(int(p[0].shape[i]) for p in parts) for i in (1, 2, 3))
         self.crop = (min(n_z, CROP_Z), min(n_y, crop_side), min(n_x, crop_side))
@@ -289,7 +475,9 @@ class MotionTask:
         cz = min(n_z, CROP_Z)
         plane = max(16, int(math.sqrt(VALIDATION_VOXELS / cz)))
         side = (cz, min(n_y, plane), min(n_x, plane))
-        self.val = [self._draw(g, side) for _ in range(N_VALIDATION)] if self.n else []
+        boxes = [self._draw(g, side) for _ in range(N_VALIDATION)] if self.n else []
+        # the validation crops are fixed: warped once, kept (a few of at most 64 K voxels)
+        self.val = [self._example(b, held=True) for b in boxes]
 
     @property
     def empty(self) -> bool:
@@ -298,24 +486,42 @@ class MotionTask:
 
     def _draw(self, gen: torch.Generator, side: tuple[int, int, int]) -> tuple[int, ...]:
         j = int(torch.randint(self.n, (1,), generator=gen))
-        s, _ = self._where[j]
-        shape = self.targets[s].shape[1:]
+        s = self._where[j][0]
+        shape = self.stacks[s][0].shape[1:]
         corner = [
             int(torch.randint(s - c + 1, (1,), generator=gen))
             for s, c in zip(shape, side, strict=True)
         ]
         return (j, *corner, *side)
 
-    def _crop(self, box: tuple[int, ...], mask: list[torch.Tensor]):
+    def _example(self, box: tuple[int, ...], held: bool = False):
+        """(warped crop (1, dz, dy, dx), target crop (dz, dy, dx), mask): the mask is the crop's
+        training voxels, or its held-out voxels with ``held``."""
         j, z0, y0, x0, dz, dy, dx = box
-        s, jj = self._where[j]
-        sl = (jj, slice(z0, z0 + dz), slice(y0, y0 + dy), slice(x0, x0 + dx))
-        return self.inputs[s][sl][None], self.targets[s][sl], mask[s][sl]
+        s, i, back = self._where[j]
+        data, gap1, holdout, sp = self.stacks[s]
+        src, tgt = (i + 1, i) if back else (i, i + 1)
+        zyx = (slice(z0, z0 + dz), slice(y0, y0 + dy), slice(x0, x0 + dx))
+        crop = zyx if len(sp) == 3 else zyx[1:]
+        v = flow_crop(gap1[i], sp, crop)
+        if not back:  # frame i carried to frame i+1's instant: sampled at x - v(x)
+            v = -v
+        frame = data[src] if isinstance(data, np.ndarray) else None
+
+        def read(region: tuple[slice, ...]) -> np.ndarray:
+            full = region if len(sp) == 3 else (slice(0, 1), *region)
+            part = frame[full] if frame is not None else data[(src, *full)]
+            return np.asarray(part, dtype=np.float32).reshape([r.stop - r.start for r in region])
+
+        warped = warp_crop(read, v, sp, crop).reshape(dz, dy, dx)
+        target = torch.from_numpy(np.asarray(data[(tgt, *zyx)], dtype=np.float32))
+        m = torch.from_numpy(holdout[(tgt, *zyx)])
+        return warped[None], target, (m if held else ~m)
 
     def loss(self, net: torch.nn.Module, gen: torch.Generator) -> torch.Tensor:
         """Masked MSE on ``n_crops`` random crops (held-out voxels excluded)."""
         boxes = [self._draw(gen, self.crop) for _ in range(self.n_crops)]
-        xs, ys, ms = zip(*(self._crop(b, self.train_mask) for b in boxes), strict=True)
+        xs, ys, ms = zip(*(self._example(b) for b in boxes), strict=True)
         x = torch.stack(xs).to(self.device)
         y = torch.stack(ys).to(self.device)
         m = torch.stack(ms).to(self.device).float()
@@ -326,8 +532,7 @@ class MotionTask:
         """PSNR on the held-out voxels of the validation crops (data range 1: normalized input)."""
         se, n = 0.0, 0
         with torch.no_grad():
-            for box in self.val:
-                x, y, m = self._crop(box, self.val_mask)
+            for x, y, m in self.val:
                 if not bool(m.any()):
                     continue
                 pred = net(x[None].to(self.device))[0].float().cpu()

@@ -12,7 +12,6 @@ import math
 import time
 from collections.abc import Callable, Generator, Iterator
 
-import numpy as np
 import torch
 
 from ...core.config import SpatimeINRParams, TrainConfig
@@ -21,7 +20,7 @@ from ...core.progress import Progress
 from ...store.model_dir import ModelDir
 from ...store.records import training_stacks
 from .. import loop
-from ..loop import holdout_mask
+from ..loop import PackedMask
 from ..presets import resolve_params
 from ..zdecoder.train import train_with_spatial
 from . import task as motion_task
@@ -55,7 +54,7 @@ def _motion_task(
     params: SpatimeINRParams,
     device: torch.device,
     budget: float | None,
-    mask: np.ndarray,
+    mask: PackedMask,
     stop: Callable[[], bool],
 ) -> Generator[Progress, None, motion_task.MotionTask | None]:
     """The refiner's task over the model's stack, or over all its stacks (several inputs: the flows
@@ -66,9 +65,8 @@ def _motion_task(
         flows = yield from motion_task.ensure_flows(model_dir, stop, device, budget)
         if flows is None:
             return None
-        data = np.asarray(model_dir.input, dtype=np.float32)
         return motion_task.MotionTask(
-            data,
+            model_dir.input,
             flows["gap1"],
             mask,
             params.patch_size,
@@ -87,8 +85,8 @@ def _motion_task(
         flows = yield from motion_task.ensure_flows(model_dir, stop, device, share, rel_in, rel_fl)
         if flows is None:
             return None
-        data = np.asarray(np.load(input_path, mmap_mode="r", allow_pickle=False), np.float32)
-        holdout = mask if k == 0 else holdout_mask(data.shape, config.seed + 1000 * k)
+        data = motion_task.stored_input(model_dir, rel_in)
+        holdout = mask if k == 0 else PackedMask.holdout(data.shape, config.seed + 1000 * k)
         parts.append((data, flows["gap1"], holdout, flows.get("computed")))
     return motion_task.MotionTask.several(
         parts, params.patch_size, params.batch_size, device, config.seed
@@ -101,7 +99,7 @@ def train(model_dir: ModelDir, config: TrainConfig, stop: Callable[[], bool]) ->
     params = resolve_params(config)
     device = torch_device(config.device)
     shape = tuple(int(s) for s in model_dir.shape)
-    mask_np = holdout_mask(shape, config.seed)
+    mask_np = PackedMask.holdout(shape, config.seed)
     torch.manual_seed(config.seed)
     budget = motion_task.FLOW_SHARE * config.time_limit if config.time_limit else None
     task = yield from _motion_task(model_dir, config, params, device, budget, mask_np, stop)
@@ -147,14 +145,18 @@ def train_with_calibration(
             last = p
             break
         yield p
-    if last is not None and not stop() and "stopped" not in last.message:
+    deadline = t0 + config.time_limit if config.time_limit is not None else None
+    late = deadline is not None and time.perf_counter() > deadline
+    if last is not None and late and "stopped" not in last.message:
+        # the time limit is spent (a loaded machine): rendering fits the calibration on first use
+        last.message = f"{last.message}; uncertainty not calibrated (time limit reached)"
+    elif last is not None and not stop() and "stopped" not in last.message:
         yield Progress(
             step=last.step,
             total=last.total,
             seconds=time.perf_counter() - t0,
             message="uncertainty: calibrating on held-out frames",
         )
-        deadline = t0 + config.time_limit if config.time_limit is not None else None
         cal = MotionRenderer(model_dir, config.device).fit_calibration(deadline=deadline)
         model_dir.write_atomic(uncertainty.UNCERTAINTY_FILE, cal.to_json().encode())
         last.message = f"{last.message}; uncertainty calibrated on {cal.fit['frames']} frames"

@@ -134,7 +134,8 @@ def pixel_noise(data: np.ndarray, exclude_frame: int | None = None) -> np.ndarra
     evenly spread). ``exclude_frame``: leave that frame out (a held-out frame must not measure
     its own noise).
     """
-    data = np.asarray(data)
+    if not (hasattr(data, "shape") and hasattr(data, "__getitem__")):
+        data = np.asarray(data)  # a lazily read stored input is read plane by plane instead
     n_t, n_z = data.shape[0], data.shape[1]
     step = max(1, (n_t * n_z) // PIXEL_NOISE_PLANES)
     acc = np.zeros(data.shape[-2:], np.float64)

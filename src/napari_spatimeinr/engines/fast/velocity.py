@@ -96,7 +96,8 @@ class VelocityField:
                 "stride": np.asarray(stride),
                 "computed": np.zeros(n, bool),
             }
-        self.flows = np.array(flows["gap1"])  # writable: pairs solved here are filled in
+        gap1 = flows["gap1"]  # pairs read when needed (FlowPairs); pairs solved here are set
+        self.flows = gap1 if hasattr(gap1, "path") else np.array(gap1)
         self.stride = int(flows["stride"])
         self.computed = np.array(flows["computed"], dtype=bool)
         self._norm: Any = None
@@ -159,12 +160,12 @@ class VelocityField:
         with self._lock:
             if not self.computed[t]:
                 from ...core.device import resolve_device
-                from ...data.normalize import Normalization
                 from .flow import solve_pairs
+                from .task import fit_normalization
 
                 data = self.md.input
                 if self._norm is None:  # the same normalization as training's (compute_flows)
-                    self._norm = Normalization.fit(np.asarray(data, dtype=np.float32))
+                    self._norm = fit_normalization(data)
                 device = resolve_device(self.device)
                 self.flows[t] = solve_pairs(data, t, t + 1, self.stride, device, self._norm)[0]
                 self.computed[t] = True

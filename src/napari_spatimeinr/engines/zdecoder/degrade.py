@@ -98,6 +98,14 @@ def _lag1_content(lines: np.ndarray) -> float:
     return _lag1(lines[v >= np.median(v)])
 
 
+def lateral_planes(data, index: np.ndarray) -> np.ndarray:
+    """Planes ``index`` of a (T, Z, Y, X) stack seen as T·Z lateral planes (``data.reshape(T·Z, Y,
+    X)[index]``), read without reshaping it (a lazily read stored input has no reshape)."""
+    index = np.asarray(index, dtype=np.int64)
+    nz = int(data.shape[1])
+    return np.asarray(data[index // nz, index % nz])
+
+
 def estimate_axial_blur(
     data: np.ndarray,
     ratio: float,
@@ -144,9 +152,8 @@ def estimate_axial_blur(
     zl = zl[np.arange(k)[:, None], z0[:, None] + np.arange(n)[None]]
     rho_z = _lag1_content(zl)
     span = n * ratio
-    flat = data.reshape(t * nz, ny, nx)
     pick = rng.choice(t * nz, size=min(t * nz, 16), replace=False)
-    sample = torch.from_numpy(np.array(flat[np.sort(pick)], dtype=np.float32))
+    sample = torch.from_numpy(np.array(lateral_planes(data, np.sort(pick)), dtype=np.float32))
     planes = []
     if nx > span:  # lines along x
         planes.append(sample.transpose(1, 2))
@@ -242,9 +249,8 @@ def estimate_noise(
     if ny < 3 or nx < 3:
         return 0.0, 0.0
     rng = np.random.default_rng(seed)
-    flat = data.reshape(t * nz, ny, nx)
     pick = np.sort(rng.choice(t * nz, size=min(t * nz, max_planes), replace=False))
-    p = np.asarray(flat[pick], dtype=np.float64)
+    p = np.asarray(lateral_planes(data, pick), dtype=np.float64)
     c = p[:, 1:-1, 1:-1]
     nb = 0.25 * (p[:, :-2, 1:-1] + p[:, 2:, 1:-1] + p[:, 1:-1, :-2] + p[:, 1:-1, 2:])
     dg = 0.25 * (p[:, :-2, :-2] + p[:, 2:, 2:] + p[:, :-2, 2:] + p[:, 2:, :-2])

@@ -86,22 +86,59 @@ def _starts(length: int, span: float, sigma: float, k: int, gen: torch.Generator
     return margin + torch.rand(k, generator=gen, dtype=torch.float64) * max(room - 2 * margin, 0.0)
 
 
+#: most bytes of lateral planes (float32) the z decoder trains on; a bigger stack trains on a random
+#: subset of its planes (2 GB stacks: about 1 plane in 5), so that its memory does not grow with it
+MAX_PLANE_BYTES = 256 * 2**20
+
+
+#: most voxels of held-out lateral planes (the decoder's validation): 2% of the planes of small
+#: stacks, about 18 planes of 320 × 352
+MAX_HELD_VOXELS = 1 << 21
+
+
+def _planes(data, index: np.ndarray) -> np.ndarray:
+    """Lateral planes ``index`` (into the T·Z planes) of ``data``, float32 (P, Y, X), read a frame
+    at a time in the order given."""
+    t, nz, ny, nx = data.shape
+    out = np.empty((len(index), ny, nx), dtype=np.float32)
+    index = np.asarray(index, dtype=np.int64)
+    for i in np.unique(index // nz):
+        rows = np.nonzero(index // nz == i)[0]
+        out[rows] = np.asarray(data[int(i), index[rows] % nz], dtype=np.float32)
+    return out
+
+
 class LateralTask:
     """Training and held-out pairs from the lateral planes of a (T, Z, Y, X) stack."""
 
     def __init__(self, data: np.ndarray, voxel_size, params: SpatimeINRParams, seed: int):
         t, nz, ny, nx = data.shape
         self.params = params
-        planes = torch.from_numpy(np.array(data, dtype=np.float32).reshape(t * nz, ny, nx))
         rng = np.random.default_rng(seed + 4099)
         n_hold = max(1, int(round(HOLDOUT_FRACTION * t * nz))) if t * nz > 1 else 0
         # drawn among the planes with content (std at least the median): an empty plane checks nothing
-        std = planes.reshape(t * nz, -1).std(dim=1).numpy()
+        std = np.concatenate(
+            [
+                torch.from_numpy(np.ascontiguousarray(data[i], dtype=np.float32))
+                .reshape(nz, -1)
+                .std(dim=1)
+                .numpy()
+                for i in range(t)
+            ]
+        )
         pool = np.nonzero(std >= np.median(std))[0]
         held = rng.choice(pool, size=min(n_hold, len(pool)), replace=False) if n_hold else pool[:0]
         keep = np.setdiff1d(np.arange(t * nz), held)
-        self.train_planes = planes[torch.from_numpy(keep)]
-        self.held_planes = planes[torch.from_numpy(held)]
+        # a big stack: a random subset of its planes, at most MAX_PLANE_BYTES of them (memory)
+        most = max(1, MAX_PLANE_BYTES // (4 * ny * nx))
+        if len(keep) > most:
+            sub = np.random.default_rng(seed + 4111)
+            keep = np.sort(sub.choice(keep, size=most, replace=False))
+        # the held-out check (validated several times, and once more at the end) on at most
+        # MAX_HELD_VOXELS: on a big stack 2% of its planes took minutes per validation
+        held = held[: max(1, min(most, MAX_HELD_VOXELS // (ny * nx)))]
+        self.train_planes = torch.from_numpy(_planes(data, keep))
+        self.held_planes = torch.from_numpy(_planes(data, held))
         ratios = _ratios(voxel_size)
         self.ratio = float(np.mean(list(ratios.values())))
         # the noise of one voxel (a·I + b), added to the training inputs (means over r pixels)
@@ -312,7 +349,7 @@ def train_spatial(
     # the first optimizer of a process imports torch's compiler (seconds): not training time
     opt = torch.optim.Adam(net.parameters(), lr=params.spatial_lr)
     t0 = time.perf_counter()
-    data = np.asarray(model_dir.input, dtype=np.float32)
+    data = model_dir.input  # read a frame at a time (StoredInput)
     task = LateralTask(data, model_dir.voxel_size, params, config.seed)
     record: dict[str, Any] = {
         "ratio": round(task.ratio, 4),
