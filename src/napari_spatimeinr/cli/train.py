@@ -107,8 +107,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         from ..render.apply import expand_inputs
 
         paths = expand_inputs(args.input)
-        stacks = [api.read(p, **read_options) for p in paths]
+        stacks = [api.read(p, **read_options, all_channels=True) for p in paths]
         source = stacks if len(stacks) > 1 else stacks[0]
+        from ..data.stack import ChannelStack
+
+        if isinstance(source, ChannelStack):
+            how = (
+                "the mean of the normalized channels"
+                if args.motion_channel is None
+                else f"channel {args.motion_channel}"
+            )
+            _say(
+                args,
+                f"{source.n} channels ({', '.join(source.names)}): one model for all of them, one "
+                f"motion estimated from {how}; --channel N trains one channel alone",
+            )
         for other in stacks[1:]:
             t, z, y, x = other.shape
             _say(
@@ -158,6 +171,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             stop=stop,
             force=args.force,
             init_from=args.init_from,
+            motion_channel=getattr(args, "motion_channel", None),
         )
         bar = None
         last = None

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from .stack import Stack4D
+from .stack import ChannelStack, Stack4D
 
 #: Realistic acquisition defaults: confocal-like voxels (z, y, x) in µm and 30 s between frames.
 VOXEL_SIZE = (1.0, 0.2, 0.2)
@@ -51,6 +51,31 @@ def make_nuclei_timelapse(
         frame_interval: seconds between frames.
     """
     nt, nz, ny, nx = (int(v) for v in shape)
+    nuclei, rng, lo, hi = _setup((nt, nz, ny, nx), n_nuclei, seed)
+    frames, _ = _simulate(nuclei, rng, lo, hi, (nt, nz, ny, nx), psf_sigma, membrane=False)
+    # a fixed illumination / detector pattern (varies by ±15 % across the field)
+    texture = ndimage.gaussian_filter(rng.random((nz, ny, nx)), 1.0)
+    texture = 0.85 + 0.3 * (texture - texture.min()) / (np.ptp(texture) + 1e-9)
+    signal = frames * texture[None] * photons
+    counts = rng.poisson(np.clip(signal, 0, None)).astype(np.float32)
+    counts += background + rng.normal(0, read_noise, counts.shape).astype(np.float32)
+    data = np.clip(np.round(counts), 0, 65535).astype(np.float32)
+    stack = Stack4D(
+        data,
+        voxel_size=voxel_size,
+        frame_interval=frame_interval,
+        source_axes="TZYX",
+        name="synthetic_nuclei",
+    )
+    stack.extra["source_dtype"] = "uint16"
+    return stack
+
+
+def _setup(
+    shape: tuple[int, int, int, int], n_nuclei: int, seed: int
+) -> tuple[list[_Nucleus], np.random.Generator, np.ndarray, np.ndarray]:
+    """The nuclei at the first frame, the random generator after drawing them, and the box."""
+    nt, nz, ny, nx = shape
     rng = np.random.default_rng(seed)
     lo = np.array([nz * 0.3, ny * 0.2, nx * 0.2])
     hi = np.array([nz * 0.7, ny * 0.8, nx * 0.8])
@@ -68,6 +93,21 @@ def make_nuclei_timelapse(
         )
         for _ in range(n_nuclei)
     ]
+    return nuclei, rng, lo, hi
+
+
+def _simulate(
+    nuclei: list[_Nucleus],
+    rng: np.random.Generator,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    shape: tuple[int, int, int, int],
+    psf_sigma: tuple[float, float, float],
+    membrane: bool,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The noise-free frames of the nuclei (and, with ``membrane``, of a membrane-like shell
+    around each of them, moving with it), blurred by the PSF."""
+    nt, nz, ny, nx = shape
     zz, yy, xx = np.meshgrid(
         np.arange(nz, dtype=np.float32),
         np.arange(ny, dtype=np.float32),
@@ -75,8 +115,10 @@ def make_nuclei_timelapse(
         indexing="ij",
     )
     frames = np.empty((nt, nz, ny, nx), np.float32)
+    shells = np.empty((nt, nz, ny, nx), np.float32) if membrane else None
     for t in range(nt):
         vol = np.zeros((nz, ny, nx), np.float32)
+        shell = np.zeros((nz, ny, nx), np.float32) if membrane else None
         for n in list(nuclei):
             if n.divide_at == t:  # split along a random direction in y-x; both daughters shown now
                 ang = rng.uniform(0, np.pi)
@@ -102,24 +144,49 @@ def make_nuclei_timelapse(
                 + ((xx - n.pos[2]) / n.radius[2]) ** 2
             )
             vol += n.brightness / (1 + np.exp(np.minimum((r2 - 1) * 6, 60)))
+            if shell is not None:  # a thin shell at 1.6 radii: the cell's membrane
+                shell += np.exp(-(((np.sqrt(r2) - 1.6) / 0.18) ** 2))
             n.pos = np.clip(n.pos + n.vel, lo * 0.5, hi + (np.array([nz, ny, nx]) - hi) * 0.5)
         frames[t] = ndimage.gaussian_filter(vol, psf_sigma)
-    # a fixed illumination / detector pattern (varies by ±15 % across the field)
+        if shells is not None:
+            shells[t] = ndimage.gaussian_filter(np.minimum(shell, 1.0), psf_sigma)
+    return frames, shells
+
+
+def make_two_channel_timelapse(
+    shape: tuple[int, int, int, int] = (12, 12, 64, 64),
+    n_nuclei: int = 6,
+    seed: int = 0,
+    psf_sigma: tuple[float, float, float] = (1.2, 0.8, 0.8),
+    photons: tuple[float, float] = (60.0, 40.0),
+    read_noise: float = 2.0,
+    background: float = 100.0,
+    voxel_size: tuple[float, float, float] = VOXEL_SIZE,
+    frame_interval: float = FRAME_INTERVAL,
+) -> ChannelStack:
+    """Two channels of the same moving (and dividing) cells: nuclei (channel 0, ``nuclei``) and a
+    membrane-like shell around each nucleus (channel 1, ``membrane``), moving together; each with
+    its own Poisson and read noise. Channel 0 is :func:`make_nuclei_timelapse`'s stack for the same
+    arguments up to the noise draw."""
+    nt, nz, ny, nx = (int(v) for v in shape)
+    nuclei, rng, lo, hi = _setup((nt, nz, ny, nx), n_nuclei, seed)
+    frames, shells = _simulate(nuclei, rng, lo, hi, (nt, nz, ny, nx), psf_sigma, membrane=True)
     texture = ndimage.gaussian_filter(rng.random((nz, ny, nx)), 1.0)
     texture = 0.85 + 0.3 * (texture - texture.min()) / (np.ptp(texture) + 1e-9)
-    signal = frames * texture[None] * photons
-    counts = rng.poisson(np.clip(signal, 0, None)).astype(np.float32)
-    counts += background + rng.normal(0, read_noise, counts.shape).astype(np.float32)
-    data = np.clip(np.round(counts), 0, 65535).astype(np.float32)
-    stack = Stack4D(
-        data,
-        voxel_size=voxel_size,
-        frame_interval=frame_interval,
-        source_axes="TZYX",
-        name="synthetic_nuclei",
-    )
-    stack.extra["source_dtype"] = "uint16"
-    return stack
+    chans = []
+    for clean, ph in zip((frames, shells), photons, strict=True):
+        counts = rng.poisson(np.clip(clean * texture[None] * ph, 0, None)).astype(np.float32)
+        counts += background + rng.normal(0, read_noise, counts.shape).astype(np.float32)
+        stack = Stack4D(
+            np.clip(np.round(counts), 0, 65535).astype(np.float32),
+            voxel_size=voxel_size,
+            frame_interval=frame_interval,
+            source_axes="TCZYX",
+            name="synthetic_two_channel",
+        )
+        stack.extra.update({"source_dtype": "uint16", "channels": 2})
+        chans.append(stack)
+    return ChannelStack(chans, ["nuclei", "membrane"], ["green", "magenta"])
 
 
 #: z volumes of known truth (issue 22): kind -> what the objects are

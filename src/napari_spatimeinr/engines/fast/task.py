@@ -23,13 +23,14 @@ import io
 import math
 import time
 from collections.abc import Callable, Generator
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from ...core.progress import Progress
 from ...data.normalize import Normalization
-from ...store.model_dir import ModelDir
+from ...store.model_dir import ModelDir, atomic_write, channel_dirs, channel_root
 from ..losses import psnr
 from . import flow
 
@@ -158,9 +159,35 @@ def compute_flows(
     return {"gap1": out, "stride": np.asarray(stride), "computed": computed}
 
 
+def flows_path(model_dir: ModelDir, name: str = FLOWS_FILE) -> Path:
+    """Where the flows ``name`` of a model directory are: the channels of a multi-channel model
+    share the top directory's ``flows.npz`` (one motion for all channels)."""
+    if name == FLOWS_FILE:
+        return channel_root(model_dir).path / name
+    return model_dir.path / name
+
+
+def motion_source(model_dir: ModelDir) -> np.ndarray:
+    """The frames the motion of a model is estimated from (normalized, TZYX float32): its input,
+    or for a multi-channel model the mean of its channels' normalized inputs (or the channel
+    ``meta.json["motion_from"]`` names), the same whichever channel's model asks."""
+    root = channel_root(model_dir)
+    dirs = channel_dirs(root)
+    if len(dirs) == 1:
+        return np.asarray(model_dir.input, dtype=np.float32)
+    how = root.meta.get("motion_from", "mean")
+    if how != "mean":
+        return np.asarray(dirs[int(how)].input, dtype=np.float32)
+    out = np.zeros(root.shape, np.float32)
+    for md in dirs:
+        out += md.input
+    out /= np.float32(len(dirs))
+    return out
+
+
 def load_flows(model_dir: ModelDir, name: str = FLOWS_FILE) -> dict[str, np.ndarray] | None:
     """The stored flows, or None when there are none yet (older directories: all computed)."""
-    path = model_dir.path / name
+    path = flows_path(model_dir, name)
     if not path.is_file():
         return None
     with np.load(path) as f:
@@ -187,7 +214,7 @@ def ensure_flows(
     if flows is not None:
         return flows
     if input_file == "input.npy":
-        data = np.asarray(model_dir.input, dtype=np.float32)
+        data = motion_source(model_dir)
     else:
         data = np.load(model_dir.path / input_file, mmap_mode="r", allow_pickle=False)
         data = np.asarray(data, dtype=np.float32)
@@ -196,7 +223,7 @@ def ensure_flows(
         return None
     buf = io.BytesIO()
     np.savez(buf, **flows)
-    model_dir.write_atomic(flows_file, buf.getvalue())
+    atomic_write(flows_path(model_dir, flows_file), lambda fh: fh.write(buf.getvalue()))
     return flows
 
 
