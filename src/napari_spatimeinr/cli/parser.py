@@ -7,7 +7,6 @@ import argparse
 from ..core.config import CLASSICAL_METHODS, TrainConfig
 from ..core.device import DEVICES
 
-
 CHANNEL_HELP = {
     "train": "use only this channel of a multi-channel file (default: every channel, one model)",
     "render": "render only this channel of a multi-channel model (and read this channel of an "
