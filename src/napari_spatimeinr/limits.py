@@ -268,6 +268,10 @@ def check_render_export(
         input_shape, scale_t, scale_zyx, t_range, roi, chunk_mb=chunk_mb, workers=workers
     )
     cost = with_channels(cost, channels)
+    from .io.write import check_channel_format
+
+    for target in targets:
+        check_channel_format(target, channels)
     stored = Path(model_dir) / "input.npy"
     model_bytes = channels * stored.stat().st_size if stored.is_file() else 0
     for target in targets:

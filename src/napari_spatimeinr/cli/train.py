@@ -110,7 +110,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         stacks = [api.read(p, **read_options, all_channels=True) for p in paths]
         source = stacks if len(stacks) > 1 else stacks[0]
         from ..data.stack import ChannelStack
+        from ..workflows.train import check_channels
 
+        check_channels(stacks, cfg, args.init_from, args.motion_channel)
         if isinstance(source, ChannelStack):
             how = (
                 "the mean of the normalized channels"

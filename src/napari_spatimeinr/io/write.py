@@ -283,6 +283,16 @@ def channel_names(meta: OutputMeta, n: int) -> list[str]:
     return names if len(names) == n else [f"C{c}" for c in range(n)]
 
 
+def check_channel_format(path: str | Path, channels: int) -> None:
+    """Refuse, in one line, a format without a channel axis (NIfTI) for several channels."""
+    if channels > 1 and write_family(Path(path)) == "nifti":
+        raise SpatimeINRError(
+            f"{Path(path).name}: NIfTI holds x, y, z, t and no channel axis, and this render has "
+            f"{channels} channels: write it to .ome.tif, .tif or .zarr, or render one channel "
+            "with --channel N."
+        )
+
+
 def _channel_planes(
     darr: da.Array, fam: str, path: Path, meta: OutputMeta
 ) -> tuple[da.Array, tuple[int, ...]]:
@@ -293,11 +303,7 @@ def _channel_planes(
     chunks then hold every channel of their planes. NIfTI has no channel axis: refused.
     """
     t, c, z, y, x = (int(v) for v in darr.shape)
-    if fam == "nifti":
-        raise SpatimeINRError(
-            f"{path.name}: NIfTI holds x, y, z, t and no channel axis, and this render has {c} "
-            "channels: write it to .ome.tif, .tif or .zarr, or render one channel with --channel N."
-        )
+    check_channel_format(path, c)
     if fam == "tiff":
         stacked = da.stack([darr[:, k] for k in range(c)], axis=2).rechunk({2: c})
         return stacked.reshape((t, z * c, y, x)), (t, z, c, y, x)

@@ -130,7 +130,7 @@ def train(
             s if isinstance(s, (Stack4D, ChannelStack)) else read(s, **(read_options or {}))
             for s in sources
         ]
-        channels = _channels_of(stacks, cfg, init_from, motion_channel)
+        channels = check_channels(stacks, cfg, init_from, motion_channel)
         if channels is not None:
             stacks = [channels.channels[0]]
         record = None
@@ -171,13 +171,15 @@ def _n(channels: ChannelStack | None) -> int:
     return 1 if channels is None else channels.n
 
 
-def _channels_of(
+def check_channels(
     stacks: list[Stack4D | ChannelStack],
     cfg: TrainConfig,
     init_from: str | Path | None,
     motion_channel: int | None,
 ) -> ChannelStack | None:
-    """The multi-channel stack to train, if the input is one; refuses what cannot be trained so."""
+    """The multi-channel stack to train, if the input is one; refuses, in one line, what cannot
+    be trained so (several inputs, the paper preset, a warm start, --motion-channel out of range
+    or without channels). The CLI calls it before saying anything."""
     multi = [s for s in stacks if isinstance(s, ChannelStack)]
     if not multi:
         if motion_channel is not None:
