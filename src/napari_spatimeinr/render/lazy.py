@@ -325,7 +325,8 @@ def plan_render(
     if input is not None:
         from .apply import model_for_input
 
-        md = ModelDir(model_for_input(md, input, cache_dir, read_options, device))
+        applied = model_for_input(md, input, cache_dir, read_options, device)
+        md = applied if isinstance(applied, ModelDir) else ModelDir(applied)
     check_plan(
         with_channels(
             render_cost(
