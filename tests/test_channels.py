@@ -31,10 +31,8 @@ def two():
 def fast_model(tmp_path_factory, two):
     """A fast-preset model of both channels (a few steps: what is tested is the layout)."""
     path = tmp_path_factory.mktemp("ch") / "two.spatimeinr"
-    last = None
-    for last in api.train(two, path, {"steps": 4, "device": "cpu", "params": SMALL}):
-        pass
-    assert last is not None and last.done
+    records = list(api.train(two, path, {"steps": 4, "device": "cpu", "params": SMALL}))
+    assert records[-1].done and sum(p.done for p in records) == 1
     return path
 
 

@@ -325,8 +325,7 @@ def plan_render(
     if input is not None:
         from .apply import model_for_input
 
-        applied = model_for_input(md, input, cache_dir, read_options, device)
-        md = applied if isinstance(applied, ModelDir) else ModelDir(applied)
+        md = model_for_input(md, input, cache_dir, read_options, device)
     check_plan(
         with_channels(
             render_cost(
