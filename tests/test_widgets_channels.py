@@ -81,3 +81,28 @@ def test_render_tab_one_layer_per_channel(make_napari_viewer, qtbot, model):
     w.uncertainty_check.setChecked(True)
     assert len(w.uncertainty_layers) == 2
     assert all("uncertainty" in ly.name for ly in w.uncertainty_layers)
+
+
+def test_qc_tab_reports_each_channel(make_napari_viewer, qtbot, two):
+    from napari_spatimeinr._widgets.qc import QCWidget
+
+    viewer = make_napari_viewer()
+    data = np.stack([c.data for c in two.channels], axis=1)  # TCZYX
+    viewer.add_image(data, name="both", scale=(30.0, 1.0, 1.0, 0.2, 0.2))
+    w = QCWidget(viewer)
+    qtbot.addWidget(w)
+    w.axes_edit.setText("TCZYX")
+    w._axes_edited("TCZYX")
+    w.method_combo.setCurrentText("linear")
+    assert w.run_button.isEnabled(), w.plan_label.text()
+    w.run_button.click()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)
+    res = w.result
+    assert res is not None, w.status_label.text()
+    names = [w.table.item(r, 0).text() for r in range(w.table.rowCount())]
+    assert names[0] == "C0 · linear" and "C1 · linear" in names  # a layer names no channel
+    assert "one model of 2 channels" in w.status_label.text()
+    assert len(res.channels) == 2
+    truth = next(ly for ly in viewer.layers if "QC truth" in ly.name)
+    assert truth.data.shape == two.shape
+    np.testing.assert_array_equal(truth.data, two.channels[0].data)
