@@ -188,6 +188,10 @@ def test_cli_trains_all_channels_or_one(two_tif, tmp_path, capsys):
     meta = json.loads((model / "meta.json").read_text())
     assert meta["channel_dirs"] == [".", "channels/1"] and meta["channel_names"] == ["C0", "C1"]
     assert meta["shape"] == list(SHAPE)
+    code, out, _ = run(capsys, "info", model, "--json")
+    info = json.loads(out)
+    assert [c["name"] for c in info["channels"]] == ["C0", "C1"]
+    assert info["channels"][1]["dir"] == "channels/1"
     one = tmp_path / "one.cubic"
     code, _, err = run(capsys, "train", two_tif, "-o", one, "--method", "cubic", "--channel", "1")
     assert code == 0, err
