@@ -97,8 +97,12 @@ def test_model_directory_layout_and_one_motion(fast_model, two):
 
 def test_channel_costs_are_shared(fast_model):
     """Each channel trains ceil(1.5 × steps / N) steps: the whole model ≤ 1.5× one channel's."""
-    for d in channel_dirs(ModelDir(fast_model)):
-        assert d.config.steps == 3  # ceil(4 * 1.5 / 2)
+    root = ModelDir(fast_model)
+    assert root.config.steps == 4  # the whole model's configuration, as given
+    for d in channel_dirs(root):
+        assert d.meta["train_steps"] == 3  # ceil(4 * 1.5 / 2)
+    assert channel_dirs(root)[1].config.steps == 3
+    assert root.meta["channel_train_steps"] == 6
 
 
 def test_render_keeps_the_channel_axis(fast_model):
@@ -192,6 +196,8 @@ def test_cli_trains_all_channels_or_one(two_tif, tmp_path, capsys):
     info = json.loads(out)
     assert [c["name"] for c in info["channels"]] == ["C0", "C1"]
     assert info["channels"][1]["dir"] == "channels/1"
+    code, _, err = run(capsys, "train", two_tif, "-o", model, "--method", "cubic", "--resume")
+    assert code == 2 and "cannot be resumed yet" in err
     one = tmp_path / "one.cubic"
     code, _, err = run(capsys, "train", two_tif, "-o", one, "--method", "cubic", "--channel", "1")
     assert code == 0, err

@@ -108,6 +108,11 @@ def train(
     should_stop = stop or (lambda: False)
     if resume:
         md = ModelDir(out_dir)
+        if n_channels(md) > 1:
+            raise SpatimeINRError(
+                f"--resume: {out_dir} is a model of {n_channels(md)} channels, which cannot be "
+                "resumed yet: train it again with --overwrite (or one channel with --channel N)."
+            )
         check_same_input(md, source)
         md.remove_stale_temporaries()  # a killed run may have died mid-write
         if md.config.method != cfg.method:
@@ -258,7 +263,8 @@ def train_channels(md: ModelDir, cfg: TrainConfig, stop: Callable[[], bool]) -> 
             left = cfg.time_limit - (time.perf_counter() - t0)
             update["time_limit"] = max(left / (n - k), 1.0)
         sub_cfg = cfg.model_copy(update=update)
-        sub.write_atomic("config.yaml", dump_yaml(sub_cfg).encode())
+        if k > 0:  # the top config.yaml stays the whole model's; each further channel its own
+            sub.write_atomic("config.yaml", dump_yaml(sub_cfg).encode())
         last = None
         for p in get_method(cfg.method).train(sub, sub_cfg, stop):
             last = p
