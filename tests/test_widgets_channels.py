@@ -51,6 +51,30 @@ def test_train_tab_takes_layers_as_channels(make_napari_viewer, qtbot, two):
         w.stack()
 
 
+def test_train_tab_trains_one_model_of_the_channels(make_napari_viewer, qtbot, two, tmp_path):
+    """Through the training process the GUI uses: one model, the layers' names and colours."""
+    from napari_spatimeinr._widgets.train import TrainWidget
+    from napari_spatimeinr.store.model_dir import ModelDir, channel_dirs
+
+    viewer = make_napari_viewer()
+    viewer.add_image(two.channels[0].data, name="nuclei", colormap="green")
+    viewer.add_image(two.channels[1].data, name="membrane", colormap="magenta")
+    w = TrainWidget(viewer)
+    qtbot.addWidget(w)
+    w.layer_combo.setCurrentText("nuclei")
+    w.set_channel_layers(["membrane"])
+    w.method_combo.setCurrentText("cubic")
+    out = tmp_path / "both.cubic"
+    w.out_edit.setText(str(out))
+    assert w.validate(), w.error_label.text()
+    with qtbot.waitSignal(w.model_ready, timeout=120_000):
+        w.start()
+    root = ModelDir(out)
+    assert root.meta["channel_names"] == ["nuclei", "membrane"]
+    assert root.meta["channel_colors"] == ["green", "magenta"]
+    assert len(channel_dirs(root)) == 2
+
+
 def test_a_layer_with_a_channel_axis_is_every_channel(make_napari_viewer, two):
     from napari_spatimeinr._widgets.forms import layer_to_stack
 
