@@ -17,6 +17,7 @@ motion and every channel's training). The issue's Musts: each channel of ``multi
 Run one at a time (the machine is shared; note ``uptime`` beside the figures)::
 
     nice -n 5 python benchmarks/channels.py --time-limit 600 [--shape 41 8 96 96] [--json out.json]
+    nice -n 5 python benchmarks/channels.py --time-limit 600 --only multi --work /tmp/ch  # one part
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from napari_spatimeinr.workflows.evaluate import run_evaluation
 FACTOR = 4
 
 
-def evaluate(source, time_limit: float, seed: int) -> tuple[object, float]:
+def evaluate(source, time_limit: float, seed: int, work: str | None = None) -> tuple[object, float]:
     """The protocol's result, and the training's wall time: from the record before the first
     training record (the baselines are done; the model directory is written next, which counts)
     to the last training record (the trained model is complete)."""
@@ -41,7 +42,7 @@ def evaluate(source, time_limit: float, seed: int) -> tuple[object, float]:
     prev = time.perf_counter()
     result = None
     for item in run_evaluation(
-        source, "temporal", FACTOR, time_limit=time_limit, seed=seed, device="cpu"
+        source, "temporal", FACTOR, time_limit=time_limit, seed=seed, device="cpu", work_dir=work
     ):
         now = time.perf_counter()
         if isinstance(item, Progress):
@@ -69,24 +70,36 @@ def main() -> None:
     )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", help="write the figures here too")
+    ap.add_argument("--only", choices=["multi", "single"], help="run one of the two parts")
+    ap.add_argument("--work", help="keep the trained models in this folder (WORK/multi/model, …)")
     args = ap.parse_args()
     stack = make_two_channel_timelapse(tuple(args.shape), n_nuclei=8, seed=args.seed)
     print(
         f"stack {stack.shape} x {stack.n} channels ({', '.join(stack.names)}); load {os.getloadavg()}"
     )
     out: dict = {"shape": list(stack.shape), "channels": stack.names, "time_limit": args.time_limit}
-    multi, multi_s = evaluate(stack, args.time_limit, args.seed)
-    out["multi_train_seconds"] = round(multi_s, 1)
-    out["multi"] = {r.report["channel"]: row(r.report) for r in multi.channels}
-    print(f"multi: train {multi_s:.0f} s; {json.dumps(out['multi'])}", flush=True)
-    out["single_train_seconds"] = {}
-    out["single"] = {}
-    for c, ch in enumerate(stack.channels):
-        res, secs = evaluate(ch, args.time_limit, args.seed)
-        name = stack.names[c]
-        out["single_train_seconds"][name] = round(secs, 1)
-        out["single"][name] = row(res.report)
-        print(f"single {name}: train {secs:.0f} s; {json.dumps(out['single'][name])}", flush=True)
+    work = (lambda name: f"{args.work}/{name}") if args.work else (lambda name: None)
+    if args.only != "single":
+        multi, multi_s = evaluate(stack, args.time_limit, args.seed, work("multi"))
+        out["multi_train_seconds"] = round(multi_s, 1)
+        out["multi"] = {r.report["channel"]: row(r.report) for r in multi.channels}
+        print(f"multi: train {multi_s:.0f} s; {json.dumps(out['multi'])}", flush=True)
+    if args.only != "multi":
+        out["single_train_seconds"] = {}
+        out["single"] = {}
+        for c, ch in enumerate(stack.channels):
+            name = stack.names[c]
+            res, secs = evaluate(ch, args.time_limit, args.seed, work(f"single_{name}"))
+            out["single_train_seconds"][name] = round(secs, 1)
+            out["single"][name] = row(res.report)
+            print(
+                f"single {name}: train {secs:.0f} s; {json.dumps(out['single'][name])}", flush=True
+            )
+    if args.only:
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump(out, fh, indent=1)
+        return
     checks = {}
     for name in stack.names:
         m, s = out["multi"][name], out["single"][name]

@@ -224,12 +224,19 @@ def check_channels(
 CHANNEL_COST = 1.5
 
 
+def _z_decoder(cfg: TrainConfig, shape: tuple[int, ...]) -> bool:
+    from ..engines.zdecoder.train import wanted
+
+    return wanted(resolve_params(cfg), shape)
+
+
 def train_channels(md: ModelDir, cfg: TrainConfig, stop: Callable[[], bool]) -> Iterator[Progress]:
     """Train a multi-channel model (:func:`napari_spatimeinr.store.model_dir.channel_dirs`).
 
     The motion is estimated once (fast engine: ``flows.npz`` of the top directory, from the mean
     of the normalized channels or the channel ``meta.json["motion_from"]`` names, within the flow
-    share of the time limit), then each channel's model is trained by its method on that motion,
+    budget one channel's training would give it), then each channel's model is trained by its
+    method on that motion,
     one after the other: the time left is shared evenly by the channels still to train, and each
     trains ``CHANNEL_COST / N`` of the planned steps. Progress records count the steps of all
     channels; only the last record is ``done``.
@@ -244,7 +251,13 @@ def train_channels(md: ModelDir, cfg: TrainConfig, stop: Callable[[], bool]) -> 
         from ..core.device import torch_device
         from ..engines.fast import task as motion_task
 
-        budget = motion_task.FLOW_SHARE * cfg.time_limit if cfg.time_limit else None
+        budget = None
+        if cfg.time_limit:  # the flow's share of what a single channel's flow would get: after
+            # its z decoder took its share (the same grid, the same cost as one channel's)
+            from ..engines.zdecoder.train import spatial_seconds
+
+            spatial = spatial_seconds(cfg, md.shape) if _z_decoder(cfg, md.shape) else 0.0
+            budget = motion_task.FLOW_SHARE * (cfg.time_limit - (spatial or 0.0))
         how = md.meta.get("motion_from", "mean")
         src = "the mean of the channels" if how == "mean" else f"channel {names[int(how)]}"
         yield Progress(
