@@ -103,6 +103,10 @@ def test_channel_costs_are_shared(fast_model):
         assert d.meta["train_steps"] == 3  # ceil(4 * 1.5 / 2)
     assert channel_dirs(root)[1].config.steps == 3
     assert root.meta["channel_train_steps"] == 6
+    # channel 1 starts from channel 0's weights (a warm start), its z decoder steps shared too
+    one = channel_dirs(root)[1]
+    assert one.meta["init_from"]["model_dir"] == str(fast_model.resolve())
+    assert one.config.params.spatial_steps == 1500  # ceil(2000 * 1.5 / 2)
 
 
 def test_render_keeps_the_channel_axis(fast_model):

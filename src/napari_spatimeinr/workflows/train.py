@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..core.config import StackOptions, TrainConfig, build, dump_yaml
+from ..core.config import SpatimeINRParams, StackOptions, TrainConfig, build, dump_yaml
 from ..core.device import device_errors
 from ..core.errors import SpatimeINRError
 from ..core.progress import Progress
@@ -268,10 +268,22 @@ def train_channels(md: ModelDir, cfg: TrainConfig, stop: Callable[[], bool]) -> 
             yield Progress(seconds=time.perf_counter() - t0, message="stopped", done=True)
             return
     per_steps = max(1, math.ceil(total_steps(cfg) * CHANNEL_COST / n))
+    params = resolve_params(cfg)
+    per_spatial = max(1, math.ceil((params.spatial_steps or 1) * CHANNEL_COST / n))
     offset = 0
     last: Progress | None = None
     for k, sub in enumerate(dirs):
         update: dict[str, Any] = {"steps": per_steps}
+        if cfg.method == "spatimeinr":  # the z decoder's steps are shared the same way
+            base = cfg.params or SpatimeINRParams()
+            update["params"] = base.model_copy(update={"spatial_steps": per_spatial})
+        if k > 0 and cfg.method == "spatimeinr" and (dirs[k - 1].path / "model.pt").is_file():
+            # a warm start from the channel before (its refiner and z decoder): the same motion,
+            # the same kind of data; the starting weights are validated first and kept only if
+            # training does not improve on them (docs/reuse.md: 60 s warm ≈ a full cold run)
+            from ..store.records import init_from_record
+
+            sub.update_meta(init_from=init_from_record(dirs[k - 1]))
         if cfg.time_limit is not None:
             left = cfg.time_limit - (time.perf_counter() - t0)
             update["time_limit"] = max(left / (n - k), 1.0)
