@@ -42,7 +42,13 @@ def evaluate(source, time_limit: float, seed: int, work: str | None = None) -> t
     prev = time.perf_counter()
     result = None
     for item in run_evaluation(
-        source, "temporal", FACTOR, time_limit=time_limit, seed=seed, device="cpu", work_dir=work
+        source,
+        "temporal",
+        FACTOR,
+        time_limit=time_limit or None,  # 0: no limit, the steps (the preset's) end the training
+        seed=seed,
+        device="cpu",
+        work_dir=work,
     ):
         now = time.perf_counter()
         if isinstance(item, Progress):
