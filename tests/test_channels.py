@@ -262,3 +262,22 @@ def test_evaluate_reports_each_channel(two):
         assert ch.truth.shape == SHAPE and ch.reconstructions["cubic"].shape == SHAPE
         np.testing.assert_allclose(ch.truth, two.channels[c].data)
     assert report["channels"][0]["results"] != report["channels"][1]["results"]
+
+
+def test_a_stopped_training_still_renders_every_channel(two, tmp_path):
+    """Stop during channel 0: channel 1 is written at once (untrained), the model renders."""
+    stopped = []
+
+    def stop():
+        return bool(stopped)
+
+    path = tmp_path / "stopped"
+    records = []
+    for p in api.train(two, path, {"steps": 400, "params": SMALL}, stop=stop):
+        records.append(p)
+        if p.message.startswith("channel 0") and p.step > 2:
+            stopped.append(True)
+    assert records[-1].done
+    assert ModelDir(path).meta["train_steps"] < 300  # channel 0 stopped early
+    assert (path / "channels" / "1" / "model.pt").is_file()
+    assert api.render(path, scale_t=2).compute().shape == (9, 2, *SHAPE[1:])

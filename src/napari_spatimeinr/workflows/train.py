@@ -301,9 +301,10 @@ def train_channels(md: ModelDir, cfg: TrainConfig, stop: Callable[[], bool]) -> 
                 break
             yield p
         if last is not None:
-            offset += last.step - offset
-        if stop():
-            break
+            offset = last.step
+        # after a Stop the channels still to train end at once (stop() stays True): each is
+        # written untrained (its refiner the identity: motion-compensated interpolation), so the
+        # model renders every channel, as a stopped single-channel model does
     steps = sum(int(ModelDir(d.path).meta.get("train_steps", 0)) for d in dirs)
     md.update_meta(channel_train_steps=steps, channel_train_seconds=time.perf_counter() - t0)
     final = last or Progress()
