@@ -138,8 +138,9 @@ def _cases(d: Path) -> list[list[str]]:
         # inputs
         ["train", "trunc.tif", "-o", "new.m", "--method", "linear"],
         ["train", "trunc.ome.tif", "-o", "new.m", "--method", "linear"],
-        ["train", "chan.tif", "-o", "new.m", "--method", "linear"],
-        ["train", "five.tif", "-o", "new.m", "--method", "linear"],
+        ["train", "chan.tif", "-o", "new.m", "--preset", "paper"],  # channels: the fast preset
+        ["train", "five.tif", "-o", "new.m", "--motion-channel", "7"],
+        ["train", "good.tif", "-o", "new.m", "--motion-channel", "0"],  # no channels
         ["train", "garbage.tif", "-o", "new.m", "--method", "linear"],
         ["train", "empty.tif", "-o", "new.m", "--method", "linear"],
         ["train", "text.nii.gz", "-o", "new.m", "--method", "linear"],

@@ -258,8 +258,11 @@ def test_cli_trains_on_a_czi(czi_file, tmp_path, capsys):
     meta = json.loads((model / "meta.json").read_text())
     assert meta["shape"] == [3, 4, 12, 10]
     assert meta["voxel_size"] == pytest.approx([0.6, 0.13, 0.12])
-    assert main(["train", str(path), "-o", str(tmp_path / "m2"), "--method", "cubic"]) == 2
-    assert "2 channels" in capsys.readouterr().err
+    # without --channel: one model of both channels, named as in the file
+    assert main(["train", str(path), "-o", str(tmp_path / "m2"), "--method", "cubic"]) == 0
+    meta = json.loads((tmp_path / "m2" / "meta.json").read_text())
+    assert meta["channel_names"] == ["GFP", "mCherry"]
+    assert meta["channel_dirs"] == [".", "channels/1"]
 
 
 def test_first_scene_read_and_the_others_named(tmp_path, capsys, monkeypatch):

@@ -126,9 +126,12 @@ def test_impossible_requests_disable_run(viewer_and_widget):
     w.z_only_check.setChecked(True)  # Z = 3: cannot pool z by 2 into two slices
     assert not w.run_button.isEnabled()
     w.z_only_check.setChecked(False)
-    w.axes_edit.setText("TCYX")
+    w.axes_edit.setText("TCYX")  # a channel axis: every channel is checked (issue 23)
     w._axes_edited("TCYX")
-    assert not w.run_button.isEnabled() and "channel" in w.plan_label.text()
+    assert w.run_button.isEnabled(), w.plan_label.text()
+    w.axes_edit.setText("TTYX")
+    w._axes_edited("TTYX")
+    assert not w.run_button.isEnabled() and "axes" in w.plan_label.text()
 
 
 def test_stop_ends_the_worker_without_a_result(qtbot, viewer_and_widget, monkeypatch):

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .data.stack import Stack4D
-from .store.model_dir import ModelDir
+from .store.model_dir import CHANNEL_KEY, ModelDir
 
 META_KEY = "spatimeinr"
 AXIS_LABELS = ("t", "z", "y", "x")
@@ -51,12 +51,34 @@ def stack_layer_kwargs(stack: Stack4D, **extra: Any) -> dict[str, Any]:
 
 
 def model_input_kwargs(md: ModelDir) -> dict[str, Any]:
-    """Layer kwargs of the input a model was trained on (raw intensity units)."""
+    """Layer kwargs of the input a model was trained on (raw intensity units); the input of one
+    channel of a multi-channel model is named and coloured as that channel."""
     stack = md.stack()
     kw = stack_layer_kwargs(stack, name=f"{md.name} (input)")
     kw["contrast_limits"] = (md.norm.low, md.norm.high)
     kw["metadata"][META_KEY]["model_dir"] = str(Path(md.path).resolve())
+    if CHANNEL_KEY in md.meta:
+        kw = channel_layer_kwargs(kw, md)
+        kw["name"] = f"{md.name} {md.meta[CHANNEL_KEY]['name']} (input)"
     return kw
+
+
+def channel_layer_kwargs(kw: dict[str, Any], md: ModelDir, colormap: bool = True) -> dict[str, Any]:
+    """``kw`` for the layer of one channel of a multi-channel model: the channel's name added,
+    its colour as the colormap (unless ``colormap`` is False), additive blending (the channels of
+    one image shown together, as napari's ``channel_axis`` does)."""
+    info = md.meta.get(CHANNEL_KEY)
+    if not info:
+        return kw
+    out = dict(kw)
+    name = str(info.get("name", ""))
+    base = str(kw.get("name", md.name))
+    out["name"] = f"{base} [{name}]"
+    if colormap:
+        out["colormap"] = str(info.get("color", "gray"))
+    out["blending"] = "additive"
+    out["metadata"] = {META_KEY: {**kw.get("metadata", {}).get(META_KEY, {}), "channel": name}}
+    return out
 
 
 METHOD_LABELS = {"spatimeinr": "SpatimeINR"}

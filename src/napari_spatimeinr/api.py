@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .core.progress import Progress
-from .data.stack import Stack4D
+from .data.stack import ChannelStack, Stack4D
 from .io.meta import OutputMeta
 from .render.lazy import (
     RenderOutput,
@@ -38,6 +38,7 @@ from .workflows.export import export, export_motion, motion
 from .workflows.train import read, train, train_config
 
 __all__ = [
+    "ChannelStack",
     "ModelDir",
     "OutputMeta",
     "Progress",

@@ -257,6 +257,23 @@ def check_export(
     )
 
 
+def with_channels(cost: RenderCost, channels: int) -> RenderCost:
+    """The cost of rendering ``channels`` channels on one grid (a multi-channel model): counted
+    as one array with the channels' planes one after another in z (what the writers hold)."""
+    if channels <= 1:
+        return cost
+    from dataclasses import replace
+
+    t, z, y, x = cost.shape
+    ft, fz, fy, fx = cost.full_shape
+    return replace(
+        cost,
+        shape=(t, z * channels, y, x),
+        full_shape=(ft, fz * channels, fy, fx),
+        n_chunks=cost.n_chunks * channels,
+    )
+
+
 def check_render_export(
     input_shape: tuple[int, int, int, int],
     model_dir: str | Path,
@@ -271,15 +288,21 @@ def check_render_export(
     workers: int | None = None,
     force: bool = False,
     check_target: bool = False,
+    channels: int = 1,
 ) -> RenderCost:
     """The gate of exporting a model's render to ``targets`` (the render, then its uncertainty
     map): the one the CLI (``spatimeinr render``) and the Render & Export widget both call, so the
     two refuse the same requests. The renderer's own memory (:func:`renderer_bytes`) counts
-    once: its threads share it."""
+    once: its threads share it (once per channel's model for ``channels`` > 1)."""
     cost = render_cost(
         input_shape, scale_t, scale_zyx, t_range, roi, chunk_mb=chunk_mb, workers=workers
     )
-    model_bytes = renderer_bytes(input_shape)
+    cost = with_channels(cost, channels)
+    from .io.write import check_channel_format
+
+    for target in targets:
+        check_channel_format(target, channels)
+    model_bytes = channels * renderer_bytes(input_shape)
     for target in targets:
         check_export(
             cost, target, dtype, force=force, model_bytes=model_bytes, check_target=check_target
@@ -386,17 +409,29 @@ def check_train(
     force: bool = False,
     dtype: str = "float32",
     mapped: bool = False,
+    channels: int = 1,
 ) -> TrainCost:
-    """Refuse training whose model directory does not fit the disk or whose work the memory."""
+    """Refuse training whose model directory does not fit the disk or whose work the memory.
+
+    ``channels`` > 1: one model of every channel (``shape`` is one channel's): an input per
+    channel, one set of flows; the raw channels and their mean (the motion source) are held
+    while the channels train one after another."""
     cost = TrainCost(tuple(int(s) for s in shape), engine, dtype, mapped)  # type: ignore[arg-type]
     what = f"the model of a {fmt_shape(cost.shape)} input"
+    if channels > 1:
+        what = f"the model of a {channels}-channel {fmt_shape(cost.shape)} input"
     if cost.flow_bytes:
         what += f" (with {fmt_bytes(cost.flow_bytes)} of optical flows)"
+    more = (channels - 1) * (cost.input_bytes + MODEL_EXTRA_BYTES)
     check_disk(
-        cost.disk_bytes, out_dir, what, "Free some space or write the model elsewhere.", force
+        cost.disk_bytes + more,
+        out_dir,
+        what,
+        "Free some space or write the model elsewhere.",
+        force,
     )
     check_memory(
-        cost.peak_bytes,
+        cost.peak_bytes + 2 * (channels - 1) * cost.input_bytes,
         f"training on a {fmt_shape(cost.shape)} input",
         "Crop the stack (fewer frames or a region) or use a machine with more memory.",
     )

@@ -26,7 +26,7 @@ from qtpy.QtWidgets import (
 from .._layers import META_KEY
 from ..core.errors import SpatimeINRError
 from ..data.axes import check_axes, to_tzyx
-from ..data.stack import Stack4D
+from ..data.stack import ChannelStack, Stack4D
 
 _AXES_BY_NDIM = {2: "YX", 3: "ZYX", 4: "TZYX", 5: "TCZYX"}
 
@@ -65,10 +65,11 @@ def layer_to_stack(
     axes: str,
     voxel_size: tuple[float, float, float] | None = None,
     frame_interval: float | None = None,
-) -> Stack4D:
+) -> Stack4D | ChannelStack:
     """A TZYX :class:`Stack4D` of an image layer read with ``axes``: the one conversion of the
     widgets (Train, Render & Export, Quality control). The physical sizes are the given ones, else
-    the layer's scale; the origin is where the layer is (its translate)."""
+    the layer's scale; the origin is where the layer is (its translate). A layer read with a
+    channel axis ``C`` (of two or more channels) gives a :class:`ChannelStack`."""
     if voxel_size is None or frame_interval is None:
         vs, fi = layer_physical(layer, axes.upper())
         voxel_size = vs if voxel_size is None else voxel_size
@@ -77,16 +78,31 @@ def layer_to_stack(
         raise SpatimeINRError(f"{layer.name!r} is an RGB image: pick a fluorescence layer.")
     data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
     axes = check_axes(axes.upper(), data.ndim)
-    if "C" in axes:
-        raise SpatimeINRError(
-            "One channel at a time: split the channels (right-click the layer → Split Stack) "
-            "and pick one layer, or give axes without C."
-        )
     meta = layer_meta(layer)
     # one world: the model's origin is where the layer is (its translate, by axis letter)
     origin = [float(v) for v in meta.get("origin", (0.0, 0.0, 0.0, 0.0))]
     placed = dict(zip(axes, (float(v) for v in getattr(layer, "translate", ())), strict=False))
     origin = [placed.get(a, o) for a, o in zip("TZYX", origin, strict=True)]
+    if "C" in axes:  # a layer with a channel axis: every channel, one model (issue 23)
+        ci = axes.index("C")
+        rest = axes.replace("C", "")
+        arr = np.asarray(data)
+        chans = [
+            Stack4D(
+                to_tzyx(np.take(arr, c, axis=ci), rest),
+                voxel_size=voxel_size,
+                frame_interval=frame_interval,
+                source_axes=axes,
+                name=str(layer.name),
+                source_path=layer_source(layer),
+                source_sha256=str(meta.get("source_sha256", "")),
+                origin=tuple(origin),  # type: ignore[arg-type]
+            ).validate()
+            for c in range(arr.shape[ci])
+        ]
+        if len(chans) == 1:
+            return chans[0]
+        return ChannelStack(chans)
     return Stack4D(
         to_tzyx(np.asarray(data), axes),
         voxel_size=voxel_size,

@@ -77,12 +77,7 @@ def layer_axes(layer: Any, task: str) -> str:
 
 def layer_axes_shape(shape: tuple[int, ...], axes: str) -> tuple[int, int, int, int]:
     """The TZYX shape of a layer of ``shape`` read with ``axes`` (absent T/Z are 1)."""
-    axes = check_axes(axes, len(shape))
-    if "C" in axes:
-        raise SpatimeINRError(
-            "The QC check works on one channel: split the channels into layers (right-click the "
-            "layer → Split stack) and pick one, or give axes without C."
-        )
+    axes = check_axes(axes, len(shape))  # a channel axis C: the shape of each channel
     return tuple(int(shape[axes.index(a)]) if a in axes else 1 for a in "TZYX")  # type: ignore[return-value]
 
 
@@ -355,6 +350,11 @@ class QCWidget(QWidget):
         self._axes = req["axes"]
         self._layer_translate = tuple(self.selected_layer().translate)
         self._layer_units = layer_units(self.selected_layer())
+        if "C" in self._axes:  # every channel is checked; the layers show channel 0
+            ci = self._axes.index("C")
+            self._axes = self._axes.replace("C", "")
+            self._layer_translate = tuple(v for i, v in enumerate(self._layer_translate) if i != ci)
+            self._layer_units = {}
         kwargs = {k: req[k] for k in ("task", "factor", "z_only", "method", "preset", "time_limit")}
 
         def job():
@@ -426,14 +426,37 @@ class QCWidget(QWidget):
         if best:
             bp = rep["results"][best]["psnr"]
             line += f", best baseline {best} {bp or float('inf'):.2f} dB"
+        if rep.get("channels"):  # one model of every channel, scored per channel
+            parts = []
+            for g in rep["channels"]:
+                mp = g["results"][rep["method"]]["psnr"]
+                bb = g.get("best_baseline")
+                bp = g["results"][bb]["psnr"] if bb else None
+                parts.append(
+                    f"{g['name']} {mp or float('inf'):.2f} dB"
+                    + (f" (best baseline {bb} {bp or float('inf'):.2f})" if bb else "")
+                )
+            line = (
+                f"Done: {rep['method']}, one model of {len(parts)} channels: {'; '.join(parts)}. "
+                f"Layers: channel {rep['channels'][0]['name']}."
+            )
         self.status_label.setText(line)
 
     def fill_table(self, rep: dict[str, Any]) -> None:
-        results = rep["results"]
-        best = rep.get("best_baseline")
-        best_psnr = results[best]["psnr"] if best in results else None
-        self.table.setRowCount(len(results))
-        for row, (name, e) in enumerate(results.items()):
+        """One row per method and baseline; for a multi-channel stack, per channel
+        (``channel · method``), each compared with its own channel's best baseline."""
+        groups = rep.get("channels") or [
+            {"name": "", "results": rep["results"], "best_baseline": rep.get("best_baseline")}
+        ]
+        rows = [
+            (f"{g['name']} · {name}" if g["name"] else name, name, e, g)
+            for g in groups
+            for name, e in g["results"].items()
+        ]
+        self.table.setRowCount(len(rows))
+        for row, (label, name, e, g) in enumerate(rows):
+            results, best = g["results"], g.get("best_baseline")
+            best_psnr = results[best]["psnr"] if best in results else None
             note = []
             if name == rep["method"]:
                 note.append("evaluated")
@@ -443,7 +466,7 @@ class QCWidget(QWidget):
                 note.append(f"{e['base']}, σ {e['sigma']:g}")
             delta = e["psnr"] - best_psnr if None not in (e["psnr"], best_psnr) else None
             cells = [
-                name,
+                label,
                 "—" if e["psnr"] is None else f"{e['psnr']:.2f}",
                 "—" if e["ssim"] is None else f"{e['ssim']:.4f}",
                 "—" if delta is None else f"{delta:+.2f}",

@@ -120,6 +120,7 @@ class RenderWidget(SideBySide, RenderLayers, ApplyToLayer, ExportActions, Comman
         self.added_layers: list[Any] = []
         self.uncertainty_layers: list[Any] = []
         self._last_browse: tuple[Any, Any] | None = None  # (plan, model) of the last layer
+        self._last_channels: list[tuple[Any, Any]] = []  # (plan, model) of each channel layer
         #: the Vectors layer of "Show motion" (a :class:`.motion_layer.MotionVectors`) or None
         self.motion: Any = None
         #: layers hidden while side by side (shown again when switching back)

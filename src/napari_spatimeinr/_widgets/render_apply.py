@@ -9,6 +9,7 @@ from superqt.utils import create_worker
 
 from .. import api
 from ..core.errors import SpatimeINRError
+from ..data.stack import Stack4D
 from .forms import (
     layer_axes,
     layer_meta,
@@ -41,7 +42,13 @@ class ApplyToLayer:
         if layer.ndim == 3 and not layer_meta(layer).get("axes") and md.shape[1] == 1:
             axes = "TYX"
         vs, fi = layer_physical(layer, axes)
-        return layer_to_stack(layer, axes, vs, fi)
+        stack = layer_to_stack(layer, axes, vs, fi)
+        if not isinstance(stack, Stack4D):
+            raise SpatimeINRError(
+                f"{layer.name!r} has {stack.n} channels: a model applies to one channel at a "
+                "time; split the channels (right-click the layer → Split Stack) and pick one."
+            )
+        return stack
 
     def _apply_changed(self, *_: Any) -> None:
         """Prepare the chosen layer for the model (normalization, flows) off the GUI thread."""

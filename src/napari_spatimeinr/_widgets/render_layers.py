@@ -165,6 +165,9 @@ class RenderLayers:
         except SpatimeINRError as err:  # refused by the limits gate before any allocation
             self._fail(str(err))
             return None
+        if plan.channel_dirs:  # a multi-channel model: one layer per channel
+            return self._add_channel_layers(plan)
+        self._last_channels = []
         md = api.open_model(plan.model_dir)
         self._ensure_input_layer(md)
         kw = render_layer_kwargs(plan, md)
@@ -195,6 +198,46 @@ class RenderLayers:
             self.regrid()
         return layer
 
+    def _add_channel_layers(self, plan: Any) -> Any | None:
+        """One lazy layer per channel of a multi-channel model, each in its channel's colour
+        (additive, as napari shows the channels of one image); returns the first."""
+        from dataclasses import replace
+
+        from .._layers import channel_layer_kwargs
+
+        self._last_channels = []
+        first = None
+        for path in plan.channel_dirs:
+            sub = replace(plan, model_dir=Path(path), channel_dirs=())
+            try:
+                browsed = browse_plan(sub)
+            except SpatimeINRError as err:
+                self._fail(str(err))
+                return None
+            md = api.open_model(path)
+            self._ensure_input_layer(md)
+            layer = add_async_layer(
+                self.viewer,
+                api.render_plan(browsed),
+                on_error=self._fail,
+                processes=True,
+                **channel_layer_kwargs(render_layer_kwargs(sub, md), md),
+            )
+            self.added_layers.append(layer)
+            self._last_channels.append((browsed, md))
+            self._last_browse = (browsed, md)
+            first = first or layer
+        names = ", ".join(md.meta["channel"]["name"] for _, md in self._last_channels)
+        self.status.setText(
+            f"Added {len(self._last_channels)} channel layers ({names}): each slice is computed "
+            "when you first show it, then kept."
+        )
+        if self.uncertainty_check.isChecked():
+            QTimer.singleShot(0, self._add_uncertainty_later)
+        else:
+            self.regrid()
+        return first
+
     def _add_uncertainty_later(self) -> None:
         live = [ly for ly in self.added_layers if ly in self.viewer.layers]
         if live and self.uncertainty_check.isChecked():
@@ -209,6 +252,25 @@ class RenderLayers:
         if self._last_browse is None:
             self.status.setText("Add a render layer first: its uncertainty is shown with it.")
             return None
+        if getattr(self, "_last_channels", None):  # one uncertainty layer per channel
+            from .._layers import channel_layer_kwargs
+
+            first = None
+            for plan, md in self._last_channels:
+                try:
+                    check_uncertainty(md)
+                    darr = api.render_plan(plan, uncertainty=True)
+                except SpatimeINRError as err:
+                    self._fail(str(err))
+                    return None
+                kw = channel_layer_kwargs(uncertainty_layer_kwargs(plan, md), md, colormap=False)
+                layer = add_async_layer(
+                    self.viewer, darr, on_error=self._fail, processes=True, **kw
+                )
+                self.uncertainty_layers.append(layer)
+                first = first or layer
+            self.regrid()
+            return first
         plan, md = self._last_browse
         try:
             check_uncertainty(md)

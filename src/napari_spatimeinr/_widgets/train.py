@@ -24,6 +24,8 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QListWidget,
+    QListWidgetItem,
     QProgressBar,
     QPushButton,
     QSpinBox,
@@ -38,6 +40,7 @@ from ..core.config import SpatimeINRParams, TrainConfig, build
 from ..core.device import usable_devices
 from ..core.errors import SpatimeINRError
 from ..core.progress import Progress
+from ..data.stack import ChannelStack, Stack4D
 from . import quiet_gc
 from .actions import CommandActions
 from .forms import (
@@ -128,7 +131,16 @@ class TrainWidget(LivePreview, CommandActions, QWidget):
 
         # -- input --------------------------------------------------------------------------
         self.layer_combo = QComboBox()
-        self.layer_combo.setToolTip("The image layer (one fluorescence channel) to model.")
+        self.layer_combo.setToolTip(
+            "The image layer to model: one fluorescence channel, or a layer with a channel axis "
+            "(axes with C, e.g. TCZYX: every channel, one model)."
+        )
+        self.channels_list = QListWidget()
+        self.channels_list.setToolTip(
+            "Other layers of the same acquisition (same shape) to model with the image layer as "
+            "its channels: one model, one motion for all of them, every channel rendered."
+        )
+        self.channels_list.setMaximumHeight(72)
         self.axes_edit = QLineEdit()
         self.axes_edit.setToolTip(
             "Order of the layer's axes: T = time, Z = depth, Y, X = image plane.\n"
@@ -252,6 +264,7 @@ class TrainWidget(LivePreview, CommandActions, QWidget):
 
         form = form_layout()
         form.addRow("Image layer", self.layer_combo)
+        form.addRow("Also as channels", self.channels_list)
         form.addRow("Axes", self.axes_edit)
         vs_row = QHBoxLayout()
         for s in self.voxel_spins:
@@ -301,6 +314,8 @@ class TrainWidget(LivePreview, CommandActions, QWidget):
 
         # -- wiring ---------------------------------------------------------------------------
         self.layer_combo.currentIndexChanged.connect(self._layer_changed)
+        self.layer_combo.currentIndexChanged.connect(lambda *_: self._refresh_channels())
+        self.channels_list.itemChanged.connect(self.validate)
         for ev in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             ev.connect(self._refresh_layers)
         self.method_combo.currentTextChanged.connect(self._method_changed)
@@ -352,6 +367,36 @@ class TrainWidget(LivePreview, CommandActions, QWidget):
         self.layer_combo.blockSignals(False)
         if current not in names:
             self._layer_changed()
+        self._refresh_channels()
+
+    def _refresh_channels(self) -> None:
+        """The other image layers, offered as further channels (those checked stay checked)."""
+        checked = set(self.channel_layers_names())
+        main = self.layer_combo.currentText()
+        self.channels_list.blockSignals(True)
+        self.channels_list.clear()
+        for ly in self._image_layers():
+            if ly.name == main:
+                continue
+            item = QListWidgetItem(ly.name)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(
+                Qt.CheckState.Checked if ly.name in checked else Qt.CheckState.Unchecked
+            )
+            self.channels_list.addItem(item)
+        self.channels_list.blockSignals(False)
+
+    def channel_layers_names(self) -> list[str]:
+        """The names of the layers checked under *Also as channels*, in list order."""
+        items = [self.channels_list.item(i) for i in range(self.channels_list.count())]
+        return [it.text() for it in items if it.checkState() == Qt.CheckState.Checked]
+
+    def set_channel_layers(self, names: list[str]) -> None:
+        """Check exactly ``names`` under *Also as channels* (scripts and tests)."""
+        for i in range(self.channels_list.count()):
+            it = self.channels_list.item(i)
+            on = it.text() in names
+            it.setCheckState(Qt.CheckState.Checked if on else Qt.CheckState.Unchecked)
 
     def selected_layer(self) -> Any | None:
         name = self.layer_combo.currentText()
@@ -532,7 +577,29 @@ class TrainWidget(LivePreview, CommandActions, QWidget):
         if layer is None:
             raise SpatimeINRError("No image layer: open a stack (File → Open) or a sample first.")
         vs = tuple(s.value() for s in self.voxel_spins)
-        return layer_to_stack(layer, self.axes_edit.text(), vs, self.interval_spin.value())
+        fi = self.interval_spin.value()
+        stack = layer_to_stack(layer, self.axes_edit.text(), vs, fi)
+        others = [ly for ly in self._image_layers() if ly.name in self.channel_layers_names()]
+        if not others:
+            return stack
+        if not isinstance(stack, Stack4D):
+            raise SpatimeINRError(
+                f"{layer.name!r} already has {stack.n} channels: uncheck the layers under Also "
+                "as channels, or pick a single-channel layer."
+            )
+        chans = [stack]
+        for ly in others:
+            other = layer_to_stack(ly, layer_axes(ly), vs, fi)
+            if not isinstance(other, Stack4D) or other.shape != stack.shape:
+                what = other.shape if isinstance(other, Stack4D) else f"{other.n} channels"
+                raise SpatimeINRError(
+                    f"{ly.name!r} ({what}) cannot be a channel of {layer.name!r} {stack.shape}: "
+                    "channels of one model have one shape each."
+                )
+            chans.append(other)
+        layers = [layer, *others]
+        colors = [str(getattr(getattr(ly, "colormap", None), "name", "gray")) for ly in layers]
+        return ChannelStack(chans, [str(ly.name) for ly in layers], colors)
 
     def validate(self, *_: Any) -> bool:
         """Check layer, axes and settings; show the reason and disable Train when invalid."""

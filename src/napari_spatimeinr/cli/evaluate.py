@@ -54,7 +54,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 f"{report_path} already exists: choose another name, or pass --overwrite."
             )
         check_writable(report_path, "report")
-    stack = api.read(args.input, **read_options)
+    stack = api.read(args.input, **read_options, all_channels=True)
     result = None
     with _graceful_stop() as stop:
         bar, bar_stage = None, ""
@@ -94,5 +94,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.output:
         write_report(report, args.output)
         _say(args, f"Report written to {args.output} (+ .csv, .png)")
-    print(format_table(report))
+    if getattr(result, "channels", None):
+        for ch in result.channels:
+            print(f"channel {ch.report['channel']}:")
+            print(format_table(ch.report))
+    else:
+        print(format_table(report))
     return 0

@@ -60,6 +60,21 @@ def cmd_info(args: argparse.Namespace) -> int:
         info["stacks"] = [f"{s['name']} {tuple(s['shape'])}" for s in m["stacks"]]
     if m.get("applied"):  # an applied model directory (render --input)
         info["applied_from"] = m["applied"].get("model_dir")
+    if m.get("channel_dirs"):  # one model of several channels: each channel's own model
+        from ..store.model_dir import channel_dirs
+
+        how = m.get("motion_from", "mean")
+        info["channels"] = [
+            {
+                "name": d.meta["channel"]["name"],
+                "dir": rel,
+                "train_steps": d.meta.get("train_steps", 0),
+                "train_seconds": d.meta.get("train_seconds", 0.0),
+            }
+            for rel, d in zip(m["channel_dirs"], channel_dirs(md), strict=True)
+        ]
+        info["motion_from"] = "mean of the channels" if how == "mean" else f"channel {how}"
+        info["channel_train_seconds"] = m.get("channel_train_seconds")
     if args.json:
         print(json.dumps(info, indent=2))
     else:

@@ -7,10 +7,18 @@ import argparse
 from ..core.config import CLASSICAL_METHODS, TrainConfig
 from ..core.device import DEVICES
 
+CHANNEL_HELP = {
+    "train": "use only this channel of a multi-channel file (default: every channel, one model)",
+    "render": "render only this channel of a multi-channel model (and read this channel of an "
+    "--input file); default: every channel (TCZYX output)",
+    "evaluate": "evaluate only this channel of a multi-channel file (default: every channel, one "
+    "model, scored per channel)",
+}
 
-def _add_read_options(p: argparse.ArgumentParser) -> None:
+
+def _add_read_options(p: argparse.ArgumentParser, command: str = "render") -> None:
     p.add_argument("--axes", help=StackOptionsHelp.axes)
-    p.add_argument("--channel", type=int, help="channel index when the file has a channel axis")
+    p.add_argument("--channel", type=int, metavar="N", help=CHANNEL_HELP[command])
     p.add_argument(
         "--voxel-size",
         type=float,
@@ -64,7 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--method", choices=["spatimeinr", *CLASSICAL_METHODS], help=fields["method"].description
     )
     t.add_argument("--preset", choices=["fast", "paper"], help=fields["preset"].description)
-    _add_read_options(t)
+    _add_read_options(t, "train")
+    t.add_argument(
+        "--motion-channel",
+        type=int,
+        metavar="N",
+        help="multi-channel file: estimate the one motion of all channels from channel N "
+        "(default: from the mean of the normalized channels)",
+    )
     t.add_argument("--steps", type=int, help=fields["steps"].description)
     t.add_argument(
         "--time-limit", type=float, metavar="SECONDS", help=fields["time_limit"].description
@@ -192,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--time-limit", type=float, metavar="SECONDS")
     e.add_argument("--steps", type=int)
     e.add_argument("--seed", type=int, default=0)
-    _add_read_options(e)
+    _add_read_options(e, "evaluate")
     e.add_argument("-o", "--output", metavar="REPORT.json", help="write the report (JSON+CSV+PNG)")
     e.add_argument("--overwrite", action="store_true", help="replace an existing report")
     e.add_argument("--force", action="store_true", help=FORCE_HELP)

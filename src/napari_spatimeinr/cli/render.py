@@ -65,9 +65,19 @@ def _check_output(out: Path, overwrite: bool) -> None:
 
 def _plan(args: argparse.Namespace, md, out: Path, unc_out: Path | None = None):
     """The plan of one render after the gate of :mod:`.limits` (cost, disk, memory); with
-    ``unc_out``, the uncertainty map's file passes the same gate."""
+    ``unc_out``, the uncertainty map's file passes the same gate. A multi-channel model renders
+    every channel (TCZYX) unless ``--channel N`` chose one."""
     from .. import api
     from ..limits import check_render_export, renderer_bytes
+    from ..store.model_dir import n_channels
+
+    multi = bool(md.meta.get("channel_dirs"))
+    channel = args.channel if multi else None
+    channels = n_channels(md) if multi and channel is None else 1
+    if channel is not None:
+        from ..render.lazy import select_channel
+
+        select_channel(md, channel)  # out of range: one line, before the gate
 
     t_range = tuple(args.t_range) if args.t_range else None
     roi = tuple(args.roi) if args.roi else None
@@ -87,6 +97,7 @@ def _plan(args: argparse.Namespace, md, out: Path, unc_out: Path | None = None):
         chunk_mb=args.chunk_mb,
         workers=args.workers or None,
         force=args.force,
+        channels=channels,
     )
     plan = api.plan_render(
         md,
@@ -97,8 +108,20 @@ def _plan(args: argparse.Namespace, md, out: Path, unc_out: Path | None = None):
         chunk_mb=args.chunk_mb,
         device=args.device,
         keep_measured=args.keep_measured,
+        channel=channel,
     )
-    return plan, cost, renderer_bytes(md.shape)
+    return plan, cost, channels * renderer_bytes(md.shape)
+
+
+def _model_channel(args: argparse.Namespace, md):
+    """The model to render: ``md``, or with ``--channel N`` channel N's model of a
+    multi-channel model (a single-channel model keeps ``--channel`` for reading ``--input``)."""
+    from ..render.lazy import select_channel
+    from ..store.model_dir import n_channels
+
+    if n_channels(md) == 1:
+        return md
+    return select_channel(md, args.channel, applied=bool(args.input))
 
 
 def _apply(args: argparse.Namespace, path: Path, progress=None):
@@ -107,9 +130,10 @@ def _apply(args: argparse.Namespace, path: Path, progress=None):
     from ..core.device import resolve_device
     from ..render.apply import apply_model
 
+    model = _model_channel(args, api.open_model(args.model_dir))  # before reading the stack
     stack = api.read(path, **_read_options(args))
     device = resolve_device(args.device)
-    applied = apply_model(args.model_dir, stack, args.cache_dir, device=device, progress=progress)
+    applied = apply_model(model.path, stack, args.cache_dir, device=device, progress=progress)
     return applied.model_dir, applied.warnings
 
 
@@ -170,9 +194,13 @@ def cmd_render(args: argparse.Namespace) -> int:
     with _dask_client(args):
         est = api.estimate_seconds(plan) if not (args.scheduler or args.workers) else None
         t, z, y, x = plan.shape
+        chans = ""
+        if plan.meta.channel_names:
+            chans = f" C={plan.channels} ({', '.join(plan.meta.channel_names)})"
         _say(
             args,
-            f"Output T={t} Z={z} Y={y} X={x} ({args.dtype}), about {fmt_bytes(disk)} on disk; "
+            f"Output T={t}{chans} Z={z} Y={y} X={x} ({args.dtype}), about {fmt_bytes(disk)} on "
+            "disk; "
             f"chunks of {fmt_bytes(cost.chunk_bytes)}, peak memory about "
             f"{fmt_bytes(cost.peak_bytes(model_bytes))}; estimated time "
             f"{fmt_seconds(est) if est is not None else 'unknown (cluster)'}",
@@ -206,7 +234,7 @@ def cmd_render(args: argparse.Namespace) -> int:
                     ) from None
                 bar.close()
             dt = time.perf_counter() - t1
-            n = t * z * y * x
+            n = t * z * y * x * plan.channels
             _say(args, f"Wrote {target} in {fmt_seconds(dt)} ({n / max(dt, 1e-9):.3g} voxels/s)")
     return 0
 

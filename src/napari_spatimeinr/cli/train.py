@@ -108,8 +108,23 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         paths = expand_inputs(args.input)
         # memory-mapped where the file allows: training copies it into the model a block at a time
-        stacks = [api.read(p, **read_options, mapped=True) for p in paths]
+        stacks = [api.read(p, **read_options, mapped=True, all_channels=True) for p in paths]
         source = stacks if len(stacks) > 1 else stacks[0]
+        from ..data.stack import ChannelStack
+        from ..workflows.train import check_channels
+
+        check_channels(stacks, cfg, args.init_from, args.motion_channel)
+        if isinstance(source, ChannelStack):
+            how = (
+                "the mean of the normalized channels"
+                if args.motion_channel is None
+                else f"channel {args.motion_channel}"
+            )
+            _say(
+                args,
+                f"{source.n} channels ({', '.join(source.names)}): one model for all of them, one "
+                f"motion estimated from {how}; --channel N trains one channel alone",
+            )
         for other in stacks[1:]:
             t, z, y, x = other.shape
             _say(
@@ -149,11 +164,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             from ..engines.fast.task import flow_plan
 
             _say(args, "Plan: " + flow_plan(stacks[0].shape, cfg.time_limit))
-        cost = TrainCost(  # what it will cost: the gate's own figures
-            stacks[0].shape,
+        from ..data.stack import ChannelStack
+
+        first = stacks[0].channels[0] if isinstance(stacks[0], ChannelStack) else stacks[0]
+        cost = TrainCost(  # what it will cost: the gate's own figures (one channel's)
+            first.shape,
             engine_of(cfg),
-            str(stacks[0].extra.get("source_dtype") or "float32"),
-            mapped=type(stacks[0].data).__name__ == "memmap",
+            str(first.extra.get("source_dtype") or "float32"),
+            mapped=type(first.data).__name__ == "memmap",
         )
         _say(
             args,
@@ -170,10 +188,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             stop=stop,
             force=args.force,
             init_from=args.init_from,
+            motion_channel=getattr(args, "motion_channel", None),
         )
         # the training copies the input into the model directory and reads it from there: the
         # stacks read here are not kept (their memory would count for the whole training)
-        source = stacks = stack = other = None  # noqa: F841
+        source = stacks = stack = other = first = None  # noqa: F841
         bar = None
         last = None
         for p in gen:

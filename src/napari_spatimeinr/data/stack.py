@@ -124,3 +124,126 @@ class Stack4D:
             source_axes=axes.upper(),
             name=name,
         )
+
+
+#: display colours of channels without colours of their own (napari colormap names; hex for files)
+DEFAULT_CHANNEL_COLORS = ("green", "magenta", "cyan", "yellow", "red", "blue")
+COLOR_HEX = {
+    "green": "00FF00",
+    "magenta": "FF00FF",
+    "cyan": "00FFFF",
+    "yellow": "FFFF00",
+    "red": "FF0000",
+    "blue": "0000FF",
+    "gray": "FFFFFF",
+}
+
+
+def channel_names_of(n: int, names: list[str] | None = None) -> list[str]:
+    """``names`` when there is one per channel (made unique), else ``C0``, ``C1``, …"""
+    if not names or len(names) != n:
+        return [f"C{c}" for c in range(n)]
+    out: list[str] = []
+    for c, name in enumerate(names):
+        name = str(name).strip() or f"C{c}"
+        out.append(name if name not in out else f"{name}_{c}")
+    return out
+
+
+@dataclass
+class ChannelStack:
+    """The channels of one acquisition (a TCZYX image): one :class:`Stack4D` per channel, on one
+    grid (same shape, voxel size, frame interval, origin). A model of it is trained with one motion
+    for all channels (:func:`napari_spatimeinr.workflows.train.train`).
+
+    Attributes:
+        channels: the channels, in order (each a canonical TZYX Stack4D in raw units).
+        names: one name per channel (``C0``, ``C1``, … when the file names none).
+        colors: one napari colormap name per channel.
+    """
+
+    channels: list[Stack4D]
+    names: list[str] = field(default_factory=list)
+    colors: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if len(self.channels) < 2:
+            raise SpatimeINRError("A multi-channel stack needs at least two channels.")
+        first = self.channels[0]
+        for c, ch in enumerate(self.channels[1:], start=1):
+            if ch.shape != first.shape:
+                raise SpatimeINRError(
+                    f"The channels of one stack must have one shape: channel 0 is {first.shape}, "
+                    f"channel {c} is {ch.shape}."
+                )
+        self.names = channel_names_of(len(self.channels), self.names)
+        if len(self.colors) != len(self.channels):
+            self.colors = [
+                DEFAULT_CHANNEL_COLORS[c % len(DEFAULT_CHANNEL_COLORS)]
+                for c in range(len(self.channels))
+            ]
+
+    @property
+    def n(self) -> int:
+        return len(self.channels)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """The TZYX shape of each channel."""
+        return self.channels[0].shape
+
+    @property
+    def name(self) -> str:
+        return self.channels[0].name
+
+    @property
+    def voxel_size(self) -> tuple[float, float, float]:
+        return self.channels[0].voxel_size
+
+    @property
+    def frame_interval(self) -> float:
+        return self.channels[0].frame_interval
+
+    @property
+    def extra(self) -> dict:
+        return self.channels[0].extra
+
+    @property
+    def source_path(self) -> str:
+        return self.channels[0].source_path
+
+    @property
+    def source_sha256(self) -> str:
+        return self.channels[0].source_sha256
+
+    def validate(self) -> ChannelStack:
+        for ch in self.channels:
+            ch.validate()
+        return self
+
+    @classmethod
+    def from_array(
+        cls,
+        data: np.ndarray,
+        axes: str = "TCZYX",
+        voxel_size: tuple[float, float, float] = (1.0, 1.0, 1.0),
+        frame_interval: float = 1.0,
+        name: str = "stack",
+        names: list[str] | None = None,
+    ) -> ChannelStack:
+        """Wrap an in-memory array with a channel axis ``C`` in ``axes``."""
+        axes = axes.upper()
+        if "C" not in axes:
+            raise SpatimeINRError(f"The axes {axes!r} have no channel axis C.")
+        ci = axes.index("C")
+        data = np.asarray(data)
+        rest = axes.replace("C", "")
+        chans = [
+            Stack4D.from_array(
+                np.take(data, c, axis=ci), rest, voxel_size, frame_interval, name=name
+            )
+            for c in range(data.shape[ci])
+        ]
+        for ch in chans:
+            ch.extra["channels"] = len(chans)
+        return cls(chans, list(names or []))

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from .stack import Stack4D
+from .stack import ChannelStack, Stack4D
 
 #: Realistic acquisition defaults: confocal-like voxels (z, y, x) in µm and 30 s between frames.
 VOXEL_SIZE = (1.0, 0.2, 0.2)
@@ -33,8 +33,12 @@ def _nuclei_frames(
     n_nuclei: int,
     rng: np.random.Generator,
     psf_sigma: tuple[float, float, float],
+    shells: list[np.ndarray] | None = None,
 ) -> Iterator[np.ndarray]:
-    """The noise-free frames (Z, Y, X) float32 of :func:`make_nuclei_timelapse`, one at a time."""
+    """The noise-free frames (Z, Y, X) float32 of :func:`make_nuclei_timelapse`, one at a time.
+
+    ``shells``: a list that receives, before each frame is yielded, that frame's membrane-like
+    shell around each nucleus (at 1.6 radii; :func:`make_two_channel_timelapse`)."""
     nt, nz, ny, nx = shape
     lo = np.array([nz * 0.3, ny * 0.2, nx * 0.2])
     hi = np.array([nz * 0.7, ny * 0.8, nx * 0.8])
@@ -60,6 +64,7 @@ def _nuclei_frames(
     )
     for t in range(nt):
         vol = np.zeros((nz, ny, nx), np.float32)
+        shell = np.zeros((nz, ny, nx), np.float32) if shells is not None else None
         for n in list(nuclei):
             if n.divide_at == t:  # split along a random direction in y-x; both daughters shown now
                 ang = rng.uniform(0, np.pi)
@@ -85,7 +90,11 @@ def _nuclei_frames(
                 + ((xx - n.pos[2]) / n.radius[2]) ** 2
             )
             vol += n.brightness / (1 + np.exp(np.minimum((r2 - 1) * 6, 60)))
+            if shell is not None:  # a thin shell at 1.6 radii: the cell's membrane
+                shell += np.exp(-(((np.sqrt(r2) - 1.6) / 0.18) ** 2))
             n.pos = np.clip(n.pos + n.vel, lo * 0.5, hi + (np.array([nz, ny, nx]) - hi) * 0.5)
+        if shells is not None:
+            shells.append(ndimage.gaussian_filter(np.minimum(shell, 1.0), psf_sigma))
         yield ndimage.gaussian_filter(vol, psf_sigma)
 
 
@@ -134,6 +143,48 @@ def make_nuclei_timelapse(
     )
     stack.extra["source_dtype"] = "uint16"
     return stack
+
+
+def make_two_channel_timelapse(
+    shape: tuple[int, int, int, int] = (12, 12, 64, 64),
+    n_nuclei: int = 6,
+    seed: int = 0,
+    psf_sigma: tuple[float, float, float] = (1.2, 0.8, 0.8),
+    photons: tuple[float, float] = (60.0, 40.0),
+    read_noise: float = 2.0,
+    background: float = 100.0,
+    voxel_size: tuple[float, float, float] = VOXEL_SIZE,
+    frame_interval: float = FRAME_INTERVAL,
+) -> ChannelStack:
+    """Two channels of the same moving (and dividing) cells: nuclei (channel 0, ``nuclei``) and a
+    membrane-like shell around each nucleus (channel 1, ``membrane``), moving together; each with
+    its own Poisson and read noise. Channel 0 is :func:`make_nuclei_timelapse`'s stack for the same
+    arguments up to the noise draw."""
+    nt, nz, ny, nx = (int(v) for v in shape)
+    rng = np.random.default_rng(seed)
+    frames = np.empty((nt, nz, ny, nx), np.float32)
+    shell_list: list[np.ndarray] = []
+    for t, frame in enumerate(
+        _nuclei_frames((nt, nz, ny, nx), n_nuclei, rng, psf_sigma, shell_list)
+    ):
+        frames[t] = frame
+    shells = np.stack(shell_list).astype(np.float32)
+    texture = ndimage.gaussian_filter(rng.random((nz, ny, nx)), 1.0)
+    texture = 0.85 + 0.3 * (texture - texture.min()) / (np.ptp(texture) + 1e-9)
+    chans = []
+    for clean, ph in zip((frames, shells), photons, strict=True):
+        counts = rng.poisson(np.clip(clean * texture[None] * ph, 0, None)).astype(np.float32)
+        counts += background + rng.normal(0, read_noise, counts.shape).astype(np.float32)
+        stack = Stack4D(
+            np.clip(np.round(counts), 0, 65535).astype(np.float32),
+            voxel_size=voxel_size,
+            frame_interval=frame_interval,
+            source_axes="TCZYX",
+            name="synthetic_two_channel",
+        )
+        stack.extra.update({"source_dtype": "uint16", "channels": 2})
+        chans.append(stack)
+    return ChannelStack(chans, ["nuclei", "membrane"], ["green", "magenta"])
 
 
 def write_nuclei_tiff(

@@ -147,7 +147,7 @@ def provenance_dict(meta: OutputMeta, enc: Encoder, final: bool = True) -> dict[
     prov.update(
         {
             "name": meta.name,
-            "axes": "TZYX",
+            "axes": "TCZYX" if meta.channel_names else "TZYX",
             "voxel_size_um": {
                 "z": meta.voxel_size[0],
                 "y": meta.voxel_size[1],
@@ -160,6 +160,9 @@ def provenance_dict(meta: OutputMeta, enc: Encoder, final: bool = True) -> dict[
             "dtype": enc.dtype,
         }
     )
+    if meta.channel_names:
+        prov["channel_names"] = list(meta.channel_names)
+        prov["channel_colors"] = list(meta.channel_colors or [])
     if enc.dtype != "float32":
         prov["uint16"] = enc.record(final)
     return prov

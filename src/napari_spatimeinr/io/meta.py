@@ -19,6 +19,8 @@ class OutputMeta:
         provenance: package version, method, preset, seed, factors, source file name and SHA-256.
         intensity_range: (min, max) of the input in raw units (for uint16 output).
         source_dtype: dtype of the input file's data (e.g. "uint16").
+        channel_names: one name per channel of a TCZYX output (a multi-channel render), else None.
+        channel_colors: one colour per channel (napari colormap names, e.g. ``green``), or None.
     """
 
     voxel_size: tuple[float, float, float] = (1.0, 1.0, 1.0)
@@ -28,6 +30,8 @@ class OutputMeta:
     provenance: dict[str, Any] = field(default_factory=dict)
     intensity_range: tuple[float, float] = (0.0, 1.0)
     source_dtype: str = "float32"
+    channel_names: tuple[str, ...] | None = None
+    channel_colors: tuple[str, ...] | None = None
 
     @property
     def scale_tzyx(self) -> tuple[float, float, float, float]:

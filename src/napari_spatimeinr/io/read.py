@@ -18,11 +18,11 @@ import numpy as np
 
 from ..core.errors import SpatimeINRError
 from ..data.axes import check_axes, infer_axes, select_channel
-from ..data.stack import Stack4D, sha256_file
+from ..data.stack import ChannelStack, Stack4D, sha256_file
 from .formats import SUPPORTED_READ_SUFFIXES, read_family, stem_of
 from .source import SourceImage
 
-__all__ = ["SUPPORTED_READ_SUFFIXES", "read_source", "read_stack"]
+__all__ = ["SUPPORTED_READ_SUFFIXES", "read_channels", "read_source", "read_stack"]
 
 
 #: Which readers to use: ``auto`` (by suffix) or ``bioio`` (OME-TIFF and OME-Zarr too).
@@ -124,6 +124,75 @@ def read_stack(
     finally:
         if src.close is not None:
             src.close()
+    return _stack_of(src, data, file_axes, p, voxel_size, frame_interval, validate)
+
+
+def read_channels(
+    path: str | Path,
+    axes: str | None = None,
+    channel: int | None = None,
+    voxel_size: tuple[float, float, float] | None = None,
+    frame_interval: float | None = None,
+    *,
+    validate: bool = True,
+    reader: str | None = None,
+    mapped: bool = False,
+) -> Stack4D | ChannelStack:
+    """Read ``path`` with all of its channels: a :class:`ChannelStack` when the file has two or
+    more channels and ``channel`` is None, else what :func:`read_stack` reads (one channel).
+
+    The channels keep the file's names (``ChannelStack.names``; ``C0``, ``C1``, … when it gives
+    none, or the names a file written by this package recorded).
+    """
+    voxel_size, frame_interval = _check_overrides(voxel_size, frame_interval)
+    p = Path(path)
+    src = read_source(p, reader)
+    try:
+        file_axes = _axes_of(src, axes, p.name)
+        n = _channels(src.shape, file_axes) if len(file_axes) == len(src.shape) else 1
+        if channel is not None or n < 2:  # one channel: as read_stack (``mapped`` too)
+            data, file_axes = _canonical(src, axes, channel, p.name, mapped)
+            return _stack_of(src, data, file_axes, p, voxel_size, frame_interval, validate)
+        chans = []
+        sha = sha256_file(p)
+        for c in range(n):
+            data, fa = _canonical(src, axes, c, p.name)
+            stack = _stack_of(src, data, fa, p, voxel_size, frame_interval, validate, sha)
+            stack.extra["channel"] = c
+            chans.append(stack)
+    finally:
+        if src.close is not None:
+            src.close()
+    names = src.channel_names or (src.provenance or {}).get("channel_names")
+    return ChannelStack(chans, list(names) if names and len(names) == n else [])
+
+
+def _axes_of(src: SourceImage, axes: str | None, name: str) -> str:
+    """The file's axes as :func:`_canonical` will read them (without loading anything)."""
+    if axes is not None:
+        _, shape = _fit_singletons(src.data, src.shape, axes.upper(), src.axes)
+        return axes.upper() if len(axes) == len(shape) else ""
+    if src.axes is not None:
+        return src.axes
+    if src.axes_error is not None:
+        raise SpatimeINRError(src.axes_error)
+    try:
+        return infer_axes(len(src.shape))
+    except SpatimeINRError:
+        return ""
+
+
+def _stack_of(
+    src: SourceImage,
+    data: np.ndarray,
+    file_axes: str,
+    p: Path,
+    voxel_size: tuple[float, float, float] | None,
+    frame_interval: float | None,
+    validate: bool,
+    sha: str | None = None,
+) -> Stack4D:
+    """The :class:`Stack4D` of one channel's canonical data and the file's metadata."""
     if src.value_scale is not None:
         slope, inter = src.value_scale
         data *= np.float32(slope)
@@ -146,7 +215,7 @@ def read_stack(
         source_axes=file_axes,
         name=stem_of(p),
         source_path=str(p.resolve()),
-        source_sha256=sha256_file(p),
+        source_sha256=sha or sha256_file(p),
         origin=origin,  # type: ignore[arg-type]
         extra={
             "source_dtype": src.source_dtype,

@@ -69,9 +69,10 @@ def estimate_output_bytes(
 def _as_dask(darr: da.Array | np.ndarray) -> da.Array:
     if not isinstance(darr, da.Array):
         darr = da.from_array(np.asarray(darr), chunks="auto")
-    if darr.ndim != 4:
+    if darr.ndim not in (4, 5):
         raise SpatimeINRError(
-            f"Can only write 4D (T, Z, Y, X) arrays; this one has shape {darr.shape}."
+            f"Can only write 4D (T, Z, Y, X) or 5D (T, C, Z, Y, X) arrays; this one has shape "
+            f"{darr.shape}."
         )
     if any(int(s) == 0 for s in darr.shape):
         raise SpatimeINRError(f"Nothing to write: the array is empty (shape {darr.shape}).")
@@ -225,8 +226,11 @@ def write_array(
     darr = _as_dask(darr)
     _check_meta(meta)
     enc = Encoder.for_output(dtype, meta)
-    shape = tuple(int(s) for s in darr.shape)
     parent = _check_target(path, overwrite)
+    layout = None
+    if darr.ndim == 5:
+        darr, layout = _channel_planes(darr, fam, path, meta)
+    shape = tuple(int(s) for s in darr.shape)
     need = estimate_output_bytes(shape, enc.dtype, suffix)
     if fam == "tiff":
         from .write_tiff import IMAGEJ_MAX_BYTES
@@ -236,7 +240,7 @@ def write_array(
                 f"{path.name} would be about {fmt_bytes(need)}, over the 4 GB limit of ImageJ TIFF: "
                 "write .ome.tif (BigTIFF) or .zarr instead, or render less (--t-range, --roi)."
             )
-    if fam == "zarr":
+    if fam == "zarr" and layout is None:
         darr = _regular_chunks(darr)
     slabs = plan_slabs(darr.chunks, 4)
     gz_direct = suffix == ".nii.gz" and all(s.is_one_run(shape) for s in slabs)  # type: ignore[arg-type]
@@ -248,7 +252,7 @@ def write_array(
     extra: list[Path] = []
     try:
         if fam in ("tiff", "ome-tiff"):
-            _write_tiff(tmp, darr, slabs, meta, enc, fam == "ome-tiff", progress, cancel)
+            _write_tiff(tmp, darr, slabs, meta, enc, fam == "ome-tiff", progress, cancel, layout)
         elif suffix == ".nii":
             _write_nii(tmp, darr, slabs, meta, enc, _Counter(len(slabs), progress), cancel)
         elif gz_direct:
@@ -258,7 +262,7 @@ def write_array(
             extra.append(raw)
             _write_nii_gz_via_raw(tmp, raw, darr, slabs, meta, enc, progress, cancel)
         else:
-            _write_zarr(tmp, darr, slabs, meta, enc, progress, cancel)
+            _write_zarr(tmp, darr, slabs, meta, enc, progress, cancel, layout)
         _commit(tmp, path)
     except BaseException:
         _remove(tmp)
@@ -268,6 +272,45 @@ def write_array(
     for p in extra:
         _remove(p)
     return path
+
+
+# -- channels -----------------------------------------------------------------------------------
+
+
+def channel_names(meta: OutputMeta, n: int) -> list[str]:
+    """The names of the ``n`` channels of an output (``C0``, ``C1``, … where none are given)."""
+    names = list(meta.channel_names or [])
+    return names if len(names) == n else [f"C{c}" for c in range(n)]
+
+
+def check_channel_format(path: str | Path, channels: int) -> None:
+    """Refuse, in one line, a format without a channel axis (NIfTI) for several channels."""
+    if channels > 1 and write_family(Path(path)) == "nifti":
+        raise SpatimeINRError(
+            f"{Path(path).name}: NIfTI holds x, y, z, t and no channel axis, and this render has "
+            f"{channels} channels: write it to .ome.tif, .tif or .zarr, or render one channel "
+            "with --channel N."
+        )
+
+
+def _channel_planes(
+    darr: da.Array, fam: str, path: Path, meta: OutputMeta
+) -> tuple[da.Array, tuple[int, ...]]:
+    """A TCZYX array as the 4D array of its planes in the file's order, and the file's 5D shape.
+
+    OME-TIFF and OME-Zarr store TCZYX: the channels one after another along z (T, C·Z, Y, X).
+    ImageJ hyperstacks store TZCYX: the channels interleaved plane by plane (T, Z·C, Y, X); the
+    chunks then hold every channel of their planes. NIfTI has no channel axis: refused.
+    """
+    t, c, z, y, x = (int(v) for v in darr.shape)
+    check_channel_format(path, c)
+    if fam == "tiff":
+        stacked = da.stack([darr[:, k] for k in range(c)], axis=2).rechunk({2: c})
+        return stacked.reshape((t, z * c, y, x)), (t, z, c, y, x)
+    chans = [darr[:, k] for k in range(c)]
+    if fam == "zarr":  # one regular chunk grid per channel, so that no chunk spans two channels
+        chans = [_regular_chunks(a) for a in chans]
+    return da.concatenate(chans, axis=1), (t, c, z, y, x)
 
 
 # -- formats ------------------------------------------------------------------------------------
@@ -282,11 +325,13 @@ def _write_tiff(
     ome: bool,
     progress: Progress | None,
     cancel: Cancel | None,
+    layout: tuple[int, ...] | None = None,
 ) -> None:
     from .write_tiff import create_tiff, finish_tiff
 
     counter = _Counter(len(slabs), progress)
-    offset = create_tiff(tmp, tuple(int(s) for s in darr.shape), meta, enc, ome)  # type: ignore[arg-type]
+    shape = layout or tuple(int(s) for s in darr.shape)
+    offset = create_tiff(tmp, shape, meta, enc, ome)  # type: ignore[arg-type]
     fd = os.open(tmp, os.O_RDWR)
     try:
         _write_slabs_at(fd, offset, darr, slabs, enc, counter, cancel)
@@ -413,12 +458,16 @@ def _write_zarr(
     enc: Encoder,
     progress: Progress | None,
     cancel: Cancel | None,
+    layout: tuple[int, ...] | None = None,
 ) -> None:
     from ..core.cluster import active_client, iter_completed
     from .write_zarr import create_zarr, encoder_params, finish_zarr, store_block
 
     shape = tuple(int(s) for s in darr.shape)
-    chunks = tuple(int(c[0]) for c in darr.chunks)
+    chunks: tuple[int, ...] = tuple(int(c[0]) for c in darr.chunks)
+    if layout is not None:  # TCZYX: the planes of channel k are z' in [k·Z, (k+1)·Z)
+        chunks = (chunks[0], 1, min(chunks[1], layout[2]), chunks[2], chunks[3])
+        shape = layout
     # An absolute path: on a dask cluster the workers write the chunks from their own folder.
     arr = create_zarr(tmp.absolute(), shape, chunks, meta, enc)  # type: ignore[arg-type]
     params = encoder_params(enc)
@@ -426,7 +475,8 @@ def _write_zarr(
     store = dask.delayed(store_block, pure=False)
     # On a dask.distributed cluster the store tasks return only counts: submit them all and count
     # slabs as they land; locally, a group at a time (bounded memory).
-    groups = [slabs] if active_client() is not None else group_slabs(slabs, shape[3])
+    nx = int(darr.shape[3])
+    groups = [slabs] if active_client() is not None else group_slabs(slabs, nx)
     for group in groups:
         check_cancel(cancel)
         tasks = [

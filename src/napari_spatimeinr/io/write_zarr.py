@@ -23,14 +23,20 @@ AXES = [
 ]
 
 
+CHANNEL_AXIS = {"name": "c", "type": "channel"}
+
+
 def create_zarr(
     path: Path,
-    shape: tuple[int, int, int, int],
-    chunks: tuple[int, int, int, int],
+    shape: tuple[int, ...],
+    chunks: tuple[int, ...],
     meta: OutputMeta,
     enc: Encoder,
 ) -> Any:
-    """Create the OME-Zarr group and its (empty) full-resolution array; return the array."""
+    """Create the OME-Zarr group and its (empty) full-resolution array; return the array.
+
+    A 5D ``shape`` is TCZYX (a multi-channel render): axes t, c, z, y, x, and the channels'
+    names and colours in ``omero``."""
     import warnings
 
     import zarr
@@ -39,6 +45,8 @@ def create_zarr(
         warnings.simplefilter("ignore", DeprecationWarning)
         from ome_zarr.writer import write_multiscales_metadata
 
+    multi = len(shape) == 5
+    axes = [AXES[0], CHANNEL_AXIS, *AXES[1:]] if multi else AXES
     group = zarr.open_group(str(path), mode="w", zarr_format=3)
     arr = group.create_array(
         "0",
@@ -46,21 +54,52 @@ def create_zarr(
         chunks=chunks,
         dtype=enc.dtype,
         fill_value=0,
-        dimension_names=[a["name"] for a in AXES],
+        dimension_names=[a["name"] for a in axes],
     )
-    transforms: list[dict[str, Any]] = [
-        {"type": "scale", "scale": [float(meta.frame_interval), *map(float, meta.voxel_size)]}
-    ]
-    if any(float(o) != 0.0 for o in meta.origin):
-        transforms.append({"type": "translation", "translation": [float(o) for o in meta.origin]})
+    scale = [float(meta.frame_interval), *map(float, meta.voxel_size)]
+    origin = [float(o) for o in meta.origin]
+    if multi:
+        scale.insert(1, 1.0)
+        origin.insert(1, 0.0)
+    transforms: list[dict[str, Any]] = [{"type": "scale", "scale": scale}]
+    if any(o != 0.0 for o in origin):
+        transforms.append({"type": "translation", "translation": origin})
     write_multiscales_metadata(
         group,
         [{"path": "0", "coordinateTransformations": transforms}],
-        axes=AXES,
+        axes=axes,
         name=meta.name,
     )
+    if multi:
+        _omero_channels(group, meta, int(shape[1]))
     group.attrs[PROVENANCE_KEY] = provenance_dict(meta, enc, final=False)
     return arr
+
+
+def _omero_channels(group: Any, meta: OutputMeta, n: int) -> None:
+    """The channels' names, colours and display windows (``omero``, as NGFF viewers read it)."""
+    from ..data.stack import COLOR_HEX, DEFAULT_CHANNEL_COLORS
+
+    names = list(meta.channel_names or [])
+    if len(names) != n:
+        names = [f"C{c}" for c in range(n)]
+    colors = list(meta.channel_colors or [])
+    if len(colors) != n:
+        colors = [DEFAULT_CHANNEL_COLORS[c % len(DEFAULT_CHANNEL_COLORS)] for c in range(n)]
+    lo, hi = (float(v) for v in meta.intensity_range)
+    ome = dict(group.attrs.get("ome", {}))
+    ome["omero"] = {
+        "channels": [
+            {
+                "label": name,
+                "color": COLOR_HEX.get(color, "FFFFFF"),
+                "active": True,
+                "window": {"min": lo, "max": hi, "start": lo, "end": hi},
+            }
+            for name, color in zip(names, colors, strict=True)
+        ]
+    }
+    group.attrs["ome"] = ome
 
 
 def encoder_params(enc: Encoder) -> tuple[str, str, float, float]:
@@ -75,7 +114,12 @@ def store_block(
     dtype, mapping, scale, offset = params
     local = Encoder(dtype=dtype, mapping=mapping, scale=scale, offset=offset)
     t0, t1, z0, z1, y0, y1 = region
-    arr[t0:t1, z0:z1, y0:y1, :] = local(np.asarray(block))
+    if len(arr.shape) == 5:  # TCZYX written as its planes (T, C·Z, Y, X): one channel's slab
+        nz = int(arr.shape[2])
+        c = z0 // nz
+        arr[t0:t1, c, z0 - c * nz : z1 - c * nz, y0:y1, :] = local(np.asarray(block))
+    else:
+        arr[t0:t1, z0:z1, y0:y1, :] = local(np.asarray(block))
     return local.clipped_low, local.clipped_high, local.nan
 
 

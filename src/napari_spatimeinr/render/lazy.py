@@ -28,7 +28,7 @@ from ..data.stack import Stack4D
 from ..engines.base import BlockRenderer
 from ..engines.registry import get_method
 from ..io.meta import OutputMeta
-from ..store.model_dir import ModelDir
+from ..store.model_dir import CHANNEL_KEY, ModelDir, channel_dirs, channel_root
 
 #: the renderers loaded in this process, least recently used first
 _CACHE: OrderedDict[tuple, tuple[ModelDir, BlockRenderer]] = OrderedDict()
@@ -244,15 +244,29 @@ class RenderPlan:
     device: str
     #: measured frames as acquired instead of the model's estimate (see :func:`plan_render`)
     keep_measured: bool = False
+    #: a multi-channel render: the model directory of each channel (the array is then TCZYX)
+    channel_dirs: tuple[Path, ...] = ()
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
+        """The TZYX shape of the grid (of each channel)."""
         return self.grid.shape
+
+    @property
+    def channels(self) -> int:
+        """Channels rendered: 1, or the channels of a multi-channel model (TCZYX output)."""
+        return max(1, len(self.channel_dirs))
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        """The shape of :func:`render_plan`'s array: TZYX, or TCZYX for several channels."""
+        t, z, y, x = self.shape
+        return (t, self.channels, z, y, x) if self.channel_dirs else (t, z, y, x)
 
     @property
     def nbytes(self) -> int:
         """Size of the float32 output."""
-        return int(np.prod(self.shape)) * 4
+        return int(np.prod(self.shape)) * 4 * self.channels
 
     @property
     def spacing(self) -> tuple[float, float, float, float]:
@@ -278,8 +292,13 @@ def plan_render(
     input: str | Path | Stack4D | None = None,
     cache_dir: str | Path | None = None,
     read_options: dict | None = None,
+    channel: int | None = None,
 ) -> RenderPlan:
     """Plan a render: output grid, chunking and output metadata (no computation).
+
+    A multi-channel model renders every channel (:func:`render_plan` gives a TCZYX array, the
+    metadata names the channels); ``channel=N`` renders channel N alone (TZYX), as does a model
+    applied to another stack (``input``, which needs ``channel`` then).
 
     ``input``: apply the model to another stack (a path, read with ``read_options``, or a
     :class:`Stack4D`): its normalization and optical flows are computed once and kept in an applied
@@ -298,15 +317,25 @@ def plan_render(
     anything of its size exists. Exports and layers add their own checks (disk, peak memory,
     one displayed plane); see :mod:`napari_spatimeinr.limits`.
     """
-    from ..limits import check_plan, render_cost
+    from ..limits import check_plan, render_cost, with_channels
 
+    md = model_dir if isinstance(model_dir, ModelDir) else ModelDir(model_dir)
+    # the top directory of a multi-channel model renders every channel; a channel's own one itself
+    dirs = channel_dirs(md) if md.meta.get("channel_dirs") else [md]
+    if channel is not None or input is not None:
+        md = select_channel(md, channel, applied=input is not None)
+        dirs = [md]
     if input is not None:
         from .apply import model_for_input
 
-        model_dir = model_for_input(model_dir, input, cache_dir, read_options, device)
-    md = model_dir if isinstance(model_dir, ModelDir) else ModelDir(model_dir)
+        md = model_for_input(md, input, cache_dir, read_options, device)
     check_plan(
-        render_cost(md.shape, scale_t, scale_zyx, t_range, roi, chunks=chunks, chunk_mb=chunk_mb)
+        with_channels(
+            render_cost(
+                md.shape, scale_t, scale_zyx, t_range, roi, chunks=chunks, chunk_mb=chunk_mb
+            ),
+            len(dirs),
+        )
     )
     grid = make_grid(md.shape, scale_t, scale_zyx, t_range, roi)
     full_t = temporal_coords(md.shape[0], scale_t)
@@ -336,6 +365,20 @@ def plan_render(
             "measured_frames": _measured_frames(keep_measured, new_instants),
         }
     )
+    names = colors = None
+    lo, hi = md.norm.raw_min, md.norm.raw_max
+    if len(dirs) > 1:
+        names = tuple(str(d.meta[CHANNEL_KEY]["name"]) for d in dirs)
+        colors = tuple(str(d.meta[CHANNEL_KEY].get("color", "gray")) for d in dirs)
+        lo = min(d.norm.raw_min for d in dirs)
+        hi = max(d.norm.raw_max for d in dirs)
+        prov.update({"axes": "TCZYX", "channel_names": list(names)})
+        prov["motion_from"] = md.meta.get("motion_from", "mean")
+    elif CHANNEL_KEY in md.meta:  # one channel of a multi-channel model
+        prov["channel"] = md.meta[CHANNEL_KEY]["name"]
+        prov["channel_names"] = [md.meta[CHANNEL_KEY]["name"]]
+        names = (str(md.meta[CHANNEL_KEY]["name"]),)
+        colors = (str(md.meta[CHANNEL_KEY].get("color", "gray")),)
     factors = "x".join(f"{f:g}" for f in grid.scale)
     meta = OutputMeta(
         voxel_size=(vz * ratio[1], vy * ratio[2], vx * ratio[3]),
@@ -343,9 +386,14 @@ def plan_render(
         origin=origin,  # type: ignore[arg-type]
         name=f"{md.name} {md.method} x{factors}",
         provenance=prov,
-        intensity_range=(md.norm.raw_min, md.norm.raw_max),
+        intensity_range=(lo, hi),
         source_dtype=str(md.meta.get("source_dtype", "float32")),
+        channel_names=names if len(dirs) > 1 else None,
+        channel_colors=colors if len(dirs) > 1 else None,
     )
+    if len(dirs) == 1 and names:  # one channel: named in the layer and file name
+        meta.name = f"{md.name} {names[0]} {md.method} x{factors}"
+        meta.channel_colors = colors
     return RenderPlan(
         model_dir=md.path,
         grid=grid,
@@ -353,7 +401,33 @@ def plan_render(
         chunks=_normalize_chunks(grid.shape, chunks, chunk_mb),
         device=check_device(device),  # "auto" is resolved by each process that renders
         keep_measured=bool(keep_measured) or not new_instants,
+        channel_dirs=tuple(d.path for d in dirs) if len(dirs) > 1 else (),
     )
+
+
+def select_channel(md: ModelDir, channel: int | None, applied: bool = False) -> ModelDir:
+    """The model of channel ``channel`` of a multi-channel model (``md`` itself for a
+    single-channel model asked for channel None or 0); refuses an index out of range, and a
+    multi-channel model applied to another stack without a channel, in one line."""
+    from ..core.errors import SpatimeINRError
+
+    dirs = channel_dirs(md)
+    if channel is None:
+        if len(dirs) > 1 and applied:
+            names = ", ".join(
+                f"{k} {n}" for k, n in enumerate(channel_root(md).meta.get("channel_names", []))
+            )
+            raise SpatimeINRError(
+                f"{channel_root(md).path.name} is a model of {len(dirs)} channels ({names}): "
+                "applied to another stack it renders one of them; choose it with --channel N."
+            )
+        return md
+    if not 0 <= int(channel) < len(dirs):
+        what = f"channels 0..{len(dirs) - 1}" if len(dirs) > 1 else "one channel (0)"
+        raise SpatimeINRError(
+            f"--channel {channel} is out of range: {channel_root(md).path.name} is a model of {what}."
+        )
+    return dirs[int(channel)]
 
 
 def _measured_frames(keep_measured: bool, new_instants: bool) -> str:
@@ -371,6 +445,14 @@ def render_plan(plan: RenderPlan, uncertainty: bool = False) -> da.Array:
     ``uncertainty=True``: instead, the render's uncertainty map (the expected absolute error of
     every voxel, same grid and chunks; :mod:`napari_spatimeinr.engines.fast.uncertainty`).
     """
+    if plan.channel_dirs:  # every channel on the same grid, stacked as axis 1: TCZYX
+        from dataclasses import replace
+
+        arrays = [
+            render_plan(replace(plan, model_dir=Path(d), channel_dirs=()), uncertainty)
+            for d in plan.channel_dirs
+        ]
+        return da.stack(arrays, axis=1)
     g = plan.grid
     spacing = plan.spacing
     path = str(Path(plan.model_dir).resolve())
@@ -408,7 +490,8 @@ def render_plan(plan: RenderPlan, uncertainty: bool = False) -> da.Array:
 def render(
     model_dir: str | Path | ModelDir, *args: Any, uncertainty: bool = False, **kwargs: Any
 ) -> da.Array | tuple[da.Array, da.Array]:
-    """Render a model directory lazily: a dask array (T, Z, Y, X) float32 in input intensity units.
+    """Render a model directory lazily: a dask array (T, Z, Y, X) float32 in input intensity units
+    ((T, C, Z, Y, X) for a multi-channel model unless ``channel=N`` is given).
 
     The arguments are those of :func:`plan_render` (factors, time range, region, chunking,
     device, ``keep_measured``, ``input`` …), which gives the grid and metadata (output voxel size,

@@ -44,7 +44,7 @@ from ..core.config import TrainConfig, build, dump_yaml, load_yaml
 from ..core.errors import SpatimeINRError
 from ..core.files import fsync_dir
 from ..data.normalize import Normalization
-from ..data.stack import Stack4D
+from ..data.stack import ChannelStack, Stack4D
 
 FORMAT_VERSION = 2
 #: ``meta.json["input_encoding"]`` of a stored input in its own dtype, normalized on read (format 2);
@@ -442,8 +442,16 @@ def create_model_dir(
     config: TrainConfig,
     overwrite: bool = False,
     extra_stacks: Sequence[Stack4D] = (),
+    channels: ChannelStack | None = None,
+    motion_from: int | None = None,
 ) -> ModelDir:
     """Write a new model directory for ``stack`` atomically and open it.
+
+    ``channels`` (a multi-channel stack; ``stack`` is then its channel 0): the directory is channel
+    0's model, and each further channel K gets a complete model directory of its own in
+    ``channels/K/`` (its input, config, meta); :func:`channel_dirs` lists them. They share the one
+    ``flows.npz`` of the top directory (:data:`CHANNEL_KEY` in each meta.json). ``motion_from``:
+    the channel the motion is estimated from (None: the mean of the normalized channels).
 
     The input is validated (NaN/Inf, constant), its normalization fitted and recorded in meta.json,
     and it is stored as ``input.npy`` in its source dtype (:func:`write_input`; normalized on read).
@@ -512,6 +520,10 @@ def create_model_dir(
             meta["channels"] = int(stack.extra["channels"])
         if records:
             meta["stacks"] = records
+        if channels is not None:
+            meta.update(_channel_meta(channels, 0, motion_from))
+            for k in range(1, channels.n):
+                _write_channel(tmp / CHANNELS_DIR / str(k), channels, k, config, meta)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
         with open(tmp / "history.csv", "w", newline="") as fh:
             csv.DictWriter(fh, fieldnames=HISTORY_FIELDS).writeheader()
@@ -532,6 +544,76 @@ def create_model_dir(
 def _source_dtype(stack: Stack4D) -> str | None:
     got = stack.extra.get("source_dtype")
     return str(got) if got else None
+
+
+#: the folder of the further channels' model directories (``channels/K/``)
+CHANNELS_DIR = "channels"
+#: meta.json key of a channel's model directory: ``{"index", "name", "color", "root"}`` (``root``:
+#: the top directory, relative; it holds the shared ``flows.npz`` and the list of all channels)
+CHANNEL_KEY = "channel"
+
+
+def _channel_meta(channels: ChannelStack, k: int, motion_from: int | None) -> dict[str, Any]:
+    root = "." if k == 0 else "../.."
+    out: dict[str, Any] = {
+        CHANNEL_KEY: {
+            "index": k,
+            "name": channels.names[k],
+            "color": channels.colors[k],
+            "root": root,
+        }
+    }
+    if k == 0:
+        out["channel_dirs"] = ["."] + [f"{CHANNELS_DIR}/{c}" for c in range(1, channels.n)]
+        out["channel_names"] = list(channels.names)
+        out["channel_colors"] = list(channels.colors)
+        out["motion_from"] = "mean" if motion_from is None else int(motion_from)
+    return out
+
+
+def _write_channel(
+    where: Path, channels: ChannelStack, k: int, config: TrainConfig, top: dict[str, Any]
+) -> None:
+    """Channel ``k``'s model directory (input, config, meta, history) at ``where``."""
+    stack = channels.channels[k]
+    where.mkdir(parents=True)
+    norm = Normalization.fit(stack.data)
+    stored = write_input(where / "input.npy", stack.data, _source_dtype(stack))
+    (where / "config.yaml").write_text(dump_yaml(config))
+    meta = {
+        key: v
+        for key, v in top.items()
+        if key not in ("channel_dirs", "channel_names", "channel_colors", "motion_from")
+    }
+    meta["normalization"] = norm.to_dict()
+    meta["input_encoding"], meta["input_dtype"] = RAW_ENCODING, stored  # format 2, as the top's
+    meta.update(_channel_meta(channels, k, None))
+    (where / "meta.json").write_text(json.dumps(meta, indent=2))
+    with open(where / "history.csv", "w", newline="") as fh:
+        csv.DictWriter(fh, fieldnames=HISTORY_FIELDS).writeheader()
+
+
+def channel_dirs(md: ModelDir) -> list[ModelDir]:
+    """The model directory of every channel of a multi-channel model (the top one first), or
+    ``[md]`` for a single-channel model. ``md`` may be the model of any of its channels."""
+    root = channel_root(md)
+    dirs = root.meta.get("channel_dirs")
+    if not dirs:
+        return [md]
+    return [root if d == "." else ModelDir(root.path / d) for d in dirs]
+
+
+def channel_root(md: ModelDir) -> ModelDir:
+    """The top model directory of a channel's model (``md`` itself for a single-channel one)."""
+    info = md.meta.get(CHANNEL_KEY)
+    if not info or info.get("root", ".") == ".":
+        return md
+    return ModelDir((md.path / info["root"]).resolve())
+
+
+def n_channels(md: ModelDir) -> int:
+    """The number of channels a model renders together (1 for a single-channel model)."""
+    return len(channel_root(md).meta.get("channel_dirs") or ["."])
 
 
 def stack_record(stack: Stack4D, norm: Any, input_file: str, flows_file: str) -> dict[str, Any]:

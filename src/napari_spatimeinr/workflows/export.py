@@ -29,6 +29,10 @@ def export(
 ) -> Path:
     """Write a lazy TZYX array chunk by chunk; the format follows the suffix of ``path``.
 
+    A TCZYX array (a multi-channel render, ``meta.channel_names`` one per channel) keeps its
+    channel axis: ImageJ hyperstack TZCYX, OME-TIFF TCZYX, OME-Zarr with a ``c`` axis; NIfTI is
+    refused (one line).
+
     Refused before any work when it cannot fit (see :mod:`napari_spatimeinr.limits`);
     ``force=True`` skips the free-disk check only.
     """
@@ -89,8 +93,13 @@ def export_motion(
 
 
 def _check_limits(darr: da.Array, path: Path, dtype: str, force: bool) -> None:
-    """The gate of :mod:`napari_spatimeinr.limits` for this array's shape and chunking."""
+    """The gate of :mod:`napari_spatimeinr.limits` for this array's shape and chunking (a TCZYX
+    array counts as its channels' planes one after another in z)."""
     shape = tuple(int(s) for s in darr.shape)
     chunk = tuple(max(int(c) for c in cs) for cs in darr.chunks)
+    if len(shape) == 5:
+        t, c, z, y, x = shape
+        shape = (t, c * z, y, x)
+        chunk = (chunk[0], chunk[1] * chunk[2], chunk[3], chunk[4])
     cost = RenderCost(shape, shape, chunk, math.prod(darr.numblocks), workers())  # type: ignore[arg-type]
     check_export(cost, path, dtype, force=force)

@@ -6,6 +6,7 @@ run: a generator of :class:`~napari_spatimeinr.core.progress.Progress` records.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -13,15 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from ..core.config import StackOptions, TrainConfig, build
+from ..core.config import SpatimeINRParams, StackOptions, TrainConfig, build, dump_yaml
 from ..core.device import device_errors
 from ..core.errors import SpatimeINRError
 from ..core.progress import Progress
-from ..data.stack import Stack4D, sha256_file
+from ..data.stack import ChannelStack, Stack4D, sha256_file
 from ..engines.presets import engine_of, resolve_params
 from ..engines.registry import get_method
 from ..render.apply import _dims
-from ..store.model_dir import ModelDir, create_model_dir
+from ..store.model_dir import ModelDir, channel_dirs, create_model_dir, n_channels
 
 
 def read(
@@ -33,13 +34,17 @@ def read(
     frame_interval: float | None = None,
     reader: str | None = None,
     mapped: bool = False,
-) -> Stack4D:
+    all_channels: bool = False,
+) -> Stack4D | ChannelStack:
     """Read a stack (TIFF, OME-TIFF, NIfTI, OME-Zarr, .npy; .czi, .nd2, .lif with the ``formats``
     extra) as a canonical TZYX :class:`Stack4D`. ``reader="bioio"`` reads OME-TIFF and OME-Zarr
     through bioio too (default: ``$SPATIMEINR_READER``, else by suffix). ``mapped``: an
     uncompressed TZYX file stays memory-mapped in its own dtype (to train on it:
-    :meth:`Stack4D.mapped`)."""
-    from ..io.read import read_stack
+    :meth:`Stack4D.mapped`).
+
+    ``all_channels=True``: a file of two or more channels read without ``channel`` gives a
+    :class:`ChannelStack` (every channel; one model of it: :func:`train`) instead of a refusal."""
+    from ..io.read import read_channels, read_stack
 
     opts = build(
         StackOptions,
@@ -51,6 +56,8 @@ def read(
         },
         "read options",
     )
+    if all_channels:
+        return read_channels(path, **opts.model_dump(), reader=reader, mapped=mapped)
     return read_stack(path, **opts.model_dump(), reader=reader, mapped=mapped)
 
 
@@ -74,8 +81,13 @@ def train(
     read_options: dict[str, Any] | None = None,
     force: bool = False,
     init_from: str | Path | None = None,
+    motion_channel: int | None = None,
 ) -> Iterator[Progress]:
     """Train a model of ``source`` into ``out_dir``: a generator of :class:`Progress` records.
+
+    ``source`` may be a :class:`ChannelStack` (a multi-channel stack, e.g. ``read(path,
+    all_channels=True)``): one model for all channels (:func:`train_channels`; ``motion_channel``:
+    estimate the motion from that channel instead of the mean of all).
 
     ``source`` may be a list of stacks (paths or :class:`Stack4D`): one model is trained on all of
     them (the ``fast`` preset; see :func:`napari_spatimeinr.store.model_dir.create_model_dir` for how they
@@ -103,6 +115,11 @@ def train(
     should_stop = stop or (lambda: False)
     if resume:
         md = ModelDir(out_dir)
+        if n_channels(md) > 1:
+            raise SpatimeINRError(
+                f"--resume: {out_dir} is a model of {n_channels(md)} channels, which cannot be "
+                "resumed yet: train it again with --overwrite (or one channel with --channel N)."
+            )
         check_same_input(md, source)
         md.remove_stale_temporaries()  # a killed run may have died mid-write
         if md.config.method != cfg.method:
@@ -122,9 +139,14 @@ def train(
         if not sources:
             raise SpatimeINRError("No input stack was given: name at least one.")
         stacks = [
-            s if isinstance(s, Stack4D) else read(s, **(read_options or {}), mapped=True)
+            s
+            if isinstance(s, (Stack4D, ChannelStack))
+            else read(s, **(read_options or {}), mapped=True)
             for s in sources
         ]
+        channels = check_channels(stacks, cfg, init_from, motion_channel)
+        if channels is not None:
+            stacks = [channels.channels[0]]
         record = None
         if init_from is not None:
             from ..store.records import init_from_record
@@ -139,18 +161,178 @@ def train(
         for s in stacks:
             dtype = str(s.extra.get("source_dtype") or "float32")
             mapped = not isinstance(s.data, np.ndarray) or isinstance(s.data, np.memmap)
-            check_train(s.shape, engine_of(cfg), out_dir, force=force, dtype=dtype, mapped=mapped)
-        md = create_model_dir(out_dir, stacks[0], cfg, overwrite=overwrite, extra_stacks=stacks[1:])
+            check_train(
+                s.shape,
+                engine_of(cfg),
+                out_dir,
+                force=force,
+                dtype=dtype,
+                mapped=mapped,
+                channels=_n(channels),
+            )
+        md = create_model_dir(
+            out_dir,
+            stacks[0],
+            cfg,
+            overwrite=overwrite,
+            extra_stacks=stacks[1:],
+            channels=channels,
+            motion_from=motion_channel,
+        )
         # the model directory holds the input now (read from it a piece at a time): the stacks
         # read here are let go, so that training's memory does not grow with them
-        stacks = sources = s = source = None  # noqa: F841
+        stacks = sources = s = source = channels = None  # noqa: F841
         if record is not None:
             md.update_meta(init_from=record)
     if cfg.time_limit is not None:  # the limit covers reading and writing the input too
         spent = time.perf_counter() - t_setup
         cfg = cfg.model_copy(update={"time_limit": max(cfg.time_limit - spent, 1.0)})
     with device_errors():  # an operation the Apple GPU lacks: one line saying what to do
-        yield from get_method(cfg.method).train(md, cfg, should_stop)
+        if n_channels(md) > 1:
+            yield from train_channels(md, cfg, should_stop)
+        else:
+            yield from get_method(cfg.method).train(md, cfg, should_stop)
+
+
+def _n(channels: ChannelStack | None) -> int:
+    return 1 if channels is None else channels.n
+
+
+def check_channels(
+    stacks: list[Stack4D | ChannelStack],
+    cfg: TrainConfig,
+    init_from: str | Path | None,
+    motion_channel: int | None,
+) -> ChannelStack | None:
+    """The multi-channel stack to train, if the input is one; refuses, in one line, what cannot
+    be trained so (several inputs, the paper preset, a warm start, --motion-channel out of range
+    or without channels). The CLI calls it before saying anything."""
+    multi = [s for s in stacks if isinstance(s, ChannelStack)]
+    if not multi:
+        if motion_channel is not None:
+            raise SpatimeINRError(
+                "--motion-channel chooses the channel the motion of a multi-channel stack is "
+                "estimated from; this input has one channel: leave it out."
+            )
+        return None
+    ch = multi[0]
+    if len(stacks) > 1:
+        raise SpatimeINRError(
+            f"{ch.name} has {ch.n} channels: several inputs train one model of single-channel "
+            "stacks only. Train the multi-channel stack alone, or choose one channel with "
+            "--channel N."
+        )
+    if cfg.method == "spatimeinr" and engine_of(cfg) != "fast":
+        raise SpatimeINRError(
+            f"{ch.name} has {ch.n} channels: one model of all channels needs the fast preset "
+            f"(or a classical method), not spatimeinr {cfg.preset}. Use --preset fast, or choose "
+            "one channel with --channel N."
+        )
+    if init_from is not None:
+        raise SpatimeINRError(
+            f"{ch.name} has {ch.n} channels: --init-from warm-starts single-channel models only. "
+            "Choose one channel with --channel N, or train without --init-from."
+        )
+    if motion_channel is not None and not 0 <= motion_channel < ch.n:
+        raise SpatimeINRError(
+            f"--motion-channel {motion_channel} is out of range: {ch.name} has channels "
+            f"0..{ch.n - 1}."
+        )
+    return ch
+
+
+#: with N channels, each channel's refiner trains this share of the steps of a single-channel
+#: model × 1/N, so that the whole training costs at most 1.5× one single-channel model
+CHANNEL_COST = 1.5
+
+
+def _z_decoder(cfg: TrainConfig, shape: tuple[int, ...]) -> bool:
+    from ..engines.zdecoder.train import wanted
+
+    return wanted(resolve_params(cfg), shape)
+
+
+def train_channels(md: ModelDir, cfg: TrainConfig, stop: Callable[[], bool]) -> Iterator[Progress]:
+    """Train a multi-channel model (:func:`napari_spatimeinr.store.model_dir.channel_dirs`).
+
+    The motion is estimated once (fast engine: ``flows.npz`` of the top directory, from the mean
+    of the normalized channels or the channel ``meta.json["motion_from"]`` names, within the flow
+    budget one channel's training would give it), then each channel's model is trained by its
+    method on that motion,
+    one after the other: the time left is shared evenly by the channels still to train, and each
+    trains ``CHANNEL_COST / N`` of the planned steps. Progress records count the steps of all
+    channels; only the last record is ``done``.
+    """
+    from ..engines.presets import total_steps
+
+    t0 = time.perf_counter()
+    dirs = channel_dirs(md)
+    n = len(dirs)
+    names = md.meta.get("channel_names") or [f"C{k}" for k in range(n)]
+    if cfg.method == "spatimeinr" and engine_of(cfg) == "fast" and md.shape[0] > 1:
+        from ..core.device import torch_device
+        from ..engines.fast import task as motion_task
+
+        budget = None
+        if cfg.time_limit:  # the flow's share of what a single channel's flow would get: after
+            # its z decoder took its share (the same grid, the same cost as one channel's)
+            from ..engines.zdecoder.train import spatial_seconds
+
+            spatial = spatial_seconds(cfg, md.shape) if _z_decoder(cfg, md.shape) else 0.0
+            budget = motion_task.FLOW_SHARE * (cfg.time_limit - (spatial or 0.0))
+        how = md.meta.get("motion_from", "mean")
+        src = "the mean of the channels" if how == "mean" else f"channel {names[int(how)]}"
+        yield Progress(
+            seconds=0.0, message=f"motion: one optical flow for all channels, from {src}"
+        )
+        flows = yield from motion_task.ensure_flows(md, stop, torch_device(cfg.device), budget)
+        if flows is None:
+            yield Progress(seconds=time.perf_counter() - t0, message="stopped", done=True)
+            return
+    per_steps = max(1, math.ceil(total_steps(cfg) * CHANNEL_COST / n))
+    params = resolve_params(cfg)
+    per_spatial = max(1, math.ceil((params.spatial_steps or 1) * CHANNEL_COST / n))
+    offset = 0
+    last: Progress | None = None
+    for k, sub in enumerate(dirs):
+        update: dict[str, Any] = {"steps": per_steps}
+        if cfg.method == "spatimeinr":  # the z decoder's steps are shared the same way
+            base = cfg.params or SpatimeINRParams()
+            update["params"] = base.model_copy(update={"spatial_steps": per_spatial})
+        if k > 0 and cfg.method == "spatimeinr" and (dirs[k - 1].path / "model.pt").is_file():
+            # a warm start from the channel before (its refiner and z decoder): the same motion,
+            # the same kind of data; the starting weights are validated first and kept only if
+            # training does not improve on them (docs/reuse.md: 60 s warm ≈ a full cold run)
+            from ..store.records import init_from_record
+
+            sub.update_meta(init_from=init_from_record(dirs[k - 1]))
+        if cfg.time_limit is not None:
+            left = cfg.time_limit - (time.perf_counter() - t0)
+            update["time_limit"] = max(left / (n - k), 1.0)
+        sub_cfg = cfg.model_copy(update=update)
+        if k > 0:  # the top config.yaml stays the whole model's; each further channel its own
+            sub.write_atomic("config.yaml", dump_yaml(sub_cfg).encode())
+        last = None
+        for p in get_method(cfg.method).train(sub, sub_cfg, stop):
+            last = p
+            p.message = f"channel {k} ({names[k]}): {p.message}".rstrip(": ")
+            p.step += offset
+            p.total = per_steps * n
+            p.seconds = time.perf_counter() - t0
+            if p.done:
+                break
+            yield p
+        if last is not None:
+            offset = last.step
+        # after a Stop the channels still to train end at once (stop() stays True): each is
+        # written untrained (its refiner the identity: motion-compensated interpolation), so the
+        # model renders every channel, as a stopped single-channel model does
+    steps = sum(int(ModelDir(d.path).meta.get("train_steps", 0)) for d in dirs)
+    md.update_meta(channel_train_steps=steps, channel_train_seconds=time.perf_counter() - t0)
+    final = last or Progress()
+    final.done = True
+    final.seconds = time.perf_counter() - t0
+    yield final
 
 
 def _check_several(stacks: list[Stack4D], cfg: TrainConfig) -> None:

@@ -28,7 +28,7 @@ from ...core.device import torch_device
 from ...core.errors import SpatimeINRError
 from ...data.normalize import Normalization
 from ...store import checkpoint
-from ...store.model_dir import ModelDir
+from ...store.model_dir import ModelDir, n_channels
 from ..histopolation import cell_mean_matrix
 from ..presets import resolve_params
 from ..zdecoder.apply import SpatialResampler
@@ -125,8 +125,10 @@ class MotionRenderer:
         self.net = make_refiner(self.params, data.shape).to(self.device).eval()
         self.net.load_state_dict(weights)
         flows = motion_task.load_flows(model_dir)
+        multi = n_channels(model_dir) > 1
         if flows is None:  # training stopped before the flows were stored: compute them here
-            gen = motion_task.compute_flows(data, lambda: False, self.device)
+            src = motion_task.motion_source(model_dir) if multi else data
+            gen = motion_task.compute_flows(src, lambda: False, self.device)
             try:
                 while True:
                     next(gen)
@@ -135,7 +137,10 @@ class MotionRenderer:
         self.flows = flows["gap1"]
         self.stride = int(flows["stride"])
         self.computed = np.array(flows["computed"], dtype=bool)
-        self._raw = data  # for pairs whose flow training left out (its time budget was spent)
+        # for pairs whose flow training left out (its time budget was spent); a multi-channel
+        # model solves them on its motion source, the same for every channel
+        self._raw = data
+        self._motion_of = model_dir if multi else None
         self._flow_norm: Normalization | None = None
         self.lock = threading.Lock()
         self._cache: OrderedDict[tuple[int, float], np.ndarray] = OrderedDict()
@@ -168,6 +173,8 @@ class MotionRenderer:
             self._flow_cache.move_to_end(i)
             return self._flow_cache[i]
         if not self.computed[i]:  # solved once, here, when first needed
+            if self._motion_of is not None:
+                self._raw, self._motion_of = motion_task.motion_source(self._motion_of), None
             if self._flow_norm is None:
                 self._flow_norm = motion_task.fit_normalization(self._raw)
             self.flows[i] = flow.solve_pairs(

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from ...core.progress import Progress
 from ...data.normalize import Normalization
-from ...store.model_dir import ModelDir
+from ...store.model_dir import ModelDir, atomic_write, channel_dirs, channel_root
 from ..loop import PackedMask
 from ..losses import psnr
 from . import flow
@@ -253,12 +253,40 @@ def flows_bytes(flows: dict) -> bytes:
     return buf.getvalue()
 
 
+def flows_path(model_dir: ModelDir, name: str = FLOWS_FILE) -> Path:
+    """Where the flows ``name`` of a model directory are: the channels of a multi-channel model
+    share the top directory's ``flows.npz`` (one motion for all channels)."""
+    if name == FLOWS_FILE:
+        return channel_root(model_dir).path / name
+    return model_dir.path / name
+
+
+def motion_source(model_dir: ModelDir):
+    """The frames the motion of a model is estimated from (normalized, TZYX): its input (read
+    lazily), or for a multi-channel model the mean of its channels' normalized inputs (float32 in
+    memory; or the channel ``meta.json["motion_from"]`` names), the same whichever channel's model
+    asks."""
+    root = channel_root(model_dir)
+    dirs = channel_dirs(root)
+    if len(dirs) == 1:
+        return stored_input(model_dir)
+    how = root.meta.get("motion_from", "mean")
+    if how != "mean":
+        return stored_input(dirs[int(how)])
+    out = np.zeros(root.shape, np.float32)
+    for md in dirs:
+        for t in range(out.shape[0]):  # a frame at a time: the inputs are read lazily
+            out[t] += np.asarray(md.input[t], dtype=np.float32)
+    out /= np.float32(len(dirs))
+    return out
+
+
 def load_flows(model_dir: ModelDir, name: str = FLOWS_FILE) -> dict[str, np.ndarray] | None:
     """The stored flows, or None when there are none yet (older directories: all computed).
 
     ``"gap1"`` is a :class:`FlowPairs` (pairs read when needed) for flows stored pair by pair,
     the whole array for flows stored before (one ``gap1`` entry)."""
-    path = model_dir.path / name
+    path = flows_path(model_dir, name)
     if not path.is_file():
         return None
     with np.load(path) as f:
@@ -289,12 +317,16 @@ def ensure_flows(
     flows = load_flows(model_dir, flows_file)
     if flows is not None:
         return flows
-    data = stored_input(model_dir, input_file)
+    if input_file == "input.npy":
+        data = motion_source(model_dir)
+    else:
+        data = stored_input(model_dir, input_file)
     flows = yield from compute_flows(data, stop, device, budget=budget)
     if flows is None:
         return None
-    model_dir.write_atomic(flows_file, flows_bytes(flows))
+    payload = flows_bytes(flows)
     del flows  # read back pair by pair: training holds a few pairs, not all of them
+    atomic_write(flows_path(model_dir, flows_file), lambda fh: fh.write(payload))
     return load_flows(model_dir, flows_file)
 
 

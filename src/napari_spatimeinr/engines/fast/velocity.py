@@ -101,6 +101,7 @@ class VelocityField:
         self.stride = int(flows["stride"])
         self.computed = np.array(flows["computed"], dtype=bool)
         self._norm: Any = None
+        self._src: np.ndarray | None = None
         self._lock = threading.RLock()
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         vz, vy, vx = self.md.voxel_size
@@ -161,9 +162,11 @@ class VelocityField:
             if not self.computed[t]:
                 from ...core.device import resolve_device
                 from .flow import solve_pairs
-                from .task import fit_normalization
+                from .task import fit_normalization, motion_source
 
-                data = self.md.input
+                if self._src is None:  # a multi-channel model: its channels' mean (one motion)
+                    self._src = motion_source(self.md)
+                data = self._src
                 if self._norm is None:  # the same normalization as training's (compute_flows)
                     self._norm = fit_normalization(data)
                 device = resolve_device(self.device)

@@ -25,7 +25,7 @@ import numpy as np
 from ... import __version__
 from ...core.errors import SpatimeINRError
 from ...core.progress import Progress
-from ...data.stack import Stack4D
+from ...data.stack import ChannelStack, Stack4D
 from .baselines import CLASSICAL, baselines_for, best_smoothed, interpolate, motion_interpolate
 from .metrics import flicker_ratio, score, truth_range
 from .withhold import Degraded, degrade
@@ -54,6 +54,8 @@ class EvalResult:
     degraded: Degraded | None = None
     #: the evaluated method's uncertainty map (raw units, truth grid), when it makes one
     uncertainty: np.ndarray | None = None
+    #: a multi-channel stack: the result of each channel (this one is channel 0's)
+    channels: list[EvalResult] = field(default_factory=list)
 
     @property
     def method(self) -> str:
@@ -103,7 +105,7 @@ def check_method_and_baselines(
 
 
 def reconstruct(
-    stack: Stack4D,
+    stack: Stack4D | ChannelStack,
     scale_t: float,
     scale_zyx: tuple[float, float, float],
     *,
@@ -127,8 +129,10 @@ def reconstruct(
     directory lives in a temporary folder inside ``work_dir`` (kept as ``work_dir/model`` when
     ``work_dir`` is given, so it can be inspected or rendered again). ``params``: hyperparameters
     that override the preset's (the fields of :class:`~napari_spatimeinr.core.config.SpatimeINRParams`).
+
+    A :class:`ChannelStack` trains one model of all its channels; the arrays and uncertainty
+    maps are then lists, one per channel.
     """
-    from ...render.lazy import plan_render, render, render_plan
     from ...store.model_dir import ModelDir
     from ..train import train
 
@@ -147,44 +151,74 @@ def reconstruct(
             yield replace(p, message=f"train {method}: {p.message}".rstrip(": "), done=False)
         if should_stop():
             return None
-        train_seconds = float(ModelDir(path).meta.get("train_seconds") or 0.0)
+        meta = ModelDir(path).meta
+        # a multi-channel model: the training of all its channels (one motion, then each channel)
+        train_seconds = float(meta.get("channel_train_seconds") or meta.get("train_seconds") or 0.0)
         if method == "spatimeinr" and train_seconds <= 0:
             train_seconds = time.perf_counter() - t0
-        arr = render(path, scale_t, scale_zyx, device=device)
-        unc_arr = None
-        if uncertainty:
-            from ...render.lazy import check_uncertainty
-
-            try:
-                check_uncertainty(ModelDir(path))
-                unc_arr = render_plan(
-                    plan_render(path, scale_t, scale_zyx, device=device), uncertainty=True
-                )
-            except SpatimeINRError:
-                unc_arr = None
-        out = np.empty(arr.shape, dtype=np.float32)
-        unc = np.empty(arr.shape, dtype=np.float32) if unc_arr is not None else None
-        n_t = arr.shape[0]
-        t1 = time.perf_counter()
-        t0 = 0
-        for size in arr.chunks[0]:  # whole chunks: a chunk is computed once, not once per frame
-            if should_stop():
-                return None
-            out[t0 : t0 + size] = arr[t0 : t0 + size].compute()
-            if unc is not None and unc_arr is not None:
-                unc[t0 : t0 + size] = unc_arr[t0 : t0 + size].compute()
-            t0 += size
-            dt = time.perf_counter() - t1
-            yield Progress(
-                step=t0,
-                total=n_t,
-                seconds=dt,
-                eta=dt / t0 * (n_t - t0),
-                message=f"render {method}",
+        n_ch = stack.n if isinstance(stack, ChannelStack) else 1
+        outs: list[np.ndarray] = []
+        uncs: list[np.ndarray | None] = []
+        for c in range(n_ch):
+            which = {"channel": c} if n_ch > 1 else {}
+            got = yield from _render_all(
+                path, scale_t, scale_zyx, device, uncertainty, should_stop, method, **which
             )
+            if got is None:
+                return None
+            outs.append(got[0])
+            uncs.append(got[1])
         if work_dir is None:
             _forget_renderer(path)
-    return out, train_seconds, unc
+            for sub in (Path(path) / "channels").glob("*"):
+                _forget_renderer(sub)
+    if n_ch > 1:
+        return outs, train_seconds, uncs  # type: ignore[return-value]
+    return outs[0], train_seconds, uncs[0]
+
+
+def _render_all(
+    path: Path,
+    scale_t: float,
+    scale_zyx: tuple[float, float, float],
+    device: str,
+    uncertainty: bool,
+    should_stop: Callable[[], bool],
+    method: str,
+    channel: int | None = None,
+) -> Generator[Progress, None, tuple[np.ndarray, np.ndarray | None] | None]:
+    """The whole render of a model (one channel of it with ``channel``), with its uncertainty
+    map when asked and possible; None when stopped."""
+    from ...render.lazy import plan_render, render_plan
+    from ...store.model_dir import ModelDir
+
+    plan = plan_render(path, scale_t, scale_zyx, device=device, channel=channel)
+    arr = render_plan(plan)
+    unc_arr = None
+    if uncertainty:
+        from ...render.lazy import check_uncertainty
+
+        try:
+            check_uncertainty(ModelDir(plan.model_dir))
+            unc_arr = render_plan(plan, uncertainty=True)
+        except SpatimeINRError:
+            unc_arr = None
+    out = np.empty(arr.shape, dtype=np.float32)
+    unc = np.empty(arr.shape, dtype=np.float32) if unc_arr is not None else None
+    n_t = arr.shape[0]
+    t1 = time.perf_counter()
+    t0 = 0
+    what = f"render {method}" + (f" channel {channel}" if channel is not None else "")
+    for size in arr.chunks[0]:  # whole chunks: a chunk is computed once, not once per frame
+        if should_stop():
+            return None
+        out[t0 : t0 + size] = arr[t0 : t0 + size].compute()
+        if unc is not None and unc_arr is not None:
+            unc[t0 : t0 + size] = unc_arr[t0 : t0 + size].compute()
+        t0 += size
+        dt = time.perf_counter() - t1
+        yield Progress(step=t0, total=n_t, seconds=dt, eta=dt / t0 * (n_t - t0), message=what)
+    return out, unc
 
 
 def _forget_renderer(path: Path) -> None:
@@ -194,12 +228,129 @@ def _forget_renderer(path: Path) -> None:
     clear_renderer_cache(path)
 
 
-def _read(source: str | Path | Stack4D, read_options: dict[str, Any] | None) -> Stack4D:
-    if isinstance(source, Stack4D):
+def _read(
+    source: str | Path | Stack4D | ChannelStack, read_options: dict[str, Any] | None
+) -> Stack4D | ChannelStack:
+    if isinstance(source, (Stack4D, ChannelStack)):
         return source
     from ..train import read
 
-    return read(source, **(read_options or {}))
+    return read(source, **(read_options or {}), all_channels=True)
+
+
+def _method_entry(
+    pred: np.ndarray,
+    deg: Degraded,
+    low: float,
+    high: float,
+    train_seconds: float,
+    seconds: float,
+    task: str,
+) -> dict[str, Any]:
+    entry = score(pred, deg.truth, deg.scored, low, high)
+    entry["train_seconds"] = float(train_seconds)
+    entry["seconds"] = float(seconds)
+    if task == "temporal":  # one noise level for measured and new frames
+        kept = [t for t in range(deg.truth.shape[0]) if t not in set(deg.scored.tolist())]
+        entry["flicker"] = flicker_ratio(pred, kept)
+        entry["flicker_truth"] = flicker_ratio(deg.truth, kept)
+    return entry
+
+
+def _run_channels(
+    stack: ChannelStack,
+    task: str,
+    k: int,
+    z_only: bool,
+    method: str,
+    preset: str,
+    time_limit: float | None,
+    steps: int | None,
+    seed: int,
+    wanted: Sequence[str],
+    work_dir: str | Path | None,
+    should_stop: Callable[[], bool],
+    device: str,
+    params: dict[str, Any] | None,
+) -> Iterator[Progress | EvalResult]:
+    """:func:`run_evaluation` of a multi-channel stack: every channel degraded alike, its
+    baselines computed on it alone, one model of all the degraded channels (one motion), each
+    channel of its render scored against its own truth. The report is channel 0's, plus
+    ``"channels"``: ``[{"name", "results", "best_baseline", "uncertainty"?}, ...]``."""
+    degs = [degrade(ch, task, k, z_only) for ch in stack.channels]
+    yield Progress(
+        step=0,
+        total=None,
+        message=f"{task} ×{k}: {stack.n} channels, input {degs[0].input.shape} each",
+    )
+    per = []
+    for c, deg in enumerate(degs):
+        got = yield from _baselines(deg, task, k, wanted, should_stop)
+        if got is None:
+            return
+        per.append(got)
+        yield Progress(step=c + 1, total=stack.n, message=f"baselines of {stack.names[c]}")
+    t0 = time.perf_counter()
+    degraded = ChannelStack([d.input for d in degs], stack.names, stack.colors)
+    out = yield from reconstruct(
+        degraded,
+        degs[0].scale_t,
+        degs[0].scale_zyx,
+        method=method,
+        preset=preset,
+        time_limit=time_limit,
+        steps=steps,
+        seed=seed,
+        device=device,
+        work_dir=work_dir,
+        stop=should_stop,
+        uncertainty=task == "temporal",
+        params=params,
+    )
+    if out is None:
+        return
+    preds, train_seconds, uncs = out
+    seconds = time.perf_counter() - t0
+    results_of: list[EvalResult] = []
+    for c, (deg, (results, recon, low, high)) in enumerate(zip(degs, per, strict=True)):
+        entry = _method_entry(preds[c], deg, low, high, train_seconds, seconds, task)
+        results = {method: entry, **{n: v for n, v in results.items() if n != method}}
+        recon = {method: preds[c], **{n: v for n, v in recon.items() if n != method}}
+        report = build_report(
+            stack.channels[c],
+            deg,
+            task,
+            k,
+            z_only,
+            method,
+            preset,
+            time_limit,
+            steps,
+            seed,
+            low,
+            high,
+            results,
+        )
+        report["channel"] = stack.names[c]
+        if uncs[c] is not None:
+            report["uncertainty"] = uncertainty_entry(
+                uncs[c], preds[c], deg.truth, deg.scored, seed
+            )
+        results_of.append(EvalResult(report, deg.truth, deg.input.data, recon, deg, uncs[c]))
+    first = results_of[0]
+    first.report = dict(first.report)
+    first.report["channel_names"] = list(stack.names)
+    first.report["channels"] = [
+        {
+            "name": stack.names[c],
+            "results": r.report["results"],
+            "best_baseline": r.report["best_baseline"],
+            **({"uncertainty": r.report["uncertainty"]} if "uncertainty" in r.report else {}),
+        }
+        for c, r in enumerate(results_of)
+    ]
+    first.channels = results_of
+    yield first
 
 
 def run_evaluation(
@@ -253,50 +404,32 @@ def run_evaluation(
 
     engine = engine_of(TrainConfig(method=method, preset=preset, params=params))  # type: ignore[arg-type]
     check_evaluate(stack.shape, engine, work_dir, force=force)
-    deg = degrade(stack, task, factor, z_only)
     k = int(factor)
-    truth = deg.truth
-    low, high = truth_range(truth[deg.scored])
-    yield Progress(step=0, total=None, message=f"{task} ×{k}: input {deg.input.shape}")
-
-    results: dict[str, dict[str, Any]] = {}
-    recon: dict[str, np.ndarray] = {}
-    smoothed_bases = [*CLASSICAL, "motion"] if task == "temporal" else list(CLASSICAL)
-    to_compute = [b for b in smoothed_bases if b in wanted or "smoothed" in wanted]
-
-    def add(name: str, pred: np.ndarray, seconds: float, train_seconds: float = 0.0, **kw):
-        entry = score(pred, truth, deg.scored, low, high)
-        entry["train_seconds"] = float(train_seconds)
-        entry["seconds"] = float(seconds)
-        entry.update(kw)
-        results[name] = entry
-        recon[name] = pred
-
-    n_steps = len(to_compute) + ("smoothed" in wanted)
-    for i, name in enumerate(to_compute):
-        if should_stop():
-            return
-        t0 = time.perf_counter()
-        if name == "motion":
-            pred = yield from motion_interpolate(deg.input.data, k, should_stop)
-            if pred is None:
-                return
-        else:
-            pred = interpolate(deg.input.data, deg.scale_t, deg.scale_zyx, name)
-        add(name, pred, time.perf_counter() - t0)
-        yield Progress(step=i + 1, total=n_steps, message=f"baseline {name}")
-    if "smoothed" in wanted:
-        t0 = time.perf_counter()
-        bases = {b: recon[b] for b in smoothed_bases if b in recon}
-        base, sigma, pred, table = best_smoothed(bases, truth, deg.scored, low, high)
-        add("smoothed", pred, time.perf_counter() - t0, base=base, sigma=sigma, candidates=table)
-        yield Progress(step=n_steps, total=n_steps, message="baseline smoothed")
-    # bases computed only for the smoothed baseline are not reported
-    for name in [b for b in results if b not in wanted]:
-        results.pop(name)
-        recon.pop(name)
-    if should_stop():
+    if isinstance(stack, ChannelStack):
+        yield from _run_channels(
+            stack,
+            task,
+            k,
+            z_only,
+            method,
+            preset,
+            time_limit,
+            steps,
+            seed,
+            wanted,
+            work_dir,
+            should_stop,
+            device,
+            params,
+        )
         return
+    deg = degrade(stack, task, factor, z_only)
+    truth = deg.truth
+    yield Progress(step=0, total=None, message=f"{task} ×{k}: input {deg.input.shape}")
+    got = yield from _baselines(deg, task, k, wanted, should_stop)
+    if got is None:
+        return
+    results, recon, low, high = got
 
     t0 = time.perf_counter()
     out = yield from reconstruct(
@@ -345,6 +478,55 @@ def run_evaluation(
         degraded=deg,
         uncertainty=unc,
     )
+
+
+def _baselines(
+    deg: Degraded, task: str, k: int, wanted: Sequence[str], should_stop: Callable[[], bool]
+) -> Generator[Progress, None, tuple[dict, dict, float, float] | None]:
+    """The baselines of one degraded stack: (results, reconstructions, low, high) with the
+    truth's intensity range the scores use; None when stopped."""
+    truth = deg.truth
+    low, high = truth_range(truth[deg.scored])
+
+    results: dict[str, dict[str, Any]] = {}
+    recon: dict[str, np.ndarray] = {}
+    smoothed_bases = [*CLASSICAL, "motion"] if task == "temporal" else list(CLASSICAL)
+    to_compute = [b for b in smoothed_bases if b in wanted or "smoothed" in wanted]
+
+    def add(name: str, pred: np.ndarray, seconds: float, train_seconds: float = 0.0, **kw):
+        entry = score(pred, truth, deg.scored, low, high)
+        entry["train_seconds"] = float(train_seconds)
+        entry["seconds"] = float(seconds)
+        entry.update(kw)
+        results[name] = entry
+        recon[name] = pred
+
+    n_steps = len(to_compute) + ("smoothed" in wanted)
+    for i, name in enumerate(to_compute):
+        if should_stop():
+            return None
+        t0 = time.perf_counter()
+        if name == "motion":
+            pred = yield from motion_interpolate(deg.input.data, k, should_stop)
+            if pred is None:
+                return None
+        else:
+            pred = interpolate(deg.input.data, deg.scale_t, deg.scale_zyx, name)
+        add(name, pred, time.perf_counter() - t0)
+        yield Progress(step=i + 1, total=n_steps, message=f"baseline {name}")
+    if "smoothed" in wanted:
+        t0 = time.perf_counter()
+        bases = {b: recon[b] for b in smoothed_bases if b in recon}
+        base, sigma, pred, table = best_smoothed(bases, truth, deg.scored, low, high)
+        add("smoothed", pred, time.perf_counter() - t0, base=base, sigma=sigma, candidates=table)
+        yield Progress(step=n_steps, total=n_steps, message="baseline smoothed")
+    # bases computed only for the smoothed baseline are not reported
+    for name in [b for b in results if b not in wanted]:
+        results.pop(name)
+        recon.pop(name)
+    if should_stop():
+        return None
+    return results, recon, low, high
 
 
 def uncertainty_entry(
