@@ -95,18 +95,53 @@ def test_model_directory_layout_and_one_motion(fast_model, two):
     assert v.shape == (3, *SHAPE[1:])
 
 
-def test_channel_costs_are_shared(fast_model):
-    """Each channel trains ceil(1.5 × steps / N) steps: the whole model ≤ 1.5× one channel's."""
+def test_one_refiner_for_all_channels(fast_model):
+    """The channels share one refiner: the steps of one model (not per channel), its weights
+    folded into each channel's plain refiner, and the z decoder's steps shared by the channels."""
+    import torch
+
+    from napari_spatimeinr.engines.fast.refiner import Refiner
+
     root = ModelDir(fast_model)
     assert root.config.steps == 4  # the whole model's configuration, as given
-    for d in channel_dirs(root):
-        assert d.meta["train_steps"] == 3  # ceil(4 * 1.5 / 2)
-    assert channel_dirs(root)[1].config.steps == 3
-    assert root.meta["channel_train_steps"] == 6
-    # channel 1 starts from channel 0's weights (a warm start), its z decoder steps shared too
-    one = channel_dirs(root)[1]
-    assert one.meta["init_from"]["model_dir"] == str(fast_model.resolve())
-    assert one.config.params.spatial_steps == 1500  # ceil(2000 * 1.5 / 2)
+    assert root.meta["channel_train_steps"] == 4
+    weights = []
+    for k, d in enumerate(channel_dirs(root)):
+        assert d.meta["train_steps"] == 4
+        rec = d.meta["shared_refiner"]
+        assert (rec["channels"], rec["channel"]) == (2, k)
+        net = Refiner(SMALL["refine_width"], SMALL["refine_depth"], 3)
+        net.load_state_dict(torch.load(d.path / "model.pt", weights_only=True))  # a plain refiner
+        weights.append(net.state_dict())
+    assert not (fast_model / "checkpoint.pt").exists()  # the shared state is not a channel's
+    assert not torch.equal(weights[0]["body.0.weight"], weights[1]["body.0.weight"])
+
+
+def test_a_channel_the_shared_refiner_hurts_keeps_the_identity(tmp_path, two, monkeypatch):
+    """Each channel keeps the shared weights only where they beat its identity (motion-compensated
+    interpolation) on its held-out voxels."""
+    import torch
+
+    from napari_spatimeinr.engines.fast import task
+
+    calls = []
+
+    def scores(self, net):  # channel 1 worse with the trained weights than without
+        calls.append(net)
+        untrained = net is None or len(calls) <= 2  # the identity, then the untrained network
+        return [20.0, 20.0] if untrained else [22.0, 19.0]
+
+    monkeypatch.setattr(task.MotionTask, "validate_channels", scores)
+    path = tmp_path / "m.spatimeinr"
+    records = list(api.train(two, path, {"steps": 4, "device": "cpu", "params": SMALL}))
+    assert "membrane identity" in records[-1].message
+    dirs = channel_dirs(ModelDir(path))
+    last = "body.2.weight"
+    w0 = torch.load(dirs[0].path / "model.pt", weights_only=True)[last]
+    w1 = torch.load(dirs[1].path / "model.pt", weights_only=True)[last]
+    assert w0.abs().sum() > 0 and w1.abs().sum() == 0  # channel 1: the untrained residual, zero
+    assert dirs[1].meta["shared_refiner"]["kept"] is False
+    assert dirs[1].meta["heldout_psnr"] == 20.0
 
 
 def test_render_keeps_the_channel_axis(fast_model):
@@ -265,7 +300,8 @@ def test_evaluate_reports_each_channel(two):
 
 
 def test_a_stopped_training_still_renders_every_channel(two, tmp_path):
-    """Stop during channel 0: channel 1 is written at once (untrained), the model renders."""
+    """Stop during the shared refiner's training: every channel is written (its best weights so
+    far), the model renders, and the stopped training is not calibrated."""
     stopped = []
 
     def stop():
@@ -275,9 +311,10 @@ def test_a_stopped_training_still_renders_every_channel(two, tmp_path):
     records = []
     for p in api.train(two, path, {"steps": 400, "params": SMALL}, stop=stop):
         records.append(p)
-        if p.message.startswith("channel 0") and p.step > 2:
+        if p.message.startswith("all channels") and p.step > 2:
             stopped.append(True)
     assert records[-1].done
-    assert ModelDir(path).meta["train_steps"] < 300  # channel 0 stopped early
+    assert ModelDir(path).meta["train_steps"] < 300  # stopped early
+    assert "stopped" in records[-1].message
     assert (path / "channels" / "1" / "model.pt").is_file()
     assert api.render(path, scale_t=2).compute().shape == (9, 2, *SHAPE[1:])

@@ -95,11 +95,14 @@ def run(
     validate_every: int,
     t_start: float,
     nothing_to_learn: str | None = None,
+    publish: Callable[[dict[str, torch.Tensor]], None] | None = None,
 ) -> Iterator[Progress]:
     """Train ``net`` by ``step_loss`` until the steps or the time limit run out, or ``stop()``.
 
     ``nothing_to_learn``: a reason to save the untrained network and end at once (e.g. a single
     frame). ``t_start``: when the engine began (its set-up counts against the time limit).
+    ``publish``: writes the weights renderers use, from the best weights so far, in place of
+    ``model.pt`` (a shared refiner: each channel's model); ``checkpoint.pt`` is written as always.
     """
     total = total_steps(config)
     amp = device.type == "cuda"  # bfloat16 autocast on CUDA only: float32 on mps and cpu
@@ -147,7 +150,10 @@ def run(
             },
             net.state_dict(),
             best,
+            write_model=publish is None,
         )
+        if publish is not None:
+            publish(best)
         model_dir.write_history(history)
         model_dir.update_meta(
             train_steps=step,

@@ -22,16 +22,25 @@ def save(
     state: dict[str, Any],
     weights: dict[str, torch.Tensor],
     best: dict[str, torch.Tensor] | None = None,
+    write_model: bool = True,
 ) -> None:
     """Write checkpoint.pt (first; it carries the current weights) then model.pt.
 
     model.pt holds ``best`` (the weights with the best held-out PSNR so far) when given, else the
-    current weights: what a renderer should use.
+    current weights: what a renderer should use. ``write_model=False``: checkpoint.pt only (the
+    caller writes the renderers' weights itself: :func:`save_weights`).
     """
     cpu = {k: v.detach().cpu() for k, v in weights.items()}
     model_dir.write_atomic("checkpoint.pt", _bytes({**state, "model": cpu}))
-    out = cpu if best is None else {k: v.detach().cpu() for k, v in best.items()}
-    model_dir.write_atomic("model.pt", _bytes(out))
+    if write_model:
+        out = cpu if best is None else {k: v.detach().cpu() for k, v in best.items()}
+        save_weights(model_dir, out)
+
+
+def save_weights(model_dir: ModelDir, weights: dict[str, torch.Tensor]) -> None:
+    """Write model.pt, the weights a renderer uses (atomically)."""
+    cpu = {k: v.detach().cpu() for k, v in weights.items()}
+    model_dir.write_atomic("model.pt", _bytes(cpu))
 
 
 def load_weights(model_dir: ModelDir, device: str | torch.device = "cpu") -> dict:

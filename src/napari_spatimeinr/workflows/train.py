@@ -241,54 +241,41 @@ def check_channels(
     return ch
 
 
-#: with N channels, each channel's refiner trains this share of the steps of a single-channel
-#: model × 1/N, so that the whole training costs at most 1.5× one single-channel model
+#: with N channels trained one after the other, each trains this share of the steps of a
+#: single-channel model × 1/N, so that the whole training costs at most 1.5× one single-channel model
 CHANNEL_COST = 1.5
-
-
-def _z_decoder(cfg: TrainConfig, shape: tuple[int, ...]) -> bool:
-    from ..engines.zdecoder.train import wanted
-
-    return wanted(resolve_params(cfg), shape)
 
 
 def train_channels(md: ModelDir, cfg: TrainConfig, stop: Callable[[], bool]) -> Iterator[Progress]:
     """Train a multi-channel model (:func:`napari_spatimeinr.store.model_dir.channel_dirs`).
 
-    The motion is estimated once (fast engine: ``flows.npz`` of the top directory, from the mean
-    of the normalized channels or the channel ``meta.json["motion_from"]`` names, within the flow
-    budget one channel's training would give it), then each channel's model is trained by its
-    method on that motion,
-    one after the other: the time left is shared evenly by the channels still to train, and each
-    trains ``CHANNEL_COST / N`` of the planned steps. Progress records count the steps of all
-    channels; only the last record is ``done``.
+    The fast engine on a time-lapse trains what the channels share once
+    (:mod:`napari_spatimeinr.engines.fast.channels`: one motion, one refiner for all channels,
+    a z decoder and a calibration per channel). Otherwise (a classical method, a single volume)
+    each channel's model is trained by its method, one after the other: the time left is shared
+    evenly by the channels still to train, and each trains ``CHANNEL_COST / N`` of the planned
+    steps. Progress records count the steps of all channels; only the last record is ``done``.
     """
+    from ..engines.fast import channels as shared_channels
     from ..engines.presets import total_steps
 
     t0 = time.perf_counter()
     dirs = channel_dirs(md)
     n = len(dirs)
-    names = md.meta.get("channel_names") or [f"C{k}" for k in range(n)]
-    if cfg.method == "spatimeinr" and engine_of(cfg) == "fast" and md.shape[0] > 1:
-        from ..core.device import torch_device
-        from ..engines.fast import task as motion_task
-
-        budget = None
-        if cfg.time_limit:  # the flow's share of what a single channel's flow would get: after
-            # its z decoder took its share (the same grid, the same cost as one channel's)
-            from ..engines.zdecoder.train import spatial_seconds
-
-            spatial = spatial_seconds(cfg, md.shape) if _z_decoder(cfg, md.shape) else 0.0
-            budget = motion_task.FLOW_SHARE * (cfg.time_limit - (spatial or 0.0))
-        how = md.meta.get("motion_from", "mean")
-        src = "the mean of the channels" if how == "mean" else f"channel {names[int(how)]}"
-        yield Progress(
-            seconds=0.0, message=f"motion: one optical flow for all channels, from {src}"
+    if shared_channels.shared(cfg, tuple(md.shape)):  # one motion, one refiner for all channels
+        final = None
+        for p in shared_channels.train(md, cfg, stop):
+            if p.done:
+                final = p
+                break
+            yield p
+        md.update_meta(
+            channel_train_steps=int(md.meta.get("train_steps", 0)),
+            channel_train_seconds=time.perf_counter() - t0,
         )
-        flows = yield from motion_task.ensure_flows(md, stop, torch_device(cfg.device), budget)
-        if flows is None:
-            yield Progress(seconds=time.perf_counter() - t0, message="stopped", done=True)
-            return
+        yield final or Progress(seconds=time.perf_counter() - t0, message="done", done=True)
+        return
+    names = md.meta.get("channel_names") or [f"C{k}" for k in range(n)]
     per_steps = max(1, math.ceil(total_steps(cfg) * CHANNEL_COST / n))
     params = resolve_params(cfg)
     per_spatial = max(1, math.ceil((params.spatial_steps or 1) * CHANNEL_COST / n))

@@ -481,14 +481,23 @@ class MotionTask:
         target_voxels: int,
         device: torch.device,
         seed: int,
+        channels: bool = False,
     ) -> MotionTask:
-        """A task over several stacks: ``parts`` = (data, gap1, holdout, computed) per stack."""
+        """A task over several stacks: ``parts`` = (data, gap1, holdout, computed) per stack.
+
+        ``channels=True``: the parts are the channels of one stack, for a
+        :class:`~.refiner.ChannelRefiner` (called with each crop's channel); every channel gets
+        its own :data:`N_VALIDATION` validation crops, and :meth:`validate` is the mean of the
+        channels' held-out PSNRs (:meth:`validate_channels`: each one)."""
         task = cls.__new__(cls)
-        task._setup(parts, crop_side, target_voxels, device, seed)
+        task._setup(parts, crop_side, target_voxels, device, seed, channels)
         return task
 
-    def _setup(self, parts, crop_side: int, target_voxels: int, device, seed: int) -> None:
+    def _setup(
+        self, parts, crop_side: int, target_voxels: int, device, seed: int, channels: bool = False
+    ) -> None:
         self.device = device
+        self.channels = channels
         self.stacks = []  # (data, gap1, holdout, spatial shape) per stack
         self._where: list[tuple[int, int, int]] = []  # example -> (stack, pair i, direction)
         for s, (data, gap1, holdout, computed) in enumerate(parts):
@@ -507,17 +516,33 @@ class MotionTask:
         cz = min(n_z, CROP_Z)
         plane = max(16, int(math.sqrt(VALIDATION_VOXELS / cz)))
         side = (cz, min(n_y, plane), min(n_x, plane))
-        boxes = [self._draw(g, side) for _ in range(N_VALIDATION)] if self.n else []
+        if not self.n:
+            boxes = []
+        elif channels:  # each channel its own crops (the same places: one motion)
+            first = [self._draw(g, side, stack=0) for _ in range(N_VALIDATION)]
+            per = len(self._where) // len(parts)
+            assert all(w[0] == k // per for k, w in enumerate(self._where)), "channels differ"
+            boxes = [(b[0] + s * per, *b[1:]) for s in range(len(parts)) for b in first]
+        else:
+            boxes = [self._draw(g, side) for _ in range(N_VALIDATION)]
         # the validation crops are fixed: warped once, kept (a few of at most 64 K voxels)
         self.val = [self._example(b, held=True) for b in boxes]
+        self.val_stack = [self._where[b[0]][0] for b in boxes]
 
     @property
     def empty(self) -> bool:
         """True without a solved frame pair (a single frame, or no flow solved in time)."""
         return self.n == 0
 
-    def _draw(self, gen: torch.Generator, side: tuple[int, int, int]) -> tuple[int, ...]:
-        j = int(torch.randint(self.n, (1,), generator=gen))
+    def _draw(
+        self, gen: torch.Generator, side: tuple[int, int, int], stack: int | None = None
+    ) -> tuple[int, ...]:
+        """(example, corner z, y, x, side z, y, x) at random (among ``stack``'s examples)."""
+        if stack is None:
+            j = int(torch.randint(self.n, (1,), generator=gen))
+        else:
+            mine = [k for k, w in enumerate(self._where) if w[0] == stack]
+            j = mine[int(torch.randint(len(mine), (1,), generator=gen))]
         s = self._where[j][0]
         shape = self.stacks[s][0].shape[1:]
         corner = [
@@ -557,11 +582,38 @@ class MotionTask:
         x = torch.stack(xs).to(self.device)
         y = torch.stack(ys).to(self.device)
         m = torch.stack(ms).to(self.device).float()
-        pred = net(x)
+        pred = self._run(net, x, [self._where[b[0]][0] for b in boxes])
         return (((pred.float() - y) ** 2) * m).sum() / m.sum().clamp(min=1.0)
 
+    def _run(self, net: torch.nn.Module, x: torch.Tensor, stacks: list[int]) -> torch.Tensor:
+        """``net`` on crops ``x``; a channel refiner also gets each crop's channel."""
+        if not self.channels:
+            return net(x)
+        return net(x, torch.tensor(stacks, dtype=torch.long, device=x.device))
+
+    def validate_channels(self, net: torch.nn.Module | None) -> list[float | None]:
+        """The held-out PSNR of each stack (channel) on its validation crops (data range 1);
+        ``net`` None: the warped frames themselves (an untrained refiner)."""
+        n_stacks = len(self.stacks)
+        se, n = [0.0] * n_stacks, [0] * n_stacks
+        with torch.no_grad():
+            for (x, y, m), s in zip(self.val, self.val_stack, strict=True):
+                if not bool(m.any()):
+                    continue
+                if net is None:
+                    pred = x[0]
+                else:
+                    pred = self._run(net, x[None].to(self.device), [s])[0].float().cpu()
+                se[s] += float(((pred - y)[m] ** 2).sum())
+                n[s] += int(m.sum())
+        return [psnr(e / k) if k else None for e, k in zip(se, n, strict=True)]
+
     def validate(self, net: torch.nn.Module) -> float | None:
-        """PSNR on the held-out voxels of the validation crops (data range 1: normalized input)."""
+        """PSNR on the held-out voxels of the validation crops (data range 1: normalized input);
+        of channels: the mean of the channels' PSNRs (each channel counts the same)."""
+        if self.channels:
+            scores = [p for p in self.validate_channels(net) if p is not None]
+            return float(np.mean(scores)) if scores else None
         se, n = 0.0, 0
         with torch.no_grad():
             for x, y, m in self.val:
