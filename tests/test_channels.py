@@ -95,29 +95,51 @@ def test_model_directory_layout_and_one_motion(fast_model, two):
     assert v.shape == (3, *SHAPE[1:])
 
 
-def test_one_refiner_for_all_channels(fast_model):
-    """The channels share one refiner: the steps of one model (not per channel), its weights
-    folded into each channel's plain refiner, and the z decoder's steps shared by the channels."""
+def test_each_channel_its_refiner_on_the_one_motion(fast_model):
+    """Each channel trains its own refiner, ceil(1.6 × steps / N) steps (the whole model costs
+    ≤ 1.5× one channel's), and its z decoder ceil(S / N) steps."""
+    root = ModelDir(fast_model)
+    assert root.config.steps == 4  # the whole model's configuration, as given
+    dirs = channel_dirs(root)
+    assert [d.meta["train_steps"] for d in dirs] == [4, 4]  # ceil(4 * 1.6 / 2)
+    assert root.meta["channel_train_steps"] == 8
+    assert all(d.meta["heldout_psnr"] is not None for d in dirs)
+
+
+@pytest.fixture
+def shared_refiner(monkeypatch):
+    from napari_spatimeinr.engines.fast import channels
+
+    monkeypatch.setattr(channels, "REFINER", "shared")
+
+
+def test_one_shared_refiner_for_all_channels(tmp_path, two, shared_refiner):
+    """The shared mode: one refiner trained on crops of all channels, its weights folded into each
+    channel's plain refiner (the channels differ in their own scale and shift)."""
     import torch
 
     from napari_spatimeinr.engines.fast.refiner import Refiner
 
-    root = ModelDir(fast_model)
-    assert root.config.steps == 4  # the whole model's configuration, as given
-    assert root.meta["channel_train_steps"] == 4
+    path = tmp_path / "m.spatimeinr"
+    records = list(api.train(two, path, {"steps": 4, "device": "cpu", "params": SMALL}))
+    assert "one refiner for 2 channels" in records[-1].message
+    root = ModelDir(path)
     weights = []
     for k, d in enumerate(channel_dirs(root)):
-        assert d.meta["train_steps"] == 4
+        assert d.meta["train_steps"] == 5  # ceil(4 * 1.25): one training for all channels
         rec = d.meta["shared_refiner"]
         assert (rec["channels"], rec["channel"]) == (2, k)
         net = Refiner(SMALL["refine_width"], SMALL["refine_depth"], 3)
         net.load_state_dict(torch.load(d.path / "model.pt", weights_only=True))  # a plain refiner
         weights.append(net.state_dict())
-    assert not (fast_model / "checkpoint.pt").exists()  # the shared state is not a channel's
+    assert not (path / "checkpoint.pt").exists()  # the shared state is not a channel's
     assert not torch.equal(weights[0]["body.0.weight"], weights[1]["body.0.weight"])
+    assert api.render(path, scale_t=2).compute().shape == (9, 2, *SHAPE[1:])
 
 
-def test_a_channel_the_shared_refiner_hurts_keeps_the_identity(tmp_path, two, monkeypatch):
+def test_a_channel_the_shared_refiner_hurts_keeps_the_identity(
+    tmp_path, two, monkeypatch, shared_refiner
+):
     """Each channel keeps the shared weights only where they beat its identity (motion-compensated
     interpolation) on its held-out voxels."""
     import torch
@@ -300,7 +322,7 @@ def test_evaluate_reports_each_channel(two):
 
 
 def test_a_stopped_training_still_renders_every_channel(two, tmp_path):
-    """Stop during the shared refiner's training: every channel is written (its best weights so
+    """Stop during channel 0's refiner: every channel is written (its best weights so
     far), the model renders, and the stopped training is not calibrated."""
     stopped = []
 
@@ -311,7 +333,7 @@ def test_a_stopped_training_still_renders_every_channel(two, tmp_path):
     records = []
     for p in api.train(two, path, {"steps": 400, "params": SMALL}, stop=stop):
         records.append(p)
-        if p.message.startswith("all channels") and p.step > 2:
+        if "refiner: training" in p.message and p.step > 2:
             stopped.append(True)
     assert records[-1].done
     assert ModelDir(path).meta["train_steps"] < 300  # stopped early

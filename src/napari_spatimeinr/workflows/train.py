@@ -269,10 +269,7 @@ def train_channels(md: ModelDir, cfg: TrainConfig, stop: Callable[[], bool]) -> 
                 final = p
                 break
             yield p
-        md.update_meta(
-            channel_train_steps=int(md.meta.get("train_steps", 0)),
-            channel_train_seconds=time.perf_counter() - t0,
-        )
+        md.update_meta(channel_train_seconds=time.perf_counter() - t0)
         yield final or Progress(seconds=time.perf_counter() - t0, message="done", done=True)
         return
     names = md.meta.get("channel_names") or [f"C{k}" for k in range(n)]

@@ -24,6 +24,7 @@ gets the single model's steps for the cost of one.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -45,9 +46,19 @@ from .refiner import ChannelRefiner, make_channel_refiner
 from .render import MotionRenderer
 from .train import calibration_reserve
 
-#: the z part of N channels costs at most this many times one channel's (each channel's z decoder
-#: trains CHANNEL_COST / N of the preset's z steps and of its time share)
-CHANNEL_COST = 1.5
+#: the z decoders of N channels cost at most this many times one channel's: each trains
+#: Z_COST / N of the preset's z steps and of its time share (the z decoder adds nothing to a
+#: time-lapse's frames; one channel's worth of it is what a single-channel model spends)
+Z_COST = 1.0
+#: how the channels' refiners learn: "separate" (a refiner per channel, each REFINER_COST / N of
+#: the refiner steps) or "shared" (one :class:`~.refiner.ChannelRefiner`, SHARED_STEPS × the
+#: steps, crops of all channels). Measured on two channels (benchmarks/RESULTS.md, issue 23):
+#: separate keeps each channel within 0.15 dB of its own single-channel model, shared did not
+#: (the channels' corrections interfere more than they teach each other)
+REFINER = "separate"
+#: the refiners of N separate channels train this many times one single-channel model's steps in
+#: all, so that with the z decoders' Z_COST the whole model costs at most 1.5x one channel's
+REFINER_COST = 1.6
 #: the shared refiner trains this many times the steps of a single-channel model's refiner (each
 #: step the cost of one of them: the same crops, drawn from all channels)
 SHARED_STEPS = 1.25
@@ -81,56 +92,44 @@ def _prefixed(records: Iterator[Progress], prefix: str, t0: float):
         yield p
 
 
-def train(md: ModelDir, config: TrainConfig, stop: Callable[[], bool]) -> Iterator[Progress]:
-    """Train every channel of the multi-channel model ``md`` (see the module's docstring).
+def _separate(dirs, names, config, params, flows, device, seconds, stop, t0):
+    """A refiner per channel (:func:`.train.train` on the channel's model and the one motion),
+    one after the other, each ``REFINER_COST / N`` of the steps and an even share of the time
+    left. Returns (last record, steps of all, held-out PSNR of each, True for each)."""
+    from . import train as fast_train
 
-    Progress records say which phase and channel; only the last one is ``done``.
-    """
-    t0 = time.perf_counter()
-    dirs = channel_dirs(md)
     n = len(dirs)
-    names = md.meta.get("channel_names") or [f"C{k}" for k in range(n)]
-    params = resolve_params(config)
-    device = torch_device(config.device)
+    per = max(1, math.ceil(total_steps(config) * REFINER_COST / n))
+    t1 = time.perf_counter()
+    last, steps, scores = None, 0, []
+    for k, sub in enumerate(dirs):
+        update: dict[str, Any] = {"steps": per}
+        if seconds is not None:
+            update["time_limit"] = max((seconds - (time.perf_counter() - t1)) / (n - k), 1.0)
+        for p in fast_train.train(sub, config.model_copy(update=update), stop):
+            if p.done:
+                last = p
+                break
+            p.message = f"channel {k} ({names[k]}): refiner: {p.message}"
+            p.step += steps
+            p.total = per * n
+            p.seconds = time.perf_counter() - t0
+            yield p
+        fresh = ModelDir(sub.path)
+        steps += int(fresh.meta.get("train_steps", 0))
+        scores.append(fresh.meta.get("heldout_psnr"))
+        # after a Stop the channels still to train end at once (stop() stays True): each is
+        # written untrained (its refiner the identity: motion-compensated interpolation)
+    return last, steps, scores, [True] * n
+
+
+def _shared(dirs, names, config, params, flows, device, seconds, stop, t0):
+    """One :class:`~.refiner.ChannelRefiner` for all channels, its best weights folded into each
+    channel's refiner; a channel whose held-out voxels it does not improve keeps the identity.
+    Returns (last record, steps, held-out PSNR of each, whether each kept the trained weights)."""
+    n = len(dirs)
+    md = dirs[0]
     shape = tuple(int(s) for s in md.shape)
-    limit = config.time_limit
-    deadline = t0 + limit if limit is not None else None
-
-    def left() -> float | None:
-        return None if deadline is None else deadline - time.perf_counter()
-
-    z_part = wanted(params, shape)
-    z_seconds = spatial_seconds(config, shape) if z_part else 0.0
-    # the calibrations at the end: one per channel
-    cal_reserve = n * calibration_reserve(shape, limit) if limit is not None else 0.0
-
-    # 1. one motion for all channels
-    budget = None
-    if limit is not None:  # what a single channel's flow would get, after its z decoder
-        budget = motion_task.FLOW_SHARE * (limit - (z_seconds or 0.0))
-    how = md.meta.get("motion_from", "mean")
-    src = "the mean of the channels" if how == "mean" else f"channel {names[int(how)]}"
-    yield Progress(seconds=0.0, message=f"motion: one optical flow for all channels, from {src}")
-    flows = yield from _prefixed(motion_task.ensure_flows(md, stop, device, budget), "motion", t0)
-    if flows is None:
-        yield Progress(seconds=time.perf_counter() - t0, message="stopped", done=True)
-        return
-
-    # 2. each channel's z decoder
-    records: list[dict[str, Any] | None] = [None] * n
-    if z_part:
-        per_z = max(1, round((params.spatial_steps or 1) * CHANNEL_COST / n))
-        z_params = (config.params or SpatimeINRParams()).model_copy(update={"spatial_steps": per_z})
-        for k, sub in enumerate(dirs):
-            seconds = None
-            if limit is not None:
-                seconds = (z_seconds or 0.0) * CHANNEL_COST / n
-                seconds = max(min(seconds, (left() or 0.0) / (n - k) * 0.5), 1.0)
-            sub_cfg = config.model_copy(update={"params": z_params})
-            phase = train_spatial(sub, sub_cfg, stop, seconds)
-            records[k] = yield from _prefixed(phase, f"channel {k} ({names[k]}): z decoder", t0)
-
-    # 3. one refiner for all channels
     mask = PackedMask.holdout(shape, config.seed)
     parts = [
         (motion_task.stored_input(sub), flows["gap1"], mask, flows.get("computed")) for sub in dirs
@@ -148,11 +147,9 @@ def train(md: ModelDir, config: TrainConfig, stop: Callable[[], bool]) -> Iterat
         for k, sub in enumerate(dirs):
             checkpoint.save_weights(sub, held.bake(k).state_dict())
 
-    update: dict[str, Any] = {"steps": max(1, round(total_steps(config) * SHARED_STEPS))}
-    if config.steps is not None:  # steps asked for are the steps trained
-        update["steps"] = config.steps
-    if limit is not None:
-        update["time_limit"] = max((left() or 0.0) - cal_reserve, 1.0)
+    update: dict[str, Any] = {"steps": max(1, math.ceil(total_steps(config) * SHARED_STEPS))}
+    if seconds is not None:
+        update["time_limit"] = seconds
     ref_cfg = config.model_copy(update=update)
     why = None
     if task.empty:
@@ -199,7 +196,6 @@ def train(md: ModelDir, config: TrainConfig, stop: Callable[[], bool]) -> Iterat
         sub.write_history(history)
         sub.update_meta(
             train_steps=steps,
-            train_seconds=round(time.perf_counter() - t0, 3),
             params=params.model_dump(),
             heldout_psnr=score,
             shared_refiner={
@@ -209,6 +205,69 @@ def train(md: ModelDir, config: TrainConfig, stop: Callable[[], bool]) -> Iterat
                 "heldout_psnr_identity": start,
                 "seconds": round(ref_seconds, 3),
             },
+        )
+        scores[k] = score
+    return last, steps, scores, kept
+
+
+def train(md: ModelDir, config: TrainConfig, stop: Callable[[], bool]) -> Iterator[Progress]:
+    """Train every channel of the multi-channel model ``md`` (see the module's docstring).
+
+    Progress records say which phase and channel; only the last one is ``done``.
+    """
+    t0 = time.perf_counter()
+    dirs = channel_dirs(md)
+    n = len(dirs)
+    names = md.meta.get("channel_names") or [f"C{k}" for k in range(n)]
+    params = resolve_params(config)
+    device = torch_device(config.device)
+    shape = tuple(int(s) for s in md.shape)
+    limit = config.time_limit
+    deadline = t0 + limit if limit is not None else None
+
+    def left() -> float | None:
+        return None if deadline is None else deadline - time.perf_counter()
+
+    z_part = wanted(params, shape)
+    z_seconds = spatial_seconds(config, shape) if z_part else 0.0
+    # the calibrations at the end: one per channel
+    cal_reserve = n * calibration_reserve(shape, limit) if limit is not None else 0.0
+
+    # 1. one motion for all channels
+    budget = None
+    if limit is not None:  # what a single channel's flow would get, after its z decoder
+        budget = motion_task.FLOW_SHARE * (limit - (z_seconds or 0.0))
+    how = md.meta.get("motion_from", "mean")
+    src = "the mean of the channels" if how == "mean" else f"channel {names[int(how)]}"
+    yield Progress(seconds=0.0, message=f"motion: one optical flow for all channels, from {src}")
+    flows = yield from _prefixed(motion_task.ensure_flows(md, stop, device, budget), "motion", t0)
+    if flows is None:
+        yield Progress(seconds=time.perf_counter() - t0, message="stopped", done=True)
+        return
+
+    # 2. each channel's z decoder
+    records: list[dict[str, Any] | None] = [None] * n
+    if z_part:
+        per_z = max(1, math.ceil((params.spatial_steps or 1) * Z_COST / n))
+        z_params = (config.params or SpatimeINRParams()).model_copy(update={"spatial_steps": per_z})
+        for k, sub in enumerate(dirs):
+            seconds = None
+            if limit is not None:
+                seconds = (z_seconds or 0.0) * Z_COST / n
+                seconds = max(min(seconds, (left() or 0.0) / (n - k) * 0.5), 1.0)
+            sub_cfg = config.model_copy(update={"params": z_params})
+            phase = train_spatial(sub, sub_cfg, stop, seconds)
+            records[k] = yield from _prefixed(phase, f"channel {k} ({names[k]}): z decoder", t0)
+
+    # 3. the refiners
+    ref_left = None if limit is None else max((left() or 0.0) - cal_reserve, 1.0)
+    refiners = _separate if REFINER == "separate" else _shared
+    outcome = yield from refiners(dirs, names, config, params, flows, device, ref_left, stop, t0)
+    last, steps, scores, kept = outcome
+    md.update_meta(channel_train_steps=steps)
+    for k, sub in enumerate(dirs):
+        sub.update_meta(
+            train_seconds=round(time.perf_counter() - t0, 3),
             **({"spatial": records[k]} if records[k] is not None else {}),
         )
 
@@ -223,7 +282,7 @@ def train(md: ModelDir, config: TrainConfig, stop: Callable[[], bool]) -> Iterat
                 break
             yield Progress(
                 step=steps,
-                total=total_steps(ref_cfg),
+                total=steps,
                 seconds=time.perf_counter() - t0,
                 message=f"channel {k} ({names[k]}): uncertainty: calibrating on held-out frames",
             )
@@ -236,12 +295,13 @@ def train(md: ModelDir, config: TrainConfig, stop: Callable[[], bool]) -> Iterat
         for k in range(n)
         if scores[k] is not None or not kept[k]
     )
+    how = "one refiner for" if REFINER == "shared" else "a refiner for each of"
     final = last or Progress()
     final.message = "; ".join(
-        [f"done: one refiner for {n} channels ({said})" if said else "done", *notes]
+        [f"done: {how} {n} channels (held-out {said})" if said else "done", *notes]
     )
     final.step = steps
-    final.total = total_steps(ref_cfg)
+    final.total = steps
     final.seconds = time.perf_counter() - t0
     final.done = True
     yield final
