@@ -6,7 +6,8 @@ each with its own Poisson and read noise. On the temporal ×4 protocol (frames 0
 input, the others are scored) it runs
 
 * ``multi``: one model of both channels (one motion from the mean of the normalized channels,
-  then each channel's refiner and z decoder), ``--time-limit`` seconds in all;
+  then each channel's z decoder and refiner, or with ``--refiner shared`` one refiner for all),
+  ``--time-limit`` seconds in all;
 * ``single C``: a model of channel C alone, ``--time-limit`` seconds, for each channel;
 
 and reports per channel the PSNR of each beside the protocol's baselines (``motion``: motion-
@@ -18,6 +19,7 @@ Run one at a time (the machine is shared; note ``uptime`` beside the figures)::
 
     nice -n 5 python benchmarks/channels.py --time-limit 600 [--shape 41 8 96 96] [--json out.json]
     nice -n 5 python benchmarks/channels.py --time-limit 600 --only multi --work /tmp/ch  # one part
+    python benchmarks/channels.py --only multi --refiner shared   # one refiner for all channels
 """
 
 from __future__ import annotations
@@ -78,12 +80,26 @@ def main() -> None:
     ap.add_argument("--json", help="write the figures here too")
     ap.add_argument("--only", choices=["multi", "single"], help="run one of the two parts")
     ap.add_argument("--work", help="keep the trained models in this folder (WORK/multi/model, …)")
+    ap.add_argument(
+        "--refiner",
+        choices=["separate", "shared"],
+        default="separate",
+        help="the multi-channel model's refiners (engines.fast.channels.REFINER)",
+    )
     args = ap.parse_args()
+    from napari_spatimeinr.engines.fast import channels
+
+    channels.REFINER = args.refiner
     stack = make_two_channel_timelapse(tuple(args.shape), n_nuclei=8, seed=args.seed)
     print(
         f"stack {stack.shape} x {stack.n} channels ({', '.join(stack.names)}); load {os.getloadavg()}"
     )
-    out: dict = {"shape": list(stack.shape), "channels": stack.names, "time_limit": args.time_limit}
+    out: dict = {
+        "shape": list(stack.shape),
+        "channels": stack.names,
+        "time_limit": args.time_limit,
+        "refiner": args.refiner,
+    }
     work = (lambda name: f"{args.work}/{name}") if args.work else (lambda name: None)
     if args.only != "single":
         multi, multi_s = evaluate(stack, args.time_limit, args.seed, work("multi"))
