@@ -59,6 +59,10 @@ REFINER = "separate"
 #: the refiners of N separate channels train this many times one single-channel model's steps in
 #: all, so that with the z decoders' Z_COST the whole model costs at most 1.5x one channel's
 REFINER_COST = 1.6
+#: each channel's refiner learns from its neighbour frames warped by the channel's own flow
+#: (TRAIN_FLOWS, solved for training, then deleted); rendering uses the one motion
+OWN_TRAINING_FLOWS = True
+TRAIN_FLOWS = "train_flows.npz"
 #: the shared refiner trains this many times the steps of a single-channel model's refiner (each
 #: step the cost of one of them: the same crops, drawn from all channels)
 SHARED_STEPS = 1.25
@@ -106,7 +110,8 @@ def _separate(dirs, names, config, params, flows, device, seconds, stop, t0):
         update: dict[str, Any] = {"steps": per}
         if seconds is not None:
             update["time_limit"] = max((seconds - (time.perf_counter() - t1)) / (n - k), 1.0)
-        for p in fast_train.train(sub, config.model_copy(update=update), stop):
+        own = TRAIN_FLOWS if OWN_TRAINING_FLOWS else motion_task.FLOWS_FILE
+        for p in fast_train.train(sub, config.model_copy(update=update), stop, own):
             if p.done:
                 last = p
                 break
@@ -115,6 +120,7 @@ def _separate(dirs, names, config, params, flows, device, seconds, stop, t0):
             p.total = per * n
             p.seconds = time.perf_counter() - t0
             yield p
+        (sub.path / TRAIN_FLOWS).unlink(missing_ok=True)  # rendering uses the one motion
         fresh = ModelDir(sub.path)
         steps += int(fresh.meta.get("train_steps", 0))
         scores.append(fresh.meta.get("heldout_psnr"))

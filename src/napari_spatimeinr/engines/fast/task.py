@@ -356,8 +356,8 @@ def ensure_flows(
     flows = load_flows(model_dir, flows_file)
     if flows is not None:
         return flows
-    if input_file == "input.npy":
-        data = motion_source(model_dir)
+    if input_file == "input.npy" and flows_file == FLOWS_FILE:
+        data = motion_source(model_dir)  # a multi-channel model: the one motion of all channels
     else:
         data = stored_input(model_dir, input_file)
     flows = yield from compute_flows(data, stop, device, budget=budget)

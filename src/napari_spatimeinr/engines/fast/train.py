@@ -56,13 +56,16 @@ def _motion_task(
     budget: float | None,
     mask: PackedMask,
     stop: Callable[[], bool],
+    flows_file: str = motion_task.FLOWS_FILE,
 ) -> Generator[Progress, None, motion_task.MotionTask | None]:
     """The refiner's task over the model's stack, or over all its stacks (several inputs: the flows
     of each computed and stored beside its input, the flow budget shared by their frame pairs).
     None when stopped while computing flows."""
     stacks = list(training_stacks(model_dir))
     if len(stacks) == 1:
-        flows = yield from motion_task.ensure_flows(model_dir, stop, device, budget)
+        flows = yield from motion_task.ensure_flows(
+            model_dir, stop, device, budget, flows_file=flows_file
+        )
         if flows is None:
             return None
         return motion_task.MotionTask(
@@ -93,8 +96,16 @@ def _motion_task(
     )
 
 
-def train(model_dir: ModelDir, config: TrainConfig, stop: Callable[[], bool]) -> Iterator[Progress]:
-    """Train (or resume training of) the refiner of the fast engine in ``model_dir``."""
+def train(
+    model_dir: ModelDir,
+    config: TrainConfig,
+    stop: Callable[[], bool],
+    flows_file: str = motion_task.FLOWS_FILE,
+) -> Iterator[Progress]:
+    """Train (or resume training of) the refiner of the fast engine in ``model_dir``.
+
+    ``flows_file``: the flows its examples are warped by (computed from its own input if missing);
+    by default the model's ``flows.npz`` (a channel's: the one motion of all channels)."""
     t_start = time.perf_counter()
     params = resolve_params(config)
     device = torch_device(config.device)
@@ -102,7 +113,9 @@ def train(model_dir: ModelDir, config: TrainConfig, stop: Callable[[], bool]) ->
     mask_np = PackedMask.holdout(shape, config.seed)
     torch.manual_seed(config.seed)
     budget = motion_task.FLOW_SHARE * config.time_limit if config.time_limit else None
-    task = yield from _motion_task(model_dir, config, params, device, budget, mask_np, stop)
+    task = yield from _motion_task(
+        model_dir, config, params, device, budget, mask_np, stop, flows_file
+    )
     net: torch.nn.Module = make_refiner(params, shape).to(device)
     why = None
     if task is None:
