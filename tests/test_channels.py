@@ -88,6 +88,16 @@ def test_model_directory_layout_and_one_motion(fast_model, two):
     np.testing.assert_allclose(np.asarray(stored["gap1"], np.float32), solve(mean), atol=2e-2)
     own = solve(dirs[1].input)  # what channel 1 alone would have moved by: not what is used
     assert np.abs(own - np.asarray(stored["gap1"], np.float32)).max() > 0.05
+    # a channel's refiner learns from its own flow (solved for training, then deleted)
+    assert not list(fast_model.rglob("train_flows.npz"))
+    gen = task.ensure_flows(dirs[1], lambda: False, "cpu", flows_file="train_flows.npz")
+    try:
+        while True:
+            next(gen)
+    except StopIteration as end:
+        trained_on = np.asarray(end.value["gap1"], np.float32)
+    np.testing.assert_allclose(trained_on, own, atol=2e-2)
+    (dirs[1].path / "train_flows.npz").unlink()
     r1 = MotionRenderer(dirs[1], "cpu")
     assert np.array_equal(r1.flows, stored["gap1"])
     # the motion export reads the one motion: shape (T-1, 3, Z, Y, X)

@@ -2,24 +2,24 @@
 
 A multi-channel model is a directory per channel (:func:`~napari_spatimeinr.store.model_dir.
 channel_dirs`: the top one is channel 0's), each a complete single-channel model, so rendering,
-export and QC handle a channel as they handle any model. What the channels share is trained once:
+export and QC handle a channel as they handle any model. Training:
 
-1. the motion: one optical flow for all channels (the top ``flows.npz``, from the mean of the
-   normalized channels or from ``meta.json["motion_from"]``), within the flow budget of one
-   channel's training;
-2. the z decoder of each channel (its own axial blur and contrast), ``CHANNEL_COST / N`` of the
-   preset's z steps each, so the z part costs at most ``CHANNEL_COST`` × one channel's;
-3. one refiner for all channels (:class:`~.refiner.ChannelRefiner`): :data:`SHARED_STEPS` × the
-   preset's steps (or the steps asked for), each step a batch of crops of all channels, so every
-   step trains every channel's refiner. Its best
-   weights (the mean of the channels' held-out PSNRs) are folded into a plain refiner per channel
-   (:meth:`~.refiner.ChannelRefiner.bake`), each channel's ``model.pt``; a channel whose held-out
-   PSNR the shared weights lower keeps the identity (motion-compensated interpolation);
+1. the motion, once: one optical flow for all channels (the top ``flows.npz``, from the mean of
+   the normalized channels or from ``meta.json["motion_from"]``), within the flow budget of one
+   channel's training; every channel is rendered (and the motion exported) with it;
+2. the z decoder of each channel (its own axial blur and contrast), :data:`Z_COST` / N of the
+   preset's z steps each;
+3. the refiners (:data:`REFINER`): by default one per channel, :data:`REFINER_COST` / N of the
+   refiner steps each, learning from the channel's neighbour frames warped by the channel's own
+   flow (:data:`OWN_TRAINING_FLOWS`); or one :class:`~.refiner.ChannelRefiner` for all channels
+   (``"shared"``), folded into a plain refiner per channel;
 4. the uncertainty calibration of each channel.
 
-Why shared: a refiner trained per channel got 1/N of the steps and stayed at the identity on a
-nucleus channel (−0.38 dB against a single-channel model, benchmarks/RESULTS.md); the shared one
-gets the single model's steps for the cost of one.
+What was measured (benchmarks/RESULTS.md, issue 23; two channels, nuclei and membrane): warped by
+the mean motion, a channel's training pairs are 0.4–0.6 dB further from their targets than warped
+by its own flow, and a refiner learning from them stayed near plain interpolation (nuclei −0.61 dB
+against its own single-channel model); the shared refiner on the mean motion reached −0.18 / −0.25
+dB; each channel's own training flow brings it back to its single-channel model.
 """
 
 from __future__ import annotations
