@@ -249,22 +249,21 @@ CHANNEL_COST = 1.5
 def train_channels(md: ModelDir, cfg: TrainConfig, stop: Callable[[], bool]) -> Iterator[Progress]:
     """Train a multi-channel model (:func:`napari_spatimeinr.store.model_dir.channel_dirs`).
 
-    The fast engine on a time-lapse trains what the channels share once
-    (:mod:`napari_spatimeinr.engines.fast.channels`: one motion, one refiner for all channels,
-    a z decoder and a calibration per channel). Otherwise (a classical method, a single volume)
+    The fast engine on a time-lapse estimates the motion once for all channels, then trains each
+    channel's z decoder, refiner and calibration (:mod:`napari_spatimeinr.engines.fast.channels`). Otherwise (a classical method, a single volume)
     each channel's model is trained by its method, one after the other: the time left is shared
     evenly by the channels still to train, and each trains ``CHANNEL_COST / N`` of the planned
     steps. Progress records count the steps of all channels; only the last record is ``done``.
     """
-    from ..engines.fast import channels as shared_channels
+    from ..engines.fast import channels as fast_channels
     from ..engines.presets import total_steps
 
     t0 = time.perf_counter()
     dirs = channel_dirs(md)
     n = len(dirs)
-    if shared_channels.shared(cfg, tuple(md.shape)):  # one motion, one refiner for all channels
+    if fast_channels.applies(cfg, tuple(md.shape)):  # one motion for all channels
         final = None
-        for p in shared_channels.train(md, cfg, stop):
+        for p in fast_channels.train(md, cfg, stop):
             if p.done:
                 final = p
                 break

@@ -68,9 +68,9 @@ TRAIN_FLOWS = "train_flows.npz"
 SHARED_STEPS = 1.25
 
 
-def shared(config: TrainConfig, shape: tuple[int, ...]) -> bool:
-    """Whether a multi-channel model of ``shape`` trains with one shared refiner (the fast engine
-    on a time-lapse: there is motion to refine)."""
+def applies(config: TrainConfig, shape: tuple[int, ...]) -> bool:
+    """Whether a multi-channel model of ``shape`` trains here (the fast engine on a time-lapse:
+    there is motion to share); otherwise each channel trains by its method alone."""
     from ..presets import engine_of
 
     params = resolve_params(config)
@@ -97,9 +97,10 @@ def _prefixed(records: Iterator[Progress], prefix: str, t0: float):
 
 
 def _separate(dirs, names, config, params, flows, device, seconds, stop, t0):
-    """A refiner per channel (:func:`.train.train` on the channel's model and the one motion),
-    one after the other, each ``REFINER_COST / N`` of the steps and an even share of the time
-    left. Returns (last record, steps of all, held-out PSNR of each, True for each)."""
+    """A refiner per channel (:func:`.train.train` on the channel's model), one after the other,
+    each ``REFINER_COST / N`` of the steps and an even share of the time left, learning from pairs
+    warped by the channel's own flow (:data:`OWN_TRAINING_FLOWS`; else the one motion).
+    Returns (last record, steps of all, held-out PSNR of each, True for each)."""
     from . import train as fast_train
 
     n = len(dirs)
