@@ -182,3 +182,17 @@ def test_calibration_time_is_kept_back_by_frame_size_within_its_shares():
     assert 2.0 < yeast < CALIBRATION_MAX_SHARE * 30.0  # two held-out frames: about 1.6 s measured
     assert big > calibration_reserve((48, 56, 160, 176), 100.0) > CALIBRATION_SHARE * 100.0
     assert calibration_reserve((48, 56, 320, 352), 20.0) == CALIBRATION_MAX_SHARE * 20.0
+
+
+def test_training_ends_without_a_calibration_that_would_pass_the_time_limit():
+    """The calibration runs only when its estimated cost fits before the deadline (a 100 × 512 ×
+    512 frame takes minutes); rendering fits it on first use otherwise."""
+    import time
+
+    from napari_spatimeinr.engines.fast.train import calibration_fits, calibration_seconds
+
+    big = (100, 100, 512, 512)
+    assert calibration_seconds(big) > 100 > calibration_seconds((30, 17, 144, 224))
+    assert calibration_fits(big, None)
+    assert not calibration_fits(big, time.perf_counter() + 60)
+    assert calibration_fits((30, 17, 144, 224), time.perf_counter() + 60)

@@ -44,7 +44,7 @@ from . import task as motion_task
 from . import uncertainty
 from .refiner import ChannelRefiner, make_channel_refiner
 from .render import MotionRenderer
-from .train import calibration_reserve
+from .train import calibration_fits, calibration_reserve
 
 #: the z decoders of N channels cost at most this many times one channel's: each trains
 #: Z_COST / N of the preset's z steps and of its time share (the z decoder adds nothing to a
@@ -284,7 +284,7 @@ def train(md: ModelDir, config: TrainConfig, stop: Callable[[], bool]) -> Iterat
         notes.append("stopped")
     elif shape[0] >= 3:
         for k, sub in enumerate(dirs):
-            if deadline is not None and time.perf_counter() > deadline:
+            if not calibration_fits(shape, deadline):
                 notes.append("uncertainty not calibrated (time limit reached)")
                 break
             yield Progress(

@@ -31,21 +31,34 @@ from .render import MotionRenderer
 #: share of the time limit kept at least for the uncertainty calibration at the end of a training
 CALIBRATION_SHARE = 0.03
 #: cost of the calibration (two held-out frames predicted, their features, the fit), measured on
-#: tz_yeast (17 x 144 x 224 frames: 1.6 s, 0.5 s of it a first import of scipy.stats) with a
-#: margin for a loaded machine: seconds, plus seconds per voxel of one frame
+#: tz_yeast (17 x 144 x 224 frames: 1.6 s, 0.5 s of it a first import of scipy.stats) and on a
+#: 100 x 512 x 512 frame (181 s for 26 M voxels with another job on the machine): seconds, plus
+#: seconds per voxel of one frame
 CALIBRATION_FIXED_S = 1.5
-CALIBRATION_S_PER_VOXEL = 3.0e-6
+CALIBRATION_S_PER_VOXEL = 5.0e-6
 #: the calibration never takes more than this share of a time limit
 CALIBRATION_MAX_SHARE = 0.25
+
+
+def calibration_seconds(shape: tuple[int, ...]) -> float:
+    """The estimated cost of the uncertainty calibration of a ``shape`` (T, Z, Y, X) stack."""
+    frame = math.prod(int(s) for s in shape[1:])
+    return CALIBRATION_FIXED_S + CALIBRATION_S_PER_VOXEL * frame
 
 
 def calibration_reserve(shape: tuple[int, ...], time_limit: float) -> float:
     """Seconds of ``time_limit`` kept for the uncertainty calibration of a ``shape`` (T, Z, Y, X)
     stack: its estimated cost, at least :data:`CALIBRATION_SHARE` and at most
     :data:`CALIBRATION_MAX_SHARE` of the limit (a calibration cut short still uses two frames)."""
-    frame = math.prod(int(s) for s in shape[1:])
-    estimate = CALIBRATION_FIXED_S + CALIBRATION_S_PER_VOXEL * frame
+    estimate = calibration_seconds(shape)
     return min(max(CALIBRATION_SHARE * time_limit, estimate), CALIBRATION_MAX_SHARE * time_limit)
+
+
+def calibration_fits(shape: tuple[int, ...], deadline: float | None) -> bool:
+    """Whether the calibration's estimated cost fits before ``deadline`` (a perf_counter value;
+    None: no limit). When it does not, training ends without it and rendering fits it on first
+    use, so that the time limit holds."""
+    return deadline is None or time.perf_counter() + calibration_seconds(shape) <= deadline
 
 
 def _motion_task(
@@ -159,7 +172,7 @@ def train_with_calibration(
             break
         yield p
     deadline = t0 + config.time_limit if config.time_limit is not None else None
-    late = deadline is not None and time.perf_counter() > deadline
+    late = not calibration_fits(tuple(model_dir.shape), deadline)
     if last is not None and late and "stopped" not in last.message:
         # the time limit is spent (a loaded machine): rendering fits the calibration on first use
         last.message = f"{last.message}; uncertainty not calibrated (time limit reached)"
