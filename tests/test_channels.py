@@ -106,12 +106,12 @@ def test_model_directory_layout_and_one_motion(fast_model, two):
 
 
 def test_each_channel_its_refiner_on_the_one_motion(fast_model):
-    """Each channel trains its own refiner, ceil(1.6 × steps / N) steps (the whole model costs
+    """Each channel trains its own refiner, ceil(2 × steps / N) steps (the whole model costs
     ≤ 1.5× one channel's), and its z decoder ceil(S / N) steps."""
     root = ModelDir(fast_model)
     assert root.config.steps == 4  # the whole model's configuration, as given
     dirs = channel_dirs(root)
-    assert [d.meta["train_steps"] for d in dirs] == [4, 4]  # ceil(4 * 1.6 / 2)
+    assert [d.meta["train_steps"] for d in dirs] == [4, 4]  # ceil(4 * 2 / 2)
     assert root.meta["channel_train_steps"] == 8
     assert all(d.meta["heldout_psnr"] is not None for d in dirs)
 

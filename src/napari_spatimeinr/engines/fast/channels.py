@@ -57,8 +57,10 @@ Z_COST = 1.0
 #: (the channels' corrections interfere more than they teach each other)
 REFINER = "separate"
 #: the refiners of N separate channels train this many times one single-channel model's steps in
-#: all, so that with the z decoders' Z_COST the whole model costs at most 1.5x one channel's
-REFINER_COST = 1.6
+#: all: with 2 channels each trains a single model's steps (1.6, 2400 of 3000 each, left the
+#: nucleus channel 0.11-0.20 dB below its own model, benchmarks/RESULTS.md); with the z decoders'
+#: Z_COST two channels cost about 1.25x one channel's
+REFINER_COST = 2.0
 #: each channel's refiner learns from its neighbour frames warped by the channel's own flow
 #: (TRAIN_FLOWS, solved for training, then deleted); rendering uses the one motion
 OWN_TRAINING_FLOWS = True
