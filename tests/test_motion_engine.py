@@ -138,8 +138,11 @@ def test_untrained_renderer_is_motion_compensated_interpolation(trained):
     np.testing.assert_array_equal(default, ours[new])
     ref = run_generator(motion_interpolate(np.asarray(md.input), 4))
     # frames this small are solved on one level at full resolution, where the torch TV-L1 and
-    # scikit-image's TV-L1 (the motion baseline) are the same algorithm
-    np.testing.assert_allclose(ours, ref, atol=1e-4)
+    # scikit-image's TV-L1 (the motion baseline) are the same algorithm; the stored flows are
+    # rounded to 1/32 voxel (task.FLOW_QUANTUM_VOXELS), which moves a voxel by at most
+    # |gradient| / 64
+    np.testing.assert_allclose(ours, ref, atol=2e-3)
+    assert np.abs(ours - ref).mean() < 1e-4
 
 
 def test_tiled_refiner_equals_whole(trained):
