@@ -127,10 +127,12 @@ def test_flows_not_stored_are_solved_and_the_model_is_not_written(tmp_path):
     field = api.motion(path)
     assert field.n_unsolved == 2
     again = np.stack([field.interval(t) for t in range(4)])
-    np.testing.assert_allclose(again, whole, atol=1e-3)
+    # solved again in memory, not rounded to the stored 1/32 voxel (task.FLOW_QUANTUM_VOXELS)
+    np.testing.assert_allclose(again, whole, atol=1 / 64 + 1e-3)
+    assert np.abs(again - whole).mean() < 2e-3
     assert (path / "flows.npz").stat().st_mtime_ns == stamp
     (path / "flows.npz").unlink()  # training stopped before storing any
-    np.testing.assert_allclose(api.motion(path).interval(3), whole[3], atol=1e-3)
+    np.testing.assert_allclose(api.motion(path).interval(3), whole[3], atol=1 / 64 + 1e-3)
 
 
 def test_vectors_are_the_displacement_per_frame_on_a_subsampled_grid(model3d):
