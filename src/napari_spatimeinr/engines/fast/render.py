@@ -353,10 +353,17 @@ class MotionRenderer:
         import time
 
         samples = []
+        rng = np.random.default_rng(7)
         for n, j in enumerate(self.calibration_frames()):
             if deadline is not None and n >= 2 and time.perf_counter() > deadline:
                 break
-            samples.append(self.heldout_prediction(j))
+            feats, err = self.heldout_prediction(j)
+            if err.size > uncertainty.FIT_VOXELS:  # keep what the fit can draw, not the frame:
+                # a 100 x 512 x 512 frame's features are 1 GB (13 GB at peak over 10 frames)
+                idx = rng.choice(err.size, size=uncertainty.FIT_VOXELS, replace=False)
+                feats = feats.reshape(len(feats), -1)[:, idx]
+                err = err.reshape(-1)[idx]
+            samples.append((feats, err))
         return uncertainty.fit_calibration(samples, source=source)
 
     def uncertainty_frame(self, t: float, keep_measured: bool = False) -> np.ndarray:
