@@ -137,6 +137,8 @@ def run(
 
     def save() -> None:
         elapsed = prior_seconds + time.perf_counter() - t_start
+        if publish is not None:  # the renderers' weights first, as checkpoint.save does
+            publish(best)
         checkpoint.save(
             model_dir,
             {
@@ -152,8 +154,6 @@ def run(
             best,
             write_model=publish is None,
         )
-        if publish is not None:
-            publish(best)
         model_dir.write_history(history)
         model_dir.update_meta(
             train_steps=step,

@@ -24,17 +24,19 @@ def save(
     best: dict[str, torch.Tensor] | None = None,
     write_model: bool = True,
 ) -> None:
-    """Write checkpoint.pt (first; it carries the current weights) then model.pt.
+    """Write model.pt, then checkpoint.pt (it carries the current weights and the state).
 
     model.pt holds ``best`` (the weights with the best held-out PSNR so far) when given, else the
-    current weights: what a renderer should use. ``write_model=False``: checkpoint.pt only (the
-    caller writes the renderers' weights itself: :func:`save_weights`).
+    current weights: what a renderer should use. It is written first, so that a directory with a
+    checkpoint always has weights to render with, even when the process is killed between the
+    two writes. ``write_model=False``: checkpoint.pt only (the caller writes the renderers'
+    weights itself, first: :func:`save_weights`).
     """
     cpu = {k: v.detach().cpu() for k, v in weights.items()}
-    model_dir.write_atomic("checkpoint.pt", _bytes({**state, "model": cpu}))
     if write_model:
         out = cpu if best is None else {k: v.detach().cpu() for k, v in best.items()}
         save_weights(model_dir, out)
+    model_dir.write_atomic("checkpoint.pt", _bytes({**state, "model": cpu}))
 
 
 def save_weights(model_dir: ModelDir, weights: dict[str, torch.Tensor]) -> None:
